@@ -1,0 +1,19 @@
+"""alwa_ext: fused box-regression losses and ALWA adaptive loss weighting for PyTorch.
+
+Importing the package loads the compiled library (alwa_ext._C), which registers the
+torch.ops.alwa operators.
+"""
+try:
+    from . import _C  # noqa: F401
+except ImportError as error:  # pragma: no cover - only without a build
+    raise ImportError(
+        "alwa_ext._C is not built: run `pip install --no-build-isolation -e .` (or `make test`) "
+        f"in the source tree first ({error})"
+    ) from error
+
+from . import ops  # noqa: F401  (fake kernels and autograd)
+from . import nn, reference  # noqa: F401
+from .functional import box_iou, box_loss
+
+__all__ = ["box_loss", "box_iou", "nn", "reference"]
+__version__ = "0.1.0"

@@ -1,0 +1,109 @@
+"""Loss modules with mmdet's call convention, so they drop into mmdet configs.
+
+``forward(pred, target, weight=None, avg_factor=None, reduction_override=None)`` returns
+``loss_weight * box_loss(...)``.
+"""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+from torch import Tensor, nn
+
+from . import _validation as check
+from .functional import box_loss
+from .ops import REDUCTIONS
+
+
+class BoxLoss(nn.Module):
+    """Any box-regression loss of :func:`alwa_ext.box_loss`, chosen by ``loss``."""
+
+    def __init__(
+        self,
+        loss: str = "giou",
+        reduction: str = "mean",
+        loss_weight: float = 1.0,
+        eps: float = 1e-7,
+        beta: float = 1.0,
+        box_format: str = "xyxy",
+    ) -> None:
+        super().__init__()
+        check.check_choice("reduction", reduction, REDUCTIONS)
+        self.loss = loss
+        self.reduction = reduction
+        self.loss_weight = loss_weight
+        self.eps = eps
+        self.beta = beta
+        self.box_format = box_format
+
+    def forward(
+        self,
+        pred: Tensor,
+        target: Tensor,
+        weight: Optional[Tensor] = None,
+        avg_factor: Optional[Union[float, Tensor]] = None,
+        reduction_override: Optional[str] = None,
+    ) -> Tensor:
+        reduction = reduction_override if reduction_override else self.reduction
+        loss = box_loss(
+            pred,
+            target,
+            self.loss,
+            weight=weight,
+            reduction=reduction,
+            avg_factor=avg_factor,
+            box_format=self.box_format,
+            eps=self.eps,
+            beta=self.beta,
+        )
+        return loss if self.loss_weight == 1.0 else self.loss_weight * loss
+
+    def extra_repr(self) -> str:
+        return f"loss={self.loss!r}, reduction={self.reduction!r}, loss_weight={self.loss_weight}"
+
+
+class _IoUKindLoss(BoxLoss):
+    kind = ""
+
+    def __init__(self, reduction="mean", loss_weight=1.0, eps=1e-7, box_format="xyxy") -> None:
+        super().__init__(self.kind, reduction, loss_weight, eps=eps, box_format=box_format)
+
+
+class IoULoss(_IoUKindLoss):
+    """1 - IoU."""
+
+    kind = "iou"
+
+
+class GIoULoss(_IoUKindLoss):
+    """Generalized IoU loss."""
+
+    kind = "giou"
+
+
+class DIoULoss(_IoUKindLoss):
+    """Distance IoU loss."""
+
+    kind = "diou"
+
+
+class CIoULoss(_IoUKindLoss):
+    """Complete IoU loss."""
+
+    kind = "ciou"
+
+
+class L1Loss(BoxLoss):
+    """|pred - target| per coordinate."""
+
+    def __init__(self, reduction="mean", loss_weight=1.0) -> None:
+        super().__init__("l1", reduction, loss_weight)
+
+
+class SmoothL1Loss(BoxLoss):
+    """Smooth L1 (Huber divided by beta) per coordinate, mmdet's convention."""
+
+    def __init__(self, beta=1.0, reduction="mean", loss_weight=1.0) -> None:
+        super().__init__("smooth_l1", reduction, loss_weight, beta=beta)
+
+
+__all__ = ["BoxLoss", "IoULoss", "GIoULoss", "DIoULoss", "CIoULoss", "L1Loss", "SmoothL1Loss"]

@@ -1,0 +1,84 @@
+// Argument parsing, validation and output allocation shared by the CPU and CUDA launchers of
+// box_loss and box_iou. The Python wrappers check the same things first and raise ValueError;
+// these checks keep direct calls of torch.ops.alwa.* safe.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <string>
+
+#include "alwa/box_math.h"
+
+namespace alwa {
+
+LossKind parse_loss_kind(const std::string& name);
+Reduction parse_reduction(const std::string& name);
+BoxFormat parse_box_format(const std::string& name);
+
+// Everything a box_loss kernel needs to know, decided on the host from shapes and arguments.
+struct BoxLossPlan {
+  LossKind kind;
+  Reduction reduction;
+  BoxFormat format;
+  double eps;
+  double beta;
+  int64_t num_boxes;
+  bool weight_per_coord;  // weight has shape (..., 4) rather than (...)
+  // "mean" without avg_factor divides by the element count; with avg_factor the kernel
+  // divides by (avg_factor + kAvgFactorEps) read from the tensor itself (no host sync on CUDA).
+  double scale;
+  bool grad_pred;
+  bool grad_target;
+  // Outputs: the loss (per element for "none", 0-dim otherwise) and, when asked for, the
+  // gradients of the (weighted, scaled) loss w.r.t. pred and target.
+  at::Tensor loss;
+  at::Tensor grad_pred_out;
+  at::Tensor grad_target_out;
+};
+
+// Validates the inputs (shapes, dtypes, devices, strings, eps/beta) and allocates the outputs.
+BoxLossPlan plan_box_loss(const at::Tensor& pred, const at::Tensor& target,
+                          const std::optional<at::Tensor>& weight,
+                          const std::optional<at::Tensor>& avg_factor, const std::string& loss,
+                          const std::string& reduction, const std::string& box_format, double eps,
+                          double beta, bool grad_pred, bool grad_target);
+
+// Validates box_iou's inputs; returns the kind (an IoU-family kind).
+LossKind check_box_iou_args(const at::Tensor& boxes1, const at::Tensor& boxes2,
+                            const std::string& kind, double eps);
+
+}  // namespace alwa
+
+#include <type_traits>
+
+namespace alwa {
+
+// Calls f(std::integral_constant<LossKind, kind>{}) so kernels can be templates on the kind.
+template <class F>
+void dispatch_loss_kind(LossKind kind, F&& f) {
+  using K = LossKind;
+  switch (kind) {
+    case K::IoU: f(std::integral_constant<K, K::IoU>{}); break;
+    case K::GIoU: f(std::integral_constant<K, K::GIoU>{}); break;
+    case K::DIoU: f(std::integral_constant<K, K::DIoU>{}); break;
+    case K::CIoU: f(std::integral_constant<K, K::CIoU>{}); break;
+    case K::L1: f(std::integral_constant<K, K::L1>{}); break;
+    case K::SmoothL1: f(std::integral_constant<K, K::SmoothL1>{}); break;
+  }
+}
+
+// Same for the IoU-family kinds only (box_iou).
+template <class F>
+void dispatch_iou_kind(LossKind kind, F&& f) {
+  using K = LossKind;
+  switch (kind) {
+    case K::IoU: f(std::integral_constant<K, K::IoU>{}); break;
+    case K::GIoU: f(std::integral_constant<K, K::GIoU>{}); break;
+    case K::DIoU: f(std::integral_constant<K, K::DIoU>{}); break;
+    case K::CIoU: f(std::integral_constant<K, K::CIoU>{}); break;
+    default: TORCH_CHECK_VALUE(false, "kind: expected one of iou, giou, diou, ciou");
+  }
+}
+
+}  // namespace alwa

@@ -1,0 +1,245 @@
+// CPU kernels of box_loss and box_iou: one pass over the boxes computes the loss, applies the
+// weight, reduces and (when asked) writes the gradients. The math is in alwa/box_math.h.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "box_loss_plan.h"
+
+namespace alwa {
+namespace {
+
+// The sum is taken over fixed blocks of boxes, then over the blocks in order, so its value
+// does not depend on the number of threads.
+constexpr int64_t kBoxesPerBlock = 2048;
+
+template <typename scalar_t, typename acc_t>
+inline void load_box(const scalar_t* src, acc_t (&box)[4]) {
+  for (int k = 0; k < 4; ++k) box[k] = static_cast<acc_t>(src[k]);
+}
+
+template <typename scalar_t, LossKind K, bool kGrad>
+void box_loss_cpu_typed(const BoxLossPlan& plan, const at::Tensor& pred, const at::Tensor& target,
+                        const at::Tensor& weight, double scale) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const scalar_t* pred_ptr = pred.const_data_ptr<scalar_t>();
+  const scalar_t* target_ptr = target.const_data_ptr<scalar_t>();
+  const scalar_t* weight_ptr = weight.defined() ? weight.const_data_ptr<scalar_t>() : nullptr;
+  const bool reduce = plan.reduction != Reduction::None;
+  scalar_t* loss_ptr = plan.loss.mutable_data_ptr<scalar_t>();
+  scalar_t* grad_pred_ptr = plan.grad_pred ? plan.grad_pred_out.mutable_data_ptr<scalar_t>() : nullptr;
+  scalar_t* grad_target_ptr =
+      plan.grad_target ? plan.grad_target_out.mutable_data_ptr<scalar_t>() : nullptr;
+  const acc_t eps = static_cast<acc_t>(plan.eps);
+  const acc_t beta = static_cast<acc_t>(plan.beta);
+  const acc_t grad_scale = static_cast<acc_t>(reduce ? scale : 1.0);
+  const bool per_coord = plan.weight_per_coord;
+  const BoxFormat format = plan.format;
+
+  const int64_t num_boxes = plan.num_boxes;
+  const int64_t num_blocks = (num_boxes + kBoxesPerBlock - 1) / kBoxesPerBlock;
+  std::vector<double> block_sums(num_blocks, 0.0);
+
+  at::parallel_for(0, num_blocks, 1, [&](int64_t first_block, int64_t last_block) {
+    for (int64_t block = first_block; block < last_block; ++block) {
+      const int64_t begin = block * kBoxesPerBlock;
+      const int64_t end = std::min(num_boxes, begin + kBoxesPerBlock);
+      double block_sum = 0.0;
+      for (int64_t i = begin; i < end; ++i) {
+        acc_t p[4], t[4], gp[4], gt[4];
+        load_box(pred_ptr + 4 * i, p);
+        load_box(target_ptr + 4 * i, t);
+        if constexpr (is_iou_family(K)) {
+          acc_t w = acc_t(1);
+          if (weight_ptr != nullptr) {
+            const scalar_t* wi = weight_ptr + (per_coord ? 4 * i : i);
+            w = per_coord ? (acc_t(wi[0]) + acc_t(wi[1]) + acc_t(wi[2]) + acc_t(wi[3])) * acc_t(0.25)
+                          : acc_t(wi[0]);
+          }
+          const acc_t loss = iou_loss<K, kGrad>(p, t, format, eps, gp, gt) * w;
+          if (reduce) {
+            block_sum += static_cast<double>(loss);
+          } else {
+            loss_ptr[i] = static_cast<scalar_t>(loss);
+          }
+          if constexpr (kGrad) {
+            const acc_t g = w * grad_scale;
+            for (int k = 0; k < 4; ++k) {
+              if (grad_pred_ptr) grad_pred_ptr[4 * i + k] = static_cast<scalar_t>(gp[k] * g);
+              if (grad_target_ptr) grad_target_ptr[4 * i + k] = static_cast<scalar_t>(gt[k] * g);
+            }
+          }
+        } else {
+          for (int k = 0; k < 4; ++k) {
+            acc_t w = acc_t(1);
+            if (weight_ptr != nullptr) w = acc_t(weight_ptr[per_coord ? 4 * i + k : i]);
+            acc_t grad = acc_t(0);
+            const acc_t loss = coord_loss<K, kGrad>(p[k], t[k], beta, grad) * w;
+            if (reduce) {
+              block_sum += static_cast<double>(loss);
+            } else {
+              loss_ptr[4 * i + k] = static_cast<scalar_t>(loss);
+            }
+            if constexpr (kGrad) {
+              const acc_t g = grad * w * grad_scale;
+              if (grad_pred_ptr) grad_pred_ptr[4 * i + k] = static_cast<scalar_t>(g);
+              if (grad_target_ptr) grad_target_ptr[4 * i + k] = static_cast<scalar_t>(-g);
+            }
+          }
+        }
+      }
+      block_sums[block] = block_sum;
+    }
+  });
+
+  if (reduce) {
+    double total = 0.0;
+    for (double s : block_sums) total += s;
+    loss_ptr[0] = static_cast<scalar_t>(total * scale);
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> box_loss_cpu(
+    const at::Tensor& pred, const at::Tensor& target, const std::optional<at::Tensor>& weight,
+    const std::optional<at::Tensor>& avg_factor, const std::string& loss,
+    const std::string& reduction, const std::string& box_format, double eps, double beta,
+    bool grad_pred, bool grad_target) {
+  BoxLossPlan plan = plan_box_loss(pred, target, weight, avg_factor, loss, reduction, box_format,
+                                   eps, beta, grad_pred, grad_target);
+  double scale = plan.scale;
+  if (avg_factor.has_value() && plan.reduction == Reduction::Mean) {
+    // On the CPU the value is at hand; the CUDA kernel reads it on the device instead.
+    scale = 1.0 / (avg_factor->item<double>() + kAvgFactorEps);
+  }
+  if (plan.num_boxes == 0) {
+    if (plan.reduction != Reduction::None) plan.loss.zero_();
+    return {plan.loss, plan.grad_pred_out, plan.grad_target_out};
+  }
+  const at::Tensor pred_c = pred.contiguous();
+  const at::Tensor target_c = target.contiguous();
+  const at::Tensor weight_c =
+      weight.has_value() ? weight->to(pred.scalar_type()).contiguous() : at::Tensor();
+  const bool with_grad = grad_pred || grad_target;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, pred.scalar_type(), "box_loss_cpu", [&] {
+    dispatch_loss_kind(plan.kind, [&](auto kind) {
+      constexpr LossKind K = decltype(kind)::value;
+      if (with_grad) {
+        box_loss_cpu_typed<scalar_t, K, true>(plan, pred_c, target_c, weight_c, scale);
+      } else {
+        box_loss_cpu_typed<scalar_t, K, false>(plan, pred_c, target_c, weight_c, scale);
+      }
+    });
+  });
+  return {plan.loss, plan.grad_pred_out, plan.grad_target_out};
+}
+
+at::Tensor box_iou_cpu(const at::Tensor& boxes1, const at::Tensor& boxes2, const std::string& kind,
+                       const std::string& box_format, double eps) {
+  const LossKind loss_kind = check_box_iou_args(boxes1, boxes2, kind, eps);
+  const BoxFormat format = parse_box_format(box_format);
+  const int64_t m = boxes1.size(0), n = boxes2.size(0);
+  at::Tensor out = at::empty({m, n}, boxes1.options());
+  if (m == 0 || n == 0) return out;
+  const at::Tensor b1 = boxes1.contiguous(), b2 = boxes2.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b1.scalar_type(), "box_iou_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* b1_ptr = b1.const_data_ptr<scalar_t>();
+    const scalar_t* b2_ptr = b2.const_data_ptr<scalar_t>();
+    scalar_t* out_ptr = out.mutable_data_ptr<scalar_t>();
+    const acc_t eps_t = static_cast<acc_t>(eps);
+    dispatch_iou_kind(loss_kind, [&](auto kind_constant) {
+      constexpr LossKind K = decltype(kind_constant)::value;
+      at::parallel_for(0, m, std::max<int64_t>(1, 4096 / n), [&](int64_t row_begin, int64_t row_end) {
+        for (int64_t i = row_begin; i < row_end; ++i) {
+          acc_t a[4];
+          load_box(b1_ptr + 4 * i, a);
+          for (int64_t j = 0; j < n; ++j) {
+            acc_t b[4];
+            load_box(b2_ptr + 4 * j, b);
+            out_ptr[i * n + j] = static_cast<scalar_t>(iou_value<K>(a, b, format, eps_t));
+          }
+        }
+      });
+    });
+  });
+  return out;
+}
+
+// d out[i, j] / d boxes: each row of boxes1 and each column of boxes2 sums its own pairs in a
+// fixed order (no shared accumulators, so the result is deterministic).
+std::tuple<at::Tensor, at::Tensor> box_iou_backward_cpu(
+    const at::Tensor& grad, const at::Tensor& boxes1, const at::Tensor& boxes2,
+    const std::string& kind, const std::string& box_format, double eps, bool grad_boxes1,
+    bool grad_boxes2) {
+  const LossKind loss_kind = check_box_iou_args(boxes1, boxes2, kind, eps);
+  const BoxFormat format = parse_box_format(box_format);
+  const int64_t m = boxes1.size(0), n = boxes2.size(0);
+  TORCH_CHECK_VALUE(grad.sizes() == at::IntArrayRef({m, n}), "grad: expected shape (", m, ", ",
+                    n, "), got ", grad.sizes());
+  at::Tensor grad1 = grad_boxes1 ? at::zeros_like(boxes1, at::MemoryFormat::Contiguous)
+                                 : at::empty({0}, boxes1.options());
+  at::Tensor grad2 = grad_boxes2 ? at::zeros_like(boxes2, at::MemoryFormat::Contiguous)
+                                 : at::empty({0}, boxes2.options());
+  if (m == 0 || n == 0) return {grad1, grad2};
+  const at::Tensor b1 = boxes1.contiguous(), b2 = boxes2.contiguous();
+  const at::Tensor g = grad.to(boxes1.scalar_type()).contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b1.scalar_type(), "box_iou_backward_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* b1_ptr = b1.const_data_ptr<scalar_t>();
+    const scalar_t* b2_ptr = b2.const_data_ptr<scalar_t>();
+    const scalar_t* g_ptr = g.const_data_ptr<scalar_t>();
+    const acc_t eps_t = static_cast<acc_t>(eps);
+    dispatch_iou_kind(loss_kind, [&](auto kind_constant) {
+      constexpr LossKind K = decltype(kind_constant)::value;
+      const int64_t grain = std::max<int64_t>(1, 4096 / std::max(m, n));
+      if (grad_boxes1) {
+        scalar_t* out = grad1.mutable_data_ptr<scalar_t>();
+        at::parallel_for(0, m, grain, [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i) {
+            acc_t a[4], acc[4] = {0, 0, 0, 0};
+            load_box(b1_ptr + 4 * i, a);
+            for (int64_t j = 0; j < n; ++j) {
+              acc_t b[4], ga[4], gb[4];
+              load_box(b2_ptr + 4 * j, b);
+              iou_loss<K, true>(a, b, format, eps_t, ga, gb);
+              const acc_t go = static_cast<acc_t>(g_ptr[i * n + j]);
+              for (int k = 0; k < 4; ++k) acc[k] -= go * ga[k];  // value = 1 - loss
+            }
+            for (int k = 0; k < 4; ++k) out[4 * i + k] = static_cast<scalar_t>(acc[k]);
+          }
+        });
+      }
+      if (grad_boxes2) {
+        scalar_t* out = grad2.mutable_data_ptr<scalar_t>();
+        at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) {
+          for (int64_t j = begin; j < end; ++j) {
+            acc_t b[4], acc[4] = {0, 0, 0, 0};
+            load_box(b2_ptr + 4 * j, b);
+            for (int64_t i = 0; i < m; ++i) {
+              acc_t a[4], ga[4], gb[4];
+              load_box(b1_ptr + 4 * i, a);
+              iou_loss<K, true>(a, b, format, eps_t, ga, gb);
+              const acc_t go = static_cast<acc_t>(g_ptr[i * n + j]);
+              for (int k = 0; k < 4; ++k) acc[k] -= go * gb[k];
+            }
+            for (int k = 0; k < 4; ++k) out[4 * j + k] = static_cast<scalar_t>(acc[k]);
+          }
+        });
+      }
+    });
+  });
+  return {grad1, grad2};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(alwa, CPU, m) {
+  m.impl("box_loss", &box_loss_cpu);
+  m.impl("box_iou", &box_iou_cpu);
+  m.impl("box_iou_backward", &box_iou_backward_cpu);
+}
+
+}  // namespace alwa
