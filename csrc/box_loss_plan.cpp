@@ -96,6 +96,8 @@ BoxLossPlan plan_box_loss(const at::Tensor& pred, const at::Tensor& target,
                       pred.device(), "), got ", a.device());
     TORCH_CHECK_VALUE(plan.reduction != Reduction::Sum,
                       "avg_factor: cannot be used with reduction='sum'");
+    // "none" ignores avg_factor, as mmdet's weight_reduce_loss does.
+    if (plan.reduction == Reduction::Mean) plan.avg_factor = a.to(at::kDouble).contiguous();
   } else if (plan.reduction == Reduction::Mean && plan.num_boxes > 0) {
     plan.scale = 1.0 / static_cast<double>(coordinate_wise ? plan.num_boxes * 4 : plan.num_boxes);
   }

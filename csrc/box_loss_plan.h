@@ -28,6 +28,7 @@ struct BoxLossPlan {
   // "mean" without avg_factor divides by the element count; with avg_factor the kernel
   // divides by (avg_factor + kAvgFactorEps) read from the tensor itself (no host sync on CUDA).
   double scale;
+  at::Tensor avg_factor;  // float64 0-dim copy on pred's device, undefined when not used
   bool grad_pred;
   bool grad_target;
   // Outputs: the loss (per element for "none", 0-dim otherwise) and, when asked for, the
@@ -43,6 +44,30 @@ BoxLossPlan plan_box_loss(const at::Tensor& pred, const at::Tensor& target,
                           const std::optional<at::Tensor>& avg_factor, const std::string& loss,
                           const std::string& reduction, const std::string& box_format, double eps,
                           double beta, bool grad_pred, bool grad_target);
+
+// The kernel arguments of a planned call; pred/target/weight are the contiguous inputs
+// (weight already in pred's dtype, or undefined).
+template <class scalar_t, class T>
+BoxLossArgs<scalar_t, T> make_box_loss_args(const BoxLossPlan& plan, const at::Tensor& pred,
+                                            const at::Tensor& target, const at::Tensor& weight) {
+  const bool reduce = plan.reduction != Reduction::None;
+  BoxLossArgs<scalar_t, T> args;
+  args.pred = pred.const_data_ptr<scalar_t>();
+  args.target = target.const_data_ptr<scalar_t>();
+  args.weight = weight.defined() ? weight.const_data_ptr<scalar_t>() : nullptr;
+  args.loss = reduce ? nullptr : plan.loss.template mutable_data_ptr<scalar_t>();
+  args.grad_pred = plan.grad_pred ? plan.grad_pred_out.template mutable_data_ptr<scalar_t>() : nullptr;
+  args.grad_target =
+      plan.grad_target ? plan.grad_target_out.template mutable_data_ptr<scalar_t>() : nullptr;
+  args.num_boxes = plan.num_boxes;
+  args.format = plan.format;
+  args.weight_per_coord = plan.weight_per_coord;
+  args.eps = static_cast<T>(plan.eps);
+  args.beta = static_cast<T>(plan.beta);
+  args.grad_scale = static_cast<T>(plan.scale);
+  args.avg_factor = plan.avg_factor.defined() ? plan.avg_factor.const_data_ptr<double>() : nullptr;
+  return args;
+}
 
 // Validates box_iou's inputs; returns the kind (an IoU-family kind).
 LossKind check_box_iou_args(const at::Tensor& boxes1, const at::Tensor& boxes2,

@@ -16,89 +16,31 @@ namespace {
 // does not depend on the number of threads.
 constexpr int64_t kBoxesPerBlock = 2048;
 
-template <typename scalar_t, typename acc_t>
-inline void load_box(const scalar_t* src, acc_t (&box)[4]) {
-  for (int k = 0; k < 4; ++k) box[k] = static_cast<acc_t>(src[k]);
-}
-
 template <typename scalar_t, LossKind K, bool kGrad>
 void box_loss_cpu_typed(const BoxLossPlan& plan, const at::Tensor& pred, const at::Tensor& target,
-                        const at::Tensor& weight, double scale) {
+                        const at::Tensor& weight) {
   using acc_t = at::opmath_type<scalar_t>;
-  const scalar_t* pred_ptr = pred.const_data_ptr<scalar_t>();
-  const scalar_t* target_ptr = target.const_data_ptr<scalar_t>();
-  const scalar_t* weight_ptr = weight.defined() ? weight.const_data_ptr<scalar_t>() : nullptr;
-  const bool reduce = plan.reduction != Reduction::None;
-  scalar_t* loss_ptr = plan.loss.mutable_data_ptr<scalar_t>();
-  scalar_t* grad_pred_ptr = plan.grad_pred ? plan.grad_pred_out.mutable_data_ptr<scalar_t>() : nullptr;
-  scalar_t* grad_target_ptr =
-      plan.grad_target ? plan.grad_target_out.mutable_data_ptr<scalar_t>() : nullptr;
-  const acc_t eps = static_cast<acc_t>(plan.eps);
-  const acc_t beta = static_cast<acc_t>(plan.beta);
-  const acc_t grad_scale = static_cast<acc_t>(reduce ? scale : 1.0);
-  const bool per_coord = plan.weight_per_coord;
-  const BoxFormat format = plan.format;
-
-  const int64_t num_boxes = plan.num_boxes;
-  const int64_t num_blocks = (num_boxes + kBoxesPerBlock - 1) / kBoxesPerBlock;
+  const auto args = make_box_loss_args<scalar_t, acc_t>(plan, pred, target, weight);
+  const acc_t grad_scale = reduction_scale(args);
+  const int64_t num_blocks = (plan.num_boxes + kBoxesPerBlock - 1) / kBoxesPerBlock;
   std::vector<double> block_sums(num_blocks, 0.0);
-
   at::parallel_for(0, num_blocks, 1, [&](int64_t first_block, int64_t last_block) {
     for (int64_t block = first_block; block < last_block; ++block) {
       const int64_t begin = block * kBoxesPerBlock;
-      const int64_t end = std::min(num_boxes, begin + kBoxesPerBlock);
+      const int64_t end = std::min(plan.num_boxes, begin + kBoxesPerBlock);
       double block_sum = 0.0;
       for (int64_t i = begin; i < end; ++i) {
-        acc_t p[4], t[4], gp[4], gt[4];
-        load_box(pred_ptr + 4 * i, p);
-        load_box(target_ptr + 4 * i, t);
-        if constexpr (is_iou_family(K)) {
-          acc_t w = acc_t(1);
-          if (weight_ptr != nullptr) {
-            const scalar_t* wi = weight_ptr + (per_coord ? 4 * i : i);
-            w = per_coord ? (acc_t(wi[0]) + acc_t(wi[1]) + acc_t(wi[2]) + acc_t(wi[3])) * acc_t(0.25)
-                          : acc_t(wi[0]);
-          }
-          const acc_t loss = iou_loss<K, kGrad>(p, t, format, eps, gp, gt) * w;
-          if (reduce) {
-            block_sum += static_cast<double>(loss);
-          } else {
-            loss_ptr[i] = static_cast<scalar_t>(loss);
-          }
-          if constexpr (kGrad) {
-            const acc_t g = w * grad_scale;
-            for (int k = 0; k < 4; ++k) {
-              if (grad_pred_ptr) grad_pred_ptr[4 * i + k] = static_cast<scalar_t>(gp[k] * g);
-              if (grad_target_ptr) grad_target_ptr[4 * i + k] = static_cast<scalar_t>(gt[k] * g);
-            }
-          }
-        } else {
-          for (int k = 0; k < 4; ++k) {
-            acc_t w = acc_t(1);
-            if (weight_ptr != nullptr) w = acc_t(weight_ptr[per_coord ? 4 * i + k : i]);
-            acc_t grad = acc_t(0);
-            const acc_t loss = coord_loss<K, kGrad>(p[k], t[k], beta, grad) * w;
-            if (reduce) {
-              block_sum += static_cast<double>(loss);
-            } else {
-              loss_ptr[4 * i + k] = static_cast<scalar_t>(loss);
-            }
-            if constexpr (kGrad) {
-              const acc_t g = grad * w * grad_scale;
-              if (grad_pred_ptr) grad_pred_ptr[4 * i + k] = static_cast<scalar_t>(g);
-              if (grad_target_ptr) grad_target_ptr[4 * i + k] = static_cast<scalar_t>(-g);
-            }
-          }
-        }
+        block_sum += static_cast<double>(box_loss_element<K, kGrad>(args, i, grad_scale));
       }
       block_sums[block] = block_sum;
     }
   });
-
-  if (reduce) {
+  if (plan.reduction != Reduction::None) {
     double total = 0.0;
     for (double s : block_sums) total += s;
-    loss_ptr[0] = static_cast<scalar_t>(total * scale);
+    double scale = plan.scale;
+    if (args.avg_factor != nullptr) scale /= *args.avg_factor + kAvgFactorEps;
+    plan.loss.mutable_data_ptr<scalar_t>()[0] = static_cast<scalar_t>(total * scale);
   }
 }
 
@@ -109,11 +51,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> box_loss_cpu(
     bool grad_pred, bool grad_target) {
   BoxLossPlan plan = plan_box_loss(pred, target, weight, avg_factor, loss, reduction, box_format,
                                    eps, beta, grad_pred, grad_target);
-  double scale = plan.scale;
-  if (avg_factor.has_value() && plan.reduction == Reduction::Mean) {
-    // On the CPU the value is at hand; the CUDA kernel reads it on the device instead.
-    scale = 1.0 / (avg_factor->item<double>() + kAvgFactorEps);
-  }
   if (plan.num_boxes == 0) {
     if (plan.reduction != Reduction::None) plan.loss.zero_();
     return {plan.loss, plan.grad_pred_out, plan.grad_target_out};
@@ -127,9 +64,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> box_loss_cpu(
     dispatch_loss_kind(plan.kind, [&](auto kind) {
       constexpr LossKind K = decltype(kind)::value;
       if (with_grad) {
-        box_loss_cpu_typed<scalar_t, K, true>(plan, pred_c, target_c, weight_c, scale);
+        box_loss_cpu_typed<scalar_t, K, true>(plan, pred_c, target_c, weight_c);
       } else {
-        box_loss_cpu_typed<scalar_t, K, false>(plan, pred_c, target_c, weight_c, scale);
+        box_loss_cpu_typed<scalar_t, K, false>(plan, pred_c, target_c, weight_c);
       }
     });
   });

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <math.h>
+#include <stdint.h>
 
 #include "alwa/macros.h"
 
@@ -301,6 +302,91 @@ template <LossKind K, class T>
 ALWA_HD_INLINE T iou_value(const T (&box1)[4], const T (&box2)[4], BoxFormat format, T eps) {
   T unused1[4], unused2[4];
   return T(1) - iou_loss<K, false>(box1, box2, format, eps, unused1, unused2);
+}
+
+
+// ----------------------------------------------------------------------------- one box
+
+// Everything a box_loss kernel reads and writes, decided on the host and passed by value.
+// Pointers are to contiguous (N, 4) boxes; outputs that were not asked for are null.
+template <class scalar_t, class T>
+struct BoxLossArgs {
+  const scalar_t* pred;
+  const scalar_t* target;
+  const scalar_t* weight;  // null, (N) per box or (N, 4) per coordinate
+  scalar_t* loss;          // per element for reduction "none", else null
+  scalar_t* grad_pred;
+  scalar_t* grad_target;
+  int64_t num_boxes;
+  BoxFormat format;
+  bool weight_per_coord;
+  T eps;
+  T beta;
+  // d reduced loss / d element loss: 1 for "none" and "sum", 1/count for "mean"; with
+  // avg_factor (a float64 scalar read where the kernel runs, so no host sync) it is further
+  // divided by (*avg_factor + kAvgFactorEps).
+  T grad_scale;
+  const double* avg_factor;
+};
+
+// The factor that turns the sum of weighted element losses into the reduced loss, which is
+// also the factor on each element's gradient.
+template <class scalar_t, class T>
+ALWA_HD_INLINE T reduction_scale(const BoxLossArgs<scalar_t, T>& args) {
+  return args.avg_factor != nullptr
+             ? args.grad_scale / static_cast<T>(*args.avg_factor + kAvgFactorEps)
+             : args.grad_scale;
+}
+
+template <class T, class scalar_t>
+ALWA_HD_INLINE void load_box(const scalar_t* src, T (&box)[4]) {
+  for (int k = 0; k < 4; ++k) box[k] = static_cast<T>(src[k]);
+}
+
+// Box i of a box_loss call: writes its per-element losses (reduction "none") and gradients
+// (kGrad), and returns the sum of its weighted element losses (for "sum"/"mean").
+// grad_scale is reduction_scale(args), computed once per thread by the caller.
+template <LossKind K, bool kGrad, class scalar_t, class T>
+ALWA_HD_INLINE T box_loss_element(const BoxLossArgs<scalar_t, T>& args, int64_t i, T grad_scale) {
+  T p[4], t[4];
+  load_box(args.pred + 4 * i, p);
+  load_box(args.target + 4 * i, t);
+  const scalar_t* w = args.weight;
+  if constexpr (is_iou_family(K)) {
+    T weight = T(1);
+    if (w != nullptr) {
+      weight = args.weight_per_coord
+                   ? (T(w[4 * i]) + T(w[4 * i + 1]) + T(w[4 * i + 2]) + T(w[4 * i + 3])) * T(0.25)
+                   : T(w[i]);
+    }
+    T grad_p[4], grad_t[4];
+    const T loss = iou_loss<K, kGrad>(p, t, args.format, args.eps, grad_p, grad_t) * weight;
+    if (args.loss != nullptr) args.loss[i] = static_cast<scalar_t>(loss);
+    if constexpr (kGrad) {
+      const T g = weight * grad_scale;
+      for (int k = 0; k < 4; ++k) {
+        if (args.grad_pred != nullptr) args.grad_pred[4 * i + k] = static_cast<scalar_t>(grad_p[k] * g);
+        if (args.grad_target != nullptr) args.grad_target[4 * i + k] = static_cast<scalar_t>(grad_t[k] * g);
+      }
+    }
+    return loss;
+  } else {
+    T box_sum = T(0);
+    for (int k = 0; k < 4; ++k) {
+      T weight = T(1);
+      if (w != nullptr) weight = T(w[args.weight_per_coord ? 4 * i + k : i]);
+      T grad = T(0);
+      const T loss = coord_loss<K, kGrad>(p[k], t[k], args.beta, grad) * weight;
+      if (args.loss != nullptr) args.loss[4 * i + k] = static_cast<scalar_t>(loss);
+      box_sum += loss;
+      if constexpr (kGrad) {
+        const T g = grad * weight * grad_scale;
+        if (args.grad_pred != nullptr) args.grad_pred[4 * i + k] = static_cast<scalar_t>(g);
+        if (args.grad_target != nullptr) args.grad_target[4 * i + k] = static_cast<scalar_t>(-g);
+      }
+    }
+    return box_sum;
+  }
 }
 
 }  // namespace alwa
