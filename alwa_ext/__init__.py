@@ -3,6 +3,8 @@
 Importing the package loads the compiled library (alwa_ext._C), which registers the
 torch.ops.alwa operators.
 """
+import torch  # noqa: F401  (loads libc10/libtorch, which _C links against)
+
 try:
     from . import _C  # noqa: F401
 except ImportError as error:  # pragma: no cover - only without a build
@@ -12,8 +14,8 @@ except ImportError as error:  # pragma: no cover - only without a build
     ) from error
 
 from . import ops  # noqa: F401  (fake kernels and autograd)
-from . import nn, reference  # noqa: F401
+from . import cpu, nn, reference  # noqa: F401
 from .functional import box_iou, box_loss
 
-__all__ = ["box_loss", "box_iou", "nn", "reference"]
+__all__ = ["box_loss", "box_iou", "cpu", "nn", "reference"]
 __version__ = "0.1.0"

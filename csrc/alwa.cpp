@@ -29,4 +29,11 @@ TORCH_LIBRARY(alwa, m) {
       "box_iou_backward(Tensor grad, Tensor boxes1, Tensor boxes2, str kind, str box_format, "
       "float eps, bool grad_boxes1, bool grad_boxes2) -> (Tensor, Tensor)",
       tags);
+  // The CPU kernels' SIMD path (cpu/cpu_isa.h): the one in use, those available, and an
+  // override that returns the previous one.
+  m.def("cpu_isa() -> str");
+  m.def("cpu_isas() -> str[]");
+  m.def("set_cpu_isa(str isa) -> str");
+  // Test hook: the SIMD paths' atan2 (the one CIoU uses) on float32 tensors.
+  m.def("_vec_atan2(Tensor y, Tensor x, str isa) -> Tensor");
 }
