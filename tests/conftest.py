@@ -67,6 +67,8 @@ def degenerate_pairs(dtype=torch.float64):
         ([0, 0, 1e-6, 2e-6], [1e-6, 0, 2e-6, 1e-6]),  # tiny, touching
         ([0, 0, 3000, 2000], [1500, 1000, 4000, 3500]),  # large: areas overflow float16
         ([0, 0, 4000, 4000], [0, 0, 4000, 4000]),  # large identical
+        ([0, 0, 0, 0], [0, 0, 1, 1e-7]),  # nearly flat: GIoU's gradient exceeds float16's range
+        ([0, 0, 0, 0], [0, 0, 0, -1]),  # point and inverted box: centres outside the corners' box
     ]
     pred = torch.tensor([r[0] for r in rows], dtype=torch.float64).to(dtype)
     target = torch.tensor([r[1] for r in rows], dtype=torch.float64).to(dtype)

@@ -1,6 +1,8 @@
 """Property tests on arbitrary (often degenerate) boxes."""
 from __future__ import annotations
 
+import os
+
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,7 +18,7 @@ boxes = st.lists(st.tuples(box, box), min_size=1, max_size=12)
 dtypes = st.sampled_from([torch.float64, torch.float32, torch.float16, torch.bfloat16])
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=int(os.environ.get("ALWA_FUZZ_EXAMPLES", "150")), deadline=None)
 @given(pairs=boxes, loss=st.sampled_from(LOSS_KINDS), dtype=dtypes, fmt=st.sampled_from(["xyxy", "cxcywh"]))
 def test_losses_and_gradients_are_finite(pairs, loss, dtype, fmt):
     pred = torch.tensor([p for p, _ in pairs], dtype=torch.float64).to(dtype).requires_grad_()
@@ -29,7 +31,7 @@ def test_losses_and_gradients_are_finite(pairs, loss, dtype, fmt):
     assert torch.isfinite(grad_pred).all() and torch.isfinite(grad_target).all()
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=int(os.environ.get("ALWA_FUZZ_EXAMPLES", "150")), deadline=None)
 @given(pairs=boxes, loss=st.sampled_from(IOU_KINDS))
 def test_float64_values_match_reference_everywhere(pairs, loss):
     pred = torch.tensor([p for p, _ in pairs], dtype=torch.float64)
