@@ -41,8 +41,13 @@ def iou_family_loss(pred: Tensor, target: Tensor, kind: str, eps: float) -> Tens
     loss = 1 - iou
     if kind == "iou":
         return loss
-    enclose_w = torch.relu(torch.maximum(px2, tx2) - torch.minimum(px1, tx1))
-    enclose_h = torch.relu(torch.maximum(py2, ty2) - torch.minimum(py1, ty1))
+    # The enclosing box spans every corner, so it also contains the centres of inverted boxes.
+    enclose_w = torch.maximum(torch.maximum(px1, px2), torch.maximum(tx1, tx2)) - torch.minimum(
+        torch.minimum(px1, px2), torch.minimum(tx1, tx2)
+    )
+    enclose_h = torch.maximum(torch.maximum(py1, py2), torch.maximum(ty1, ty2)) - torch.minimum(
+        torch.minimum(py1, py2), torch.minimum(ty1, ty2)
+    )
     if kind == "giou":
         enclose_area = enclose_w * enclose_h
         return loss + (enclose_area - union) / (enclose_area + eps)

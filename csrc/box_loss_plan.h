@@ -12,6 +12,12 @@
 
 namespace alwa {
 
+template <>
+struct StorageRange<c10::Half> {
+  static constexpr bool kNarrow = true;
+  static constexpr double kMax = 65504.0;
+};
+
 LossKind parse_loss_kind(const std::string& name);
 Reduction parse_reduction(const std::string& name);
 BoxFormat parse_box_format(const std::string& name);

@@ -54,7 +54,7 @@ void box_loss_cpu_typed(const BoxLossPlan& plan, const at::Tensor& pred, const a
     for (double s : block_sums) total += s;
     double scale = plan.scale;
     if (args.avg_factor != nullptr) scale /= *args.avg_factor + kAvgFactorEps;
-    plan.loss.mutable_data_ptr<scalar_t>()[0] = static_cast<scalar_t>(total * scale);
+    plan.loss.mutable_data_ptr<scalar_t>()[0] = store_cast<scalar_t>(total * scale);
   }
 }
 
@@ -110,7 +110,7 @@ at::Tensor box_iou_cpu(const at::Tensor& boxes1, const at::Tensor& boxes2, const
           for (int64_t j = 0; j < n; ++j) {
             acc_t b[4];
             load_box(b2_ptr + 4 * j, b);
-            out_ptr[i * n + j] = static_cast<scalar_t>(iou_value<K>(a, b, format, eps_t));
+            out_ptr[i * n + j] = store_cast<scalar_t>(iou_value<K>(a, b, format, eps_t));
           }
         }
       });
@@ -159,7 +159,7 @@ std::tuple<at::Tensor, at::Tensor> box_iou_backward_cpu(
               const acc_t go = static_cast<acc_t>(g_ptr[i * n + j]);
               for (int k = 0; k < 4; ++k) acc[k] -= go * ga[k];  // value = 1 - loss
             }
-            for (int k = 0; k < 4; ++k) out[4 * i + k] = static_cast<scalar_t>(acc[k]);
+            for (int k = 0; k < 4; ++k) out[4 * i + k] = store_cast<scalar_t>(acc[k]);
           }
         });
       }
@@ -176,7 +176,7 @@ std::tuple<at::Tensor, at::Tensor> box_iou_backward_cpu(
               const acc_t go = static_cast<acc_t>(g_ptr[i * n + j]);
               for (int k = 0; k < 4; ++k) acc[k] -= go * gb[k];
             }
-            for (int k = 0; k < 4; ++k) out[4 * j + k] = static_cast<scalar_t>(acc[k]);
+            for (int k = 0; k < 4; ++k) out[4 * j + k] = store_cast<scalar_t>(acc[k]);
           }
         });
       }

@@ -8,7 +8,8 @@
 // instantiate it too.
 //
 // Conventions (torchvision's on ordinary boxes; see README "Conventions"):
-//   widths and heights are clamped at 0, so inverted corners describe an empty box;
+//   widths and heights are clamped at 0, so inverted corners describe an empty box; the
+//   enclosing box spans all eight corner coordinates (the usual one for proper boxes);
 //   IoU = I / (U + eps); GIoU enclosing area + eps; DIoU/CIoU diagonal^2 + eps;
 //   CIoU aspect term uses atan2(w, h) (= atan(w / h) for h > 0, finite for h = 0) and
 //   alpha = v / (1 - IoU + v + eps) is a constant for the gradient;
@@ -87,6 +88,20 @@ ALWA_HD_INLINE void max_backward(T a, T b, T grad, T& grad_a, T& grad_b) {
   grad_b += select(a < b, grad, select(a == b, half, T(0)));
 }
 
+// Backward of the enclosing extent max(a1, a2, b1, b2) - min(a1, a2, b1, b2) along one axis
+// (a = the prediction's two coordinates, b = the target's), taken pairwise as autograd would.
+template <class T>
+ALWA_HD_INLINE void enclosing_extent_backward(T a1, T a2, T b1, T b2, T grad, T& grad_a1,
+                                              T& grad_a2, T& grad_b1, T& grad_b2) {
+  T g_hi_a = T(0), g_hi_b = T(0), g_lo_a = T(0), g_lo_b = T(0);
+  max_backward(max_(a1, a2), max_(b1, b2), grad, g_hi_a, g_hi_b);
+  min_backward(min_(a1, a2), min_(b1, b2), -grad, g_lo_a, g_lo_b);
+  max_backward(a1, a2, g_hi_a, grad_a1, grad_a2);
+  max_backward(b1, b2, g_hi_b, grad_b1, grad_b2);
+  min_backward(a1, a2, g_lo_a, grad_a1, grad_a2);
+  min_backward(b1, b2, g_lo_b, grad_b1, grad_b2);
+}
+
 }  // namespace math
 
 template <class T>
@@ -136,18 +151,13 @@ ALWA_HD_INLINE T iou_loss_xyxy(const T (&p)[4], const T (&t)[4], T eps, T (&grad
   const T iou = safe_div(inter, den_u);
   T loss = one - iou;
 
-  // Enclosing box: GIoU uses its area, DIoU and CIoU its squared diagonal.
-  T ex1 = zero, ey1 = zero, ex2 = zero, ey2 = zero, ew_raw = zero, eh_raw = zero, ew = zero,
-    eh = zero;
+  // Enclosing box: GIoU uses its area, DIoU and CIoU its squared diagonal. It spans all the
+  // corners (for proper boxes: min of the x1s to max of the x2s), so both centres lie inside it
+  // even for inverted boxes and the penalties stay within [0, 1].
+  T ew = zero, eh = zero;
   if constexpr (K != LossKind::IoU) {
-    ex1 = min_(p[0], t[0]);
-    ey1 = min_(p[1], t[1]);
-    ex2 = max_(p[2], t[2]);
-    ey2 = max_(p[3], t[3]);
-    ew_raw = ex2 - ex1;
-    eh_raw = ey2 - ey1;
-    ew = max_(ew_raw, zero);
-    eh = max_(eh_raw, zero);
+    ew = max_(max_(p[0], p[2]), max_(t[0], t[2])) - min_(min_(p[0], p[2]), min_(t[0], t[2]));
+    eh = max_(max_(p[1], p[3]), max_(t[1], t[3])) - min_(min_(p[1], p[3]), min_(t[1], t[3]));
   }
   T area_c = zero, den_c = zero;
   if constexpr (K == LossKind::GIoU) {
@@ -238,13 +248,10 @@ ALWA_HD_INLINE T iou_loss_xyxy(const T (&p)[4], const T (&t)[4], T eps, T (&grad
   min_backward(p[3], t[3], g_ih, grad_pred[3], grad_target[3]);
 
   if constexpr (K != LossKind::IoU) {
-    // enclosing width/height = relu(max(x2) - min(x1))
-    const T g_ew_raw = relu_backward(ew_raw, g_ew);
-    const T g_eh_raw = relu_backward(eh_raw, g_eh);
-    min_backward(p[0], t[0], -g_ew_raw, grad_pred[0], grad_target[0]);
-    max_backward(p[2], t[2], g_ew_raw, grad_pred[2], grad_target[2]);
-    min_backward(p[1], t[1], -g_eh_raw, grad_pred[1], grad_target[1]);
-    max_backward(p[3], t[3], g_eh_raw, grad_pred[3], grad_target[3]);
+    enclosing_extent_backward(p[0], p[2], t[0], t[2], g_ew, grad_pred[0], grad_pred[2],
+                              grad_target[0], grad_target[2]);
+    enclosing_extent_backward(p[1], p[3], t[1], t[3], g_eh, grad_pred[1], grad_pred[3],
+                              grad_target[1], grad_target[3]);
   }
 
   // box widths/heights = relu(x2 - x1)
@@ -338,6 +345,25 @@ ALWA_HD_INLINE T reduction_scale(const BoxLossArgs<scalar_t, T>& args) {
              : args.grad_scale;
 }
 
+// Storage types whose range is narrower than the compute type's (float16: +-65504) declare
+// it by specialising this trait (torch's c10::Half in box_loss_plan.h, CUDA's __half beside the
+// CUDA kernels). Values are then saturated when stored, so a finite loss or gradient that
+// exceeds the storage range (a steep GIoU gradient of a nearly flat box, say) stays finite.
+template <class scalar_t>
+struct StorageRange {
+  static constexpr bool kNarrow = false;
+  static constexpr double kMax = 0.0;
+};
+
+template <class scalar_t, class T>
+ALWA_HD_INLINE scalar_t store_cast(T value) {
+  if constexpr (StorageRange<scalar_t>::kNarrow) {
+    const T limit = static_cast<T>(StorageRange<scalar_t>::kMax);
+    value = math::min_(math::max_(value, -limit), limit);
+  }
+  return static_cast<scalar_t>(value);
+}
+
 template <class T, class scalar_t>
 ALWA_HD_INLINE void load_box(const scalar_t* src, T (&box)[4]) {
   for (int k = 0; k < 4; ++k) box[k] = static_cast<T>(src[k]);
@@ -361,12 +387,12 @@ ALWA_HD_INLINE T box_loss_element(const BoxLossArgs<scalar_t, T>& args, int64_t 
     }
     T grad_p[4], grad_t[4];
     const T loss = iou_loss<K, kGrad>(p, t, args.format, args.eps, grad_p, grad_t) * weight;
-    if (args.loss != nullptr) args.loss[i] = static_cast<scalar_t>(loss);
+    if (args.loss != nullptr) args.loss[i] = store_cast<scalar_t>(loss);
     if constexpr (kGrad) {
       const T g = weight * grad_scale;
       for (int k = 0; k < 4; ++k) {
-        if (args.grad_pred != nullptr) args.grad_pred[4 * i + k] = static_cast<scalar_t>(grad_p[k] * g);
-        if (args.grad_target != nullptr) args.grad_target[4 * i + k] = static_cast<scalar_t>(grad_t[k] * g);
+        if (args.grad_pred != nullptr) args.grad_pred[4 * i + k] = store_cast<scalar_t>(grad_p[k] * g);
+        if (args.grad_target != nullptr) args.grad_target[4 * i + k] = store_cast<scalar_t>(grad_t[k] * g);
       }
     }
     return loss;
@@ -377,12 +403,12 @@ ALWA_HD_INLINE T box_loss_element(const BoxLossArgs<scalar_t, T>& args, int64_t 
       if (w != nullptr) weight = T(w[args.weight_per_coord ? 4 * i + k : i]);
       T grad = T(0);
       const T loss = coord_loss<K, kGrad>(p[k], t[k], args.beta, grad) * weight;
-      if (args.loss != nullptr) args.loss[4 * i + k] = static_cast<scalar_t>(loss);
+      if (args.loss != nullptr) args.loss[4 * i + k] = store_cast<scalar_t>(loss);
       box_sum += loss;
       if constexpr (kGrad) {
         const T g = grad * weight * grad_scale;
-        if (args.grad_pred != nullptr) args.grad_pred[4 * i + k] = static_cast<scalar_t>(g);
-        if (args.grad_target != nullptr) args.grad_target[4 * i + k] = static_cast<scalar_t>(-g);
+        if (args.grad_pred != nullptr) args.grad_pred[4 * i + k] = store_cast<scalar_t>(g);
+        if (args.grad_target != nullptr) args.grad_target[4 * i + k] = store_cast<scalar_t>(-g);
       }
     }
     return box_sum;
