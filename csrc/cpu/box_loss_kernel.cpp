@@ -32,7 +32,11 @@ void box_loss_cpu_typed(const BoxLossPlan& plan, const at::Tensor& pred, const a
     vec_fn = cpu::box_loss_vec_fn(K, plan.format, kGrad);
   }
   std::vector<double> block_sums(num_blocks, 0.0);
-  at::parallel_for(0, num_blocks, 1, [&](int64_t first_block, int64_t last_block) {
+  // A thread takes at least torch's grain of boxes: below it, waking threads costs more than
+  // the work (and on shared cores a late thread stalls the call). The blocks, and so the sum,
+  // stay the same whatever the grain and thread count.
+  const int64_t grain_blocks = std::max<int64_t>(1, at::internal::GRAIN_SIZE / kBoxesPerBlock);
+  at::parallel_for(0, num_blocks, grain_blocks, [&](int64_t first_block, int64_t last_block) {
     for (int64_t block = first_block; block < last_block; ++block) {
       const int64_t begin = block * kBoxesPerBlock;
       const int64_t end = std::min(plan.num_boxes, begin + kBoxesPerBlock);
