@@ -14,6 +14,7 @@ except ImportError as error:  # pragma: no cover - only without a build
 from . import ops  # noqa: F401  (fake kernels and autograd)
 from . import nn, reference  # noqa: F401
 from .functional import box_iou, box_loss
+from .weighting import ALWA
 
-__all__ = ["box_loss", "box_iou", "nn", "reference"]
+__all__ = ["ALWA", "box_loss", "box_iou", "nn", "reference"]
 __version__ = "0.1.0"
