@@ -121,7 +121,8 @@ class ALWA(nn.Module):
         _check_loss("loss_reg", loss_reg)
         if loss_reg.device != loss_cls.device:
             raise ValueError(f"loss_reg: expected the device of loss_cls ({loss_cls.device}), got {loss_reg.device}")
-        if self.weights.device != loss_cls.device:
+        state = self._buffers  # one dict lookup instead of five nn.Module.__getattr__ calls
+        if state["weights"].device != loss_cls.device:
             # Once, on the first call: later calls find the state where the losses are.
             self.to(loss_cls.device)
         pooled = self._pools_across_ranks()
@@ -130,11 +131,11 @@ class ALWA(nn.Module):
         applied_cls, applied_reg = torch.ops.alwa.alwa_step(
             loss_cls.detach(),
             loss_reg.detach(),
-            self.weights,
-            self.window,
-            self.step,
-            self.skipped,
-            self.num_updates,
+            state["weights"],
+            state["window"],
+            state["step"],
+            state["skipped"],
+            state["num_updates"],
             0 if pooled else self.interval,
             self.mode,
             self.update,
