@@ -343,14 +343,24 @@ ALWA_HD_INLINE void load_box(const scalar_t* src, T (&box)[4]) {
   for (int k = 0; k < 4; ++k) box[k] = static_cast<T>(src[k]);
 }
 
+// How box_loss_element reads a box: load_box by default; a backend may pass its own loader
+// (the CUDA kernels pass one that uses vector loads where the host found the inputs aligned).
+struct ScalarBoxLoader {
+  template <class T, class scalar_t>
+  ALWA_HD_INLINE void operator()(const scalar_t* src, T (&box)[4]) const {
+    load_box(src, box);
+  }
+};
+
 // Box i of a box_loss call: writes its per-element losses (reduction "none") and gradients
 // (kGrad), and returns the sum of its weighted element losses (for "sum"/"mean").
 // grad_scale is reduction_scale(args), computed once per thread by the caller.
-template <LossKind K, bool kGrad, class scalar_t, class T>
-ALWA_HD_INLINE T box_loss_element(const BoxLossArgs<scalar_t, T>& args, int64_t i, T grad_scale) {
+template <LossKind K, bool kGrad, class scalar_t, class T, class Loader = ScalarBoxLoader>
+ALWA_HD_INLINE T box_loss_element(const BoxLossArgs<scalar_t, T>& args, int64_t i, T grad_scale,
+                                  Loader load = {}) {
   T p[4], t[4];
-  load_box(args.pred + 4 * i, p);
-  load_box(args.target + 4 * i, t);
+  load(args.pred + 4 * i, p);
+  load(args.target + 4 * i, t);
   const scalar_t* w = args.weight;
   if constexpr (is_iou_family(K)) {
     T weight = T(1);

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Compiles the torch-free CUDA kernels (csrc/cuda/box_loss_kernels.cuh) with nvcc for sm_90,
+# every kernel for every dtype and loss kind (csrc/cuda/nvcc_check.cu), with ptxas's report.
+# Fails on a compile error, on a LossKind missing from nvcc_check.cu, and on any local-memory
+# spill. Needs no GPU and no torch; exits 0 with a message where nvcc is absent.
+#   NVCC=/path/to/nvcc  ARCH=sm_90  bash .ci/nvcc_check.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NVCC=${NVCC:-nvcc}
+ARCH=${ARCH:-sm_90}
+if ! command -v "$NVCC" >/dev/null 2>&1; then
+  echo "nvcc_check: skipped, no nvcc on PATH (set NVCC=...)"
+  exit 0
+fi
+
+# Every enumerator of LossKind in box_math.h must be instantiated by nvcc_check.cu.
+kinds=$(tr '\n' ' ' <csrc/include/alwa/box_math.h | sed -e 's/.*enum class LossKind[^{]*{//' -e 's/}.*//' |
+  sed -e 's:/[*][^*]*[*]/::g' | tr ',' '\n' | sed -e 's/=.*//' -e 's/[[:space:]]//g' | grep -v '^$')
+missing=0
+for kind in $kinds; do
+  if ! grep -q "LossKind::$kind\b" csrc/cuda/nvcc_check.cu; then
+    echo "nvcc_check: LossKind::$kind is not instantiated in csrc/cuda/nvcc_check.cu"
+    missing=1
+  fi
+done
+[ "$missing" = 0 ] || exit 1
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# 128: "loop is not reachable" after box_math.h's `if constexpr (!kGrad) return loss;`.
+if ! "$NVCC" -std=c++17 -arch="$ARCH" -O3 -Xptxas -v -diag-suppress 128 \
+    -Icsrc -Icsrc/include -c -o /dev/null csrc/cuda/nvcc_check.cu >"$log" 2>&1; then
+  cat "$log"
+  echo "nvcc_check: FAILED to compile csrc/cuda/nvcc_check.cu"
+  exit 1
+fi
+if grep -q "warning" "$log"; then
+  grep -B2 -A8 "warning" "$log" | head -60
+fi
+
+# ptxas prints, per kernel: "Compiling entry function 'NAME'", then
+# "N bytes stack frame, S bytes spill stores, L bytes spill loads" and "Used R registers".
+kernels=$(grep -c "Compiling entry function" "$log" || true)
+spills=$(grep -E "bytes spill stores" "$log" | grep -Ev " 0 bytes spill stores, 0 bytes spill loads" || true)
+max_regs=$(grep -oE "Used [0-9]+ registers" "$log" | awk '{print $2}' | sort -n | tail -1)
+if [ -n "$spills" ]; then
+  grep -B2 -E "bytes spill stores" "$log" | grep -B2 -Ev " 0 bytes spill stores, 0 bytes spill loads" | grep -v "^--" | head -40
+  echo "nvcc_check: FAILED, ptxas spilled to local memory in the kernels above"
+  exit 1
+fi
+echo "nvcc_check: ok, $kernels kernels for $ARCH, no spills, at most $max_regs registers a thread ($("$NVCC" --version | tail -1))"
