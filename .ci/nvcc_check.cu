@@ -1,7 +1,8 @@
 // Compile check of the CUDA kernels with nvcc alone (no torch, no GPU): takes the address of
 // every kernel for every storage type and loss kind, so each one is instantiated and goes
 // through ptxas. Built by .ci/nvcc_check.sh, which also checks that every LossKind is listed
-// here and that ptxas reports no local-memory spills. Not part of the extension's build.
+// here and that ptxas reports no local-memory spills. Not part of the extension's build
+// (setup.py compiles csrc/cuda/*.cu, and this file is not there).
 #include "cuda/box_loss_kernels.cuh"
 
 namespace alwa {
