@@ -17,17 +17,35 @@ extern "C" PyObject* PyInit__C(void) {
 TORCH_LIBRARY(alwa, m) {
   const std::vector<at::Tag> tags = {at::Tag::pt2_compliant_tag};
   // Returns (loss, grad_pred, grad_target); each gradient is that of the weighted, reduced
-  // loss, or an empty tensor when not asked for.
+  // loss, or an empty tensor when not asked for. With box_format "deltas", pred holds deltas
+  // against `anchors` (mmdet DeltaXYWHBBoxCoder: delta_means, delta_stds, wh_ratio_clip) and
+  // grad_pred is w.r.t. the deltas; anchors are constants.
   m.def(
-      "box_loss(Tensor pred, Tensor target, Tensor? weight, Tensor? avg_factor, str loss, "
-      "str reduction, str box_format, float eps, float beta, bool grad_pred, bool grad_target) "
-      "-> (Tensor, Tensor, Tensor)",
+      "box_loss(Tensor pred, Tensor target, Tensor? weight, Tensor? avg_factor, Tensor? anchors, "
+      "str loss, str reduction, str box_format, float eps, float beta, float alpha, "
+      "float focal_gamma, float[] delta_means, float[] delta_stds, float wh_ratio_clip, "
+      "bool grad_pred, bool grad_target) -> (Tensor, Tensor, Tensor)",
       tags);
   m.def("box_iou(Tensor boxes1, Tensor boxes2, str kind, str box_format, float eps) -> Tensor",
         tags);
   m.def(
       "box_iou_backward(Tensor grad, Tensor boxes1, Tensor boxes2, str kind, str box_format, "
       "float eps, bool grad_boxes1, bool grad_boxes2) -> (Tensor, Tensor)",
+      tags);
+  // ALWA, one training iteration (alwa_ext.ALWA): returns the weights in force (λcls in the
+  // dtype of loss_cls, λreg in that of loss_reg), records the losses in the float64 window
+  // (or counts them in `skipped` when not finite) and, once `interval` values are recorded,
+  // reassigns λcls and empties the window. interval = 0 records only (distributed path).
+  m.def(
+      "alwa_step(Tensor loss_cls, Tensor loss_reg, Tensor(a!) weights, Tensor(b!) window, "
+      "Tensor(c!) step, Tensor(d!) skipped, Tensor(e!) num_updates, int interval, str variant, "
+      "str update) -> (Tensor, Tensor)",
+      tags);
+  // ALWA, end of a window pooled across ranks: rank_windows stacks every rank's window
+  // (num_ranks, 2, 4); they are merged in rank order, λcls is reassigned, the window emptied.
+  m.def(
+      "alwa_pooled_update(Tensor rank_windows, Tensor(a!) weights, Tensor(b!) window, "
+      "Tensor(c!) num_updates, str variant) -> ()",
       tags);
   // The CPU kernels' SIMD path (cpu/cpu_isa.h): the one in use, those available, and an
   // override that returns the previous one.

@@ -7,7 +7,8 @@ import torch
 import alwa_ext  # noqa: F401  (registers torch.ops.alwa)
 
 IOU_KINDS = ("iou", "giou", "diou", "ciou")
-LOSS_KINDS = IOU_KINDS + ("l1", "smooth_l1")
+# Kinds box_iou also takes; box_loss adds EIoU, SIoU and the coordinate-wise kinds.
+LOSS_KINDS = IOU_KINDS + ("eiou", "siou", "l1", "smooth_l1")
 REDUCTIONS = ("none", "mean", "sum")
 BOX_FORMATS = ("xyxy", "cxcywh")
 DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)

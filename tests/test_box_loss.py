@@ -22,6 +22,15 @@ from conftest import (
 )
 
 
+def call_op(pred, target, loss="giou", reduction="mean", box_format="xyxy", *, weight=None, avg_factor=None,
+            eps=1e-7, beta=1.0, grad_pred=False, grad_target=False):
+    """torch.ops.alwa.box_loss called directly, with the defaults of the public wrapper."""
+    return torch.ops.alwa.box_loss(
+        pred, target, weight, avg_factor, None, loss, reduction, box_format, eps, beta, 1.0, 0.0,
+        [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0], 16 / 1000, grad_pred, grad_target,
+    )
+
+
 def make_inputs(n, *, dtype=torch.float64, box_format="xyxy", seed=0, leading=None):
     gen = torch.Generator().manual_seed(seed)
     pred = random_boxes(n, dtype=torch.float64, generator=gen, leading=leading)
@@ -81,7 +90,12 @@ def test_avg_factor_matches_reference(loss, avg_factor):
 def test_reduced_precision_matches_reference(loss, dtype, reduction):
     pred, target = make_inputs(257, dtype=dtype, seed=3)
     weight = weight_for("box", pred)
-    assert_matches_reference(pred, target, loss=loss, reduction=reduction, weight=weight)
+    tol = TOLERANCES[dtype]
+    if loss == "siou" and dtype == torch.float32:
+        # SIoU's gradient is ill-conditioned in float32 (exp of a squared ratio times the angle
+        # cost): fused and eager are each up to ~3e-4 from the float64 value on a few boxes.
+        tol = dict(rtol=1e-3, atol=1e-5)
+    assert_matches_reference(pred, target, tol=tol, loss=loss, reduction=reduction, weight=weight)
 
 
 @pytest.mark.parametrize("loss", LOSS_KINDS)
@@ -234,9 +248,7 @@ def test_deterministic_across_runs_and_thread_counts(loss):
 
 def test_forward_only_computes_no_gradient():
     pred, target = make_inputs(10)
-    _, grad_pred, grad_target = torch.ops.alwa.box_loss(
-        pred, target, None, None, "giou", "mean", "xyxy", 1e-7, 1.0, False, False
-    )
+    _, grad_pred, grad_target = call_op(pred, target)
     assert grad_pred.numel() == 0 and grad_target.numel() == 0
     with torch.no_grad():
         out = alwa_ext.box_loss(pred.requires_grad_(), target)
@@ -282,11 +294,11 @@ def test_direct_op_calls_are_checked_in_cpp():
     # Bypassing the Python wrapper still gets a ValueError naming the argument.
     pred, target = make_inputs(5, dtype=torch.float32)
     with pytest.raises(ValueError, match="loss: expected one of"):
-        torch.ops.alwa.box_loss(pred, target, None, None, "focal", "mean", "xyxy", 1e-7, 1.0, False, False)
+        call_op(pred, target, "focal")
     with pytest.raises(ValueError, match="target: expected the shape of pred"):
-        torch.ops.alwa.box_loss(pred, target[:2], None, None, "iou", "mean", "xyxy", 1e-7, 1.0, False, False)
+        call_op(pred, target[:2], "iou")
     with pytest.raises(ValueError, match="beta: expected"):
-        torch.ops.alwa.box_loss(pred, target, None, None, "l1", "mean", "xyxy", 1e-7, -1.0, False, False)
+        call_op(pred, target, "l1", beta=-1.0)
 
 
 def test_modules_follow_mmdet_calling_convention():
@@ -327,7 +339,8 @@ def test_opcheck(loss):
     ):
         w = weight_for(weight, pred)
         a = torch.tensor(4.0, dtype=torch.float64) if avg and reduction == "mean" else None
-        args = (pred.requires_grad_(), target, w, a, loss, reduction, fmt, 1e-7, 1.0, True, False)
+        args = (pred.requires_grad_(), target, w, a, None, loss, reduction, fmt, 1e-7, 1.0, 1.0, 0.0,
+                [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0], 0.016, True, False)
         torch.library.opcheck(torch.ops.alwa.box_loss.default, args)
 
 

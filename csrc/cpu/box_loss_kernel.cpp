@@ -29,7 +29,7 @@ void box_loss_cpu_typed(const BoxLossPlan& plan, const at::Tensor& pred, const a
   // (cpu_isa.h); other dtypes, kinds and formats, and ALWA_CPU_ISA=scalar, through the loop.
   cpu::BoxLossVecFn vec_fn = nullptr;
   if constexpr (std::is_same_v<scalar_t, float>) {
-    vec_fn = cpu::box_loss_vec_fn(K, plan.format, kGrad);
+    vec_fn = cpu::box_loss_vec_fn(K, args, kGrad);
   }
   std::vector<double> block_sums(num_blocks, 0.0);
   // A thread takes at least torch's grain of boxes: below it, waking threads costs more than
@@ -64,11 +64,13 @@ void box_loss_cpu_typed(const BoxLossPlan& plan, const at::Tensor& pred, const a
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> box_loss_cpu(
     const at::Tensor& pred, const at::Tensor& target, const std::optional<at::Tensor>& weight,
-    const std::optional<at::Tensor>& avg_factor, const std::string& loss,
-    const std::string& reduction, const std::string& box_format, double eps, double beta,
-    bool grad_pred, bool grad_target) {
-  BoxLossPlan plan = plan_box_loss(pred, target, weight, avg_factor, loss, reduction, box_format,
-                                   eps, beta, grad_pred, grad_target);
+    const std::optional<at::Tensor>& avg_factor, const std::optional<at::Tensor>& anchors,
+    const std::string& loss, const std::string& reduction, const std::string& box_format,
+    double eps, double beta, double alpha, double focal_gamma, at::ArrayRef<double> delta_means,
+    at::ArrayRef<double> delta_stds, double wh_ratio_clip, bool grad_pred, bool grad_target) {
+  BoxLossPlan plan = plan_box_loss(pred, target, weight, avg_factor, anchors, loss, reduction,
+                                   box_format, eps, beta, alpha, focal_gamma, delta_means,
+                                   delta_stds, wh_ratio_clip, grad_pred, grad_target);
   if (plan.num_boxes == 0) {
     if (plan.reduction != Reduction::None) plan.loss.zero_();
     return {plan.loss, plan.grad_pred_out, plan.grad_target_out};
@@ -94,7 +96,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> box_loss_cpu(
 at::Tensor box_iou_cpu(const at::Tensor& boxes1, const at::Tensor& boxes2, const std::string& kind,
                        const std::string& box_format, double eps) {
   const LossKind loss_kind = check_box_iou_args(boxes1, boxes2, kind, eps);
-  const BoxFormat format = parse_box_format(box_format);
+  const BoxFormat format = parse_iou_box_format(box_format);
   const int64_t m = boxes1.size(0), n = boxes2.size(0);
   at::Tensor out = at::empty({m, n}, boxes1.options());
   if (m == 0 || n == 0) return out;
@@ -130,7 +132,7 @@ std::tuple<at::Tensor, at::Tensor> box_iou_backward_cpu(
     const std::string& kind, const std::string& box_format, double eps, bool grad_boxes1,
     bool grad_boxes2) {
   const LossKind loss_kind = check_box_iou_args(boxes1, boxes2, kind, eps);
-  const BoxFormat format = parse_box_format(box_format);
+  const BoxFormat format = parse_iou_box_format(box_format);
   const int64_t m = boxes1.size(0), n = boxes2.size(0);
   TORCH_CHECK_VALUE(grad.sizes() == at::IntArrayRef({m, n}), "grad: expected shape (", m, ", ",
                     n, "), got ", grad.sizes());

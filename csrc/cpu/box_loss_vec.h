@@ -18,10 +18,11 @@ namespace cpu {
 using BoxLossVecFn = double (*)(const BoxLossArgs<float, float>& args, int64_t begin,
                                 int64_t end, float grad_scale);
 
-// The vector kernel of (kind, format, grad), or nullptr where this ISA does not vectorise it
-// (or was not compiled in); the caller then uses the scalar box_loss_element loop.
-BoxLossVecFn box_loss_vec_avx2(LossKind kind, BoxFormat format, bool grad);
-BoxLossVecFn box_loss_vec_avx512(LossKind kind, BoxFormat format, bool grad);
+// The vector kernel of a call (its kind, its arguments' format and options, grad or not), or
+// nullptr where this ISA does not vectorise it (or was not compiled in); the caller then uses
+// the scalar box_loss_element loop.
+BoxLossVecFn box_loss_vec_avx2(LossKind kind, const BoxLossArgs<float, float>& args, bool grad);
+BoxLossVecFn box_loss_vec_avx512(LossKind kind, const BoxLossArgs<float, float>& args, bool grad);
 
 // The same vector atan2 the kernels use, over n floats (tests check its accuracy).
 bool atan2_avx2(const float* y, const float* x, float* out, int64_t n);

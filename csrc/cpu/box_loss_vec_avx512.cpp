@@ -25,6 +25,9 @@
 namespace alwa {
 namespace simd_avx512 {
 inline Vec atan2_(Vec y, Vec x) { return vec::atan2_poly(y, x); }
+// Lane by lane with libm: only for code the header instantiates but that the vector path
+// never runs (Alpha-IoU powers are refused in box_loss_vec_kernel).
+inline Vec pow_(Vec x, Vec a) { return vec::lanewise(x, a, powf); }
 }  // namespace simd_avx512
 }  // namespace alwa
 
@@ -33,8 +36,8 @@ inline Vec atan2_(Vec y, Vec x) { return vec::atan2_poly(y, x); }
 namespace alwa {
 namespace cpu {
 
-BoxLossVecFn box_loss_vec_avx512(LossKind kind, BoxFormat format, bool grad) {
-  return vec::box_loss_vec_kernel<simd_avx512::Vec, simd_avx512::DoubleSum>(kind, format, grad);
+BoxLossVecFn box_loss_vec_avx512(LossKind kind, const BoxLossArgs<float, float>& args, bool grad) {
+  return vec::box_loss_vec_kernel<simd_avx512::Vec, simd_avx512::DoubleSum>(kind, args, grad);
 }
 
 bool atan2_avx512(const float* y, const float* x, float* out, int64_t n) {
@@ -57,7 +60,7 @@ bool atan2_avx512(const float* y, const float* x, float* out, int64_t n) {
 
 namespace alwa {
 namespace cpu {
-BoxLossVecFn box_loss_vec_avx512(LossKind, BoxFormat, bool) { return nullptr; }
+BoxLossVecFn box_loss_vec_avx512(LossKind, const BoxLossArgs<float, float>&, bool) { return nullptr; }
 bool atan2_avx512(const float*, const float*, float*, int64_t) { return false; }
 }  // namespace cpu
 }  // namespace alwa

@@ -34,10 +34,13 @@ bool cpu_has(Isa isa) {
 }
 
 bool built_with(Isa isa) {
+  BoxLossArgs<float, float> plain{};
+  plain.format = BoxFormat::XYXY;
+  plain.iou = plain_iou_params(1e-7f);
   switch (isa) {
     case Isa::Scalar: return true;
-    case Isa::Avx2: return box_loss_vec_avx2(LossKind::IoU, BoxFormat::XYXY, false) != nullptr;
-    case Isa::Avx512: return box_loss_vec_avx512(LossKind::IoU, BoxFormat::XYXY, false) != nullptr;
+    case Isa::Avx2: return box_loss_vec_avx2(LossKind::IoU, plain, false) != nullptr;
+    case Isa::Avx512: return box_loss_vec_avx512(LossKind::IoU, plain, false) != nullptr;
   }
   return false;
 }
@@ -125,11 +128,11 @@ bool isa_available(Isa isa) { return built_with(isa) && cpu_has(isa); }
 
 Isa active_isa() { return static_cast<Isa>(active_slot().load(std::memory_order_relaxed)); }
 
-BoxLossVecFn box_loss_vec_fn(LossKind kind, BoxFormat format, bool grad) {
+BoxLossVecFn box_loss_vec_fn(LossKind kind, const BoxLossArgs<float, float>& args, bool grad) {
   switch (active_isa()) {
     case Isa::Scalar: return nullptr;
-    case Isa::Avx2: return box_loss_vec_avx2(kind, format, grad);
-    case Isa::Avx512: return box_loss_vec_avx512(kind, format, grad);
+    case Isa::Avx2: return box_loss_vec_avx2(kind, args, grad);
+    case Isa::Avx512: return box_loss_vec_avx512(kind, args, grad);
   }
   return nullptr;
 }

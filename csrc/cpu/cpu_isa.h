@@ -21,7 +21,7 @@ bool isa_available(Isa isa);
 Isa active_isa();
 
 // The vector kernel of the active path for a float32 call, or nullptr for the scalar loop.
-BoxLossVecFn box_loss_vec_fn(LossKind kind, BoxFormat format, bool grad);
+BoxLossVecFn box_loss_vec_fn(LossKind kind, const BoxLossArgs<float, float>& args, bool grad);
 
 }  // namespace cpu
 }  // namespace alwa

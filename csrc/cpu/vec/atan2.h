@@ -1,4 +1,5 @@
-// atan2 for the SIMD types of simd_*.h, written once over their primitives.
+// atan2 for the SIMD types of simd_*.h, written once over their primitives (and `lanewise`,
+// the scalar fallback for primitives without a vector version).
 //
 // atan(a) on [0, 1] is a + a s P(s) with s = a^2 and P of degree 7, fitted for minimax relative
 // error (1.7e-8 in exact arithmetic, below float's half ulp); the octant and quadrant are then
@@ -37,6 +38,16 @@ ALWA_INLINE V atan2_poly(V y, V x) {
   r = select(signbit_(x), (pi_hi - r) + pi_lo, r);
   r = copysign_(r, y);
   return select(unordered_(x, y), x + y, r);
+}
+
+// f applied lane by lane (a scalar fallback for primitives without a vector version).
+template <class V>
+ALWA_INLINE V lanewise(V x, V y, float (*f)(float, float)) {
+  alignas(64) float xs[V::kWidth], ys[V::kWidth];
+  x.store(xs);
+  y.store(ys);
+  for (int j = 0; j < V::kWidth; ++j) xs[j] = f(xs[j], ys[j]);
+  return V::load(xs);
 }
 
 }  // namespace vec

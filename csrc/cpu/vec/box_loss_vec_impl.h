@@ -41,7 +41,7 @@ constexpr size_t field_count() {
 }
 // The driver below handles exactly these fields of BoxLossArgs. A new one (a loss option)
 // must be handled here, or refused in box_loss_vec_kernel() so such calls stay scalar.
-static_assert(field_count<BoxLossArgs<float, float>>() == 13,
+static_assert(field_count<BoxLossArgs<float, float>>() == 15,
               "BoxLossArgs changed: teach csrc/cpu/vec/box_loss_vec_impl.h the new field (or "
               "refuse it in box_loss_vec_kernel), then update this count");
 
@@ -63,8 +63,14 @@ ALWA_INLINE void box_loss_group(const BoxLossArgs<float, float>& args, int64_t i
         weight = V::load(args.weight + i);
       }
     }
+    IoULossParams<V> params;  // plain losses only (see box_loss_vec_kernel)
+    params.eps = V(args.iou.eps);
+    params.alpha = V(1.0f);
+    params.alpha_power = false;
+    params.focal_gamma = V(0.0f);
+    params.focal = false;
     V grad_p[4], grad_t[4];
-    const V loss = iou_loss<K, kGrad>(p, t, args.format, V(args.eps), grad_p, grad_t) * weight;
+    const V loss = iou_loss<K, kGrad>(p, t, args.format, params, grad_p, grad_t) * weight;
     if (args.loss != nullptr) loss.store(args.loss + i);
     if constexpr (kGrad) {
       const V g = weight * V(grad_scale);
@@ -150,11 +156,13 @@ double box_loss_range(const BoxLossArgs<float, float>& args, int64_t begin, int6
   return sum.total();
 }
 
-// The kinds and formats vectorised; anything else (new kinds included) returns nullptr and
-// runs through the scalar box_loss_element.
+// The kinds, formats and options vectorised: IoU, GIoU, DIoU, CIoU, L1 and SmoothL1 on xyxy or
+// cxcywh boxes, without Alpha-IoU powers or focal factors. Anything else (deltas, EIoU, SIoU,
+// kinds added later) returns nullptr and runs through the scalar box_loss_element.
 template <class V, class Sum>
-cpu::BoxLossVecFn box_loss_vec_kernel(LossKind kind, BoxFormat format, bool grad) {
-  if (format != BoxFormat::XYXY && format != BoxFormat::CXCYWH) return nullptr;
+cpu::BoxLossVecFn box_loss_vec_kernel(LossKind kind, const BoxLossArgs<float, float>& args, bool grad) {
+  if (args.format != BoxFormat::XYXY && args.format != BoxFormat::CXCYWH) return nullptr;
+  if (args.anchors != nullptr || args.iou.alpha_power || args.iou.focal) return nullptr;
 #define ALWA_VEC_KIND(KIND)                                                         \
   case LossKind::KIND:                                                              \
     return grad ? &box_loss_range<LossKind::KIND, true, V, Sum>                     \
