@@ -1,0 +1,91 @@
+"""Figures of a run: the losses with their per-window statistics and the lambda_cls trajectory
+(the view of the paper's figures 3 and 6), and sample detections against the ground truth."""
+from __future__ import annotations
+
+import csv
+from typing import Dict, List, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .data import DetectionDataset  # noqa: E402
+from .evaluate import ImageDetections  # noqa: E402
+
+
+def read_log(path: str) -> Dict[str, np.ndarray]:
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise ValueError(f"{path}: the log has no rows to plot")
+    return {key: np.array([float(row[key]) for row in rows]) for key in rows[0]}
+
+
+def window_statistics(iterations: np.ndarray, values: np.ndarray, interval: int):
+    """Centre, mean and standard deviation (ddof 1 where possible) of the values in each window of ``interval`` iterations."""
+    windows = (iterations - 1) // interval
+    centres, means, stds = [], [], []
+    for window in np.unique(windows):
+        chosen = values[windows == window]
+        centres.append((window + 0.5) * interval)
+        means.append(chosen.mean())
+        stds.append(chosen.std(ddof=1) if len(chosen) > 1 else 0.0)
+    return np.array(centres), np.array(means), np.array(stds)
+
+
+def plot_losses(log_path: str, interval: int, out_path: str) -> None:
+    log = read_log(log_path)
+    iterations = log["iteration"]
+    figure, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
+    for axis, key, title in ((axes[0], "loss_cls", "classification loss"), (axes[1], "loss_reg", "regression loss")):
+        axis.plot(iterations, log[key], color="0.6", linewidth=0.8, label="logged (mean since last log)")
+        centres, means, stds = window_statistics(iterations, log[key], interval)
+        axis.plot(centres, means, color="C0", marker="o", markersize=3, label=f"window mean ({interval} it.)")
+        axis.fill_between(centres, means - stds, means + stds, color="C0", alpha=0.25, label="window mean ± std")
+        weighted = "weighted_cls" if key == "loss_cls" else "weighted_reg"
+        axis.plot(iterations, log[weighted], color="C3", linewidth=0.8, alpha=0.7, label="weighted")
+        axis.set_ylabel(title)
+        axis.legend(fontsize=8, loc="upper right")
+        axis.grid(alpha=0.3)
+    axes[2].plot(iterations, log["lambda_cls"], color="C2", label="λcls")
+    axes[2].plot(iterations, log["lambda_reg"], color="C1", linestyle="--", label="λreg")
+    axes[2].set_ylabel("loss weight")
+    axes[2].set_xlabel("iteration")
+    axes[2].legend(fontsize=8)
+    axes[2].grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(out_path, dpi=110)
+    plt.close(figure)
+
+
+def plot_detections(dataset: DetectionDataset, detections: Sequence[ImageDetections], out_path: str, min_score: float = 0.3) -> None:
+    """Ground truth dashed green, predictions (score >= ``min_score``) solid red with class and score."""
+    count = len(detections)
+    columns = min(3, count)
+    rows = (count + columns - 1) // columns
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 4 * rows), squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index >= count:
+            continue
+        axis.imshow(dataset.load_image(index))
+        annotation = dataset.annotation(index)
+        for box, label in zip(annotation.boxes, annotation.labels):
+            axis.add_patch(plt.Rectangle(box[:2], box[2] - box[0], box[3] - box[1], fill=False, edgecolor="lime",
+                                         linestyle="--", linewidth=1.5))
+        dets = detections[index]
+        for box, score, label in zip(dets.boxes, dets.scores, dets.labels):
+            if score < min_score:
+                continue
+            axis.add_patch(plt.Rectangle(box[:2], box[2] - box[0], box[3] - box[1], fill=False, edgecolor="red", linewidth=1.2))
+            axis.text(box[0], box[1], f"{dataset.class_names[int(label)]} {score:.2f}", color="white", fontsize=7,
+                      bbox=dict(facecolor="red", alpha=0.6, pad=1, linewidth=0))
+    figure.suptitle("ground truth (green, dashed) and detections (red)")
+    figure.tight_layout()
+    figure.savefig(out_path, dpi=100)
+    plt.close(figure)
+
+
+__all__: List[str] = ["plot_losses", "plot_detections", "read_log", "window_statistics"]
