@@ -177,8 +177,8 @@ class SyntheticShapes(DetectionDataset):
 
     Image ``index`` of ``seed`` is always the same picture (its generator is seeded by both), so
     no data is stored. Shapes vary in size (about 9% to 50% of the image side), aspect ratio
-    (1:2 to 2:1) and colour; they may overlap a little (IoU <= 0.3 between boxes) and a later one
-    is drawn over an earlier one. Colours are random, so the class is told by the outline alone.
+    (1:2 to 2:1) and colour; they may overlap a little (at most a quarter of the smaller box) and a
+    later one is drawn over an earlier one, so no object is hidden beyond recognition. Colours are random, so the class is told by the outline alone.
     """
 
     class_names = SYNTHETIC_CLASSES
@@ -223,7 +223,7 @@ class SyntheticShapes(DetectionDataset):
                 x1 = rng.uniform(0, size - width)
                 y1 = rng.uniform(0, size - height)
                 box = np.array([x1, y1, x1 + width, y1 + height])
-                if all(_iou(box, other) <= 0.3 for other in boxes):
+                if all(_overlap_of_smaller(box, other) <= 0.25 for other in boxes):
                     break
             else:
                 continue
@@ -263,12 +263,12 @@ class SyntheticShapes(DetectionDataset):
         return self._render_once(index)[0]
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
+def _overlap_of_smaller(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection of two boxes as a fraction of the smaller one's area."""
     inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = inter_w * inter_h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return inter_w * inter_h / smaller if smaller > 0 else 0.0
 
 
 # --- files on disk ------------------------------------------------------------------------------

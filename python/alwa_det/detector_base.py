@@ -82,5 +82,5 @@ def select_detections(
     labels = torch.cat(labels)
     non_empty = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     boxes, scores, labels = boxes[non_empty], scores[non_empty], labels[non_empty]
-    keep = batched_nms(boxes, scores, labels, settings.nms_threshold)[: settings.max_detections]
+    keep = batched_nms(boxes, scores, labels, settings.nms_threshold, settings.max_detections)
     return Detections(boxes=boxes[keep], scores=scores[keep], labels=labels[keep])

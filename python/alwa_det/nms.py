@@ -3,10 +3,14 @@
 ``nms_keep_mask`` walks the score-sorted candidates once, in a loop whose length is the static
 candidate count: each step drops the later boxes that the current box suppresses if it is itself
 kept. It gives exactly the classic greedy result, needs no host sync (so it can run inside the
-training step for RPN proposals), and the same function serves inference.
+training step for RPN proposals). Inference, where a variable-length answer is wanted anyway,
+uses ``nms_indices``, which visits only the survivors and stops at the detection cap.
 """
 from __future__ import annotations
 
+from typing import Optional
+
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -41,8 +45,31 @@ def nms_keep_mask(boxes: Tensor, scores: Tensor, valid: Tensor, iou_threshold: f
     return keep
 
 
-def batched_nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: float) -> Tensor:
-    """Class-wise NMS of one image's (N, 4) boxes: indices kept, highest score first.
+def nms_indices(boxes: Tensor, scores: Tensor, iou_threshold: float, max_keep: Optional[int] = None) -> Tensor:
+    """Greedy NMS of one set of (N, 4) boxes for inference: indices kept, highest score first.
+
+    Variable-length output, so it may sync: it sorts once, computes the IoU matrix once, and
+    then visits only the surviving boxes, stopping after ``max_keep`` of them. Same result as
+    ``nms_keep_mask`` (ties: lower index first).
+    """
+    if boxes.numel() == 0:
+        return torch.empty(0, dtype=torch.long, device=boxes.device)
+    order = scores.argsort(descending=True, stable=True)
+    iou = alwa_ext.box_iou(boxes[order], boxes[order]).cpu().numpy()
+    suppressed = np.zeros(len(order), dtype=bool)
+    kept = []
+    for position in range(len(order)):
+        if suppressed[position]:
+            continue
+        kept.append(position)
+        if max_keep is not None and len(kept) >= max_keep:
+            break
+        suppressed |= iou[position] > iou_threshold
+    return order[torch.as_tensor(kept, dtype=torch.long, device=boxes.device)]
+
+
+def batched_nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: float, max_keep: Optional[int] = None) -> Tensor:
+    """Class-wise NMS of one image's (N, 4) boxes for inference: indices kept, highest score first.
 
     Boxes of different classes are moved apart (offset by class id times the coordinate span) so
     that a single pass never lets one class suppress another.
@@ -51,7 +78,4 @@ def batched_nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: f
         return torch.empty(0, dtype=torch.long, device=boxes.device)
     span = (boxes.max() - boxes.min()).clamp(min=0) + 1
     shifted = boxes + (classes.to(boxes.dtype) * span)[:, None]
-    valid = torch.ones_like(scores, dtype=torch.bool)
-    keep = nms_keep_mask(shifted[None], scores[None], valid[None], iou_threshold)[0]
-    kept = torch.nonzero(keep).flatten()  # inference only: a variable-length result is the point
-    return kept[scores[kept].argsort(descending=True, stable=True)]
+    return nms_indices(shifted, scores, iou_threshold, max_keep)

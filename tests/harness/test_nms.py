@@ -37,6 +37,11 @@ def test_nms_matches_brute_force(seed, threshold):
     expected = brute_force_nms(boxes.tolist(), scores.tolist(), threshold)
     kept = batched_nms(boxes, scores, torch.zeros(60, dtype=torch.long), threshold)
     assert kept.tolist() == expected
+    # The fixed-shape version used inside the training step gives the same set.
+    mask = nms_keep_mask(boxes[None], scores[None], torch.ones(1, 60, dtype=torch.bool), threshold)[0]
+    assert set(torch.nonzero(mask).flatten().tolist()) == set(expected)
+    # The inference version stops at the cap with the best survivors.
+    assert batched_nms(boxes, scores, torch.zeros(60, dtype=torch.long), threshold, max_keep=3).tolist() == expected[:3]
     assert len(expected) < 60  # the case is not trivial
 
 
