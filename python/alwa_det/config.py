@@ -34,20 +34,20 @@ class TrainConfig:
     synthetic_train_images: int = 2000
     synthetic_eval_images: int = 200
     out: str = "runs/demo"
-    iterations: int = 1000
+    iterations: int = 1200
     batch_size: int = 8
-    lr: float = 0.01
+    lr: float = 0.04
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_iterations: int = 100
     warmup_ratio: float = 0.001
-    lr_steps: Tuple[int, ...] = (750, 900)  # iterations at which the lr drops tenfold
+    lr_steps: Tuple[int, ...] = (900, 1080)  # iterations at which the lr drops tenfold
     clip_grad: float = 10.0  # max gradient norm; 0 turns clipping off
     image_size: int = 128
     backbone: str = "small"
     width: int = 16
     blocks: Tuple[int, ...] = (1, 1, 1, 1)
-    fpn_channels: int = 64
+    fpn_channels: int = 32
     head_convs: int = 2
     min_level: int = 3
     max_level: int = 5
@@ -145,7 +145,7 @@ def preset(dataset: str, detector: str) -> Dict[str, object]:
         train_split=split[0], eval_split=split[1], out=f"runs/{dataset}-{detector}", image_size=512, width=32,
         blocks=(2, 2, 2, 2), fpn_channels=128, head_convs=4, iterations=20000, lr_steps=(15000, 18000),
         interval=100, warmup_iterations=500, log_interval=20, checkpoint_interval=1000, roi_samples=512,
-        roi_hidden=1024, rpn_pre_nms=1000, rpn_post_nms=1000, threads=0, workers=4,
+        roi_hidden=1024, rpn_pre_nms=1000, rpn_post_nms=1000, threads=0, workers=4, lr=0.01,
     )
     if detector == "retinanet":
         values.update(min_level=3, max_level=7, anchor_scale=4.0)

@@ -56,17 +56,24 @@ def init_process(config: TrainConfig) -> Process:
         return Process()
     process = Process(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
-        backend = "nccl" if config.device.startswith("cuda") else "gloo"
-        dist.init_process_group(backend=backend)
+        on_cuda = config.device.startswith("cuda")
+        if on_cuda and torch.cuda.is_available():
+            torch.cuda.set_device(process.local_rank)  # before NCCL starts, so it binds the right GPU
+        dist.init_process_group(backend="nccl" if on_cuda else "gloo")
     return process
 
 
 def resolve_device(config: TrainConfig, process: Process) -> torch.device:
-    if config.device == "cuda" and process.distributed:
-        return torch.device("cuda", process.local_rank)
-    device = torch.device(config.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {config.device!r} requested but CUDA is not available")
+    try:
+        device = torch.device(config.device)
+    except RuntimeError as error:
+        raise ValueError(f"device: {config.device!r} is not a device name (cpu, cuda, cuda:N)") from error
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: {config.device!r} requested but CUDA is not available")
+        if process.distributed:
+            device = torch.device("cuda", process.local_rank)  # torchrun: one GPU per local rank
+        torch.cuda.set_device(device)
     return device
 
 
