@@ -41,11 +41,21 @@ def check_device(name: str, tensor: torch.Tensor, ref_name: str, ref: torch.Tens
         raise ValueError(f"{name}: expected the device of {ref_name} ({ref.device}), got {tensor.device}")
 
 
+def is_finite_number(value) -> bool:
+    # Comparisons rather than math.isfinite: under torch.compile(dynamic=True) a float argument
+    # may be symbolic, and comparisons on it are traceable (NaN fails them).
+    return isinstance(value, (int, float)) and -math.inf < value < math.inf
+
+
 def check_eps(eps) -> None:
-    if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps: expected a finite number >= 0, got {eps!r}")
+    check_nonnegative("eps", eps)
+
+
+def check_nonnegative(name: str, value) -> None:
+    if not is_finite_number(value) or value < 0:
+        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
 
 
 def check_positive(name: str, value) -> None:
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if not is_finite_number(value) or value <= 0:
         raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")

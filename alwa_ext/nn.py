@@ -25,6 +25,8 @@ class BoxLoss(nn.Module):
         eps: float = 1e-7,
         beta: float = 1.0,
         box_format: str = "xyxy",
+        alpha: float = 1.0,
+        focal_gamma: float = 0.0,
     ) -> None:
         super().__init__()
         check.check_choice("reduction", reduction, REDUCTIONS)
@@ -34,6 +36,8 @@ class BoxLoss(nn.Module):
         self.eps = eps
         self.beta = beta
         self.box_format = box_format
+        self.alpha = alpha
+        self.focal_gamma = focal_gamma
 
     def forward(
         self,
@@ -54,6 +58,8 @@ class BoxLoss(nn.Module):
             box_format=self.box_format,
             eps=self.eps,
             beta=self.beta,
+            alpha=self.alpha,
+            focal_gamma=self.focal_gamma,
         )
         return loss if self.loss_weight == 1.0 else self.loss_weight * loss
 
@@ -64,8 +70,8 @@ class BoxLoss(nn.Module):
 class _IoUKindLoss(BoxLoss):
     kind = ""
 
-    def __init__(self, reduction="mean", loss_weight=1.0, eps=1e-7, box_format="xyxy") -> None:
-        super().__init__(self.kind, reduction, loss_weight, eps=eps, box_format=box_format)
+    def __init__(self, reduction="mean", loss_weight=1.0, eps=1e-7, box_format="xyxy", alpha=1.0) -> None:
+        super().__init__(self.kind, reduction, loss_weight, eps=eps, box_format=box_format, alpha=alpha)
 
 
 class IoULoss(_IoUKindLoss):
@@ -92,6 +98,20 @@ class CIoULoss(_IoUKindLoss):
     kind = "ciou"
 
 
+class EIoULoss(BoxLoss):
+    """Efficient IoU loss (Focal-EIoU paper); ``focal_gamma > 0`` adds the IoU**gamma factor."""
+
+    def __init__(self, reduction="mean", loss_weight=1.0, eps=1e-7, box_format="xyxy", focal_gamma=0.0) -> None:
+        super().__init__("eiou", reduction, loss_weight, eps=eps, box_format=box_format, focal_gamma=focal_gamma)
+
+
+class SIoULoss(BoxLoss):
+    """SCYLLA-IoU loss (SIoU paper, the paper's signs)."""
+
+    def __init__(self, reduction="mean", loss_weight=1.0, eps=1e-7, box_format="xyxy") -> None:
+        super().__init__("siou", reduction, loss_weight, eps=eps, box_format=box_format)
+
+
 class L1Loss(BoxLoss):
     """|pred - target| per coordinate."""
 
@@ -106,4 +126,14 @@ class SmoothL1Loss(BoxLoss):
         super().__init__("smooth_l1", reduction, loss_weight, beta=beta)
 
 
-__all__ = ["BoxLoss", "IoULoss", "GIoULoss", "DIoULoss", "CIoULoss", "L1Loss", "SmoothL1Loss"]
+__all__ = [
+    "BoxLoss",
+    "IoULoss",
+    "GIoULoss",
+    "DIoULoss",
+    "CIoULoss",
+    "EIoULoss",
+    "SIoULoss",
+    "L1Loss",
+    "SmoothL1Loss",
+]

@@ -11,11 +11,16 @@ from torch import Tensor
 
 from . import _C  # noqa: F401  (registers torch.ops.alwa)
 
-IOU_KINDS = ("iou", "giou", "diou", "ciou")
+# Kinds with a pairwise similarity (box_iou) and an Alpha-IoU form (box_loss's alpha).
+ALPHA_IOU_KINDS = ("iou", "giou", "diou", "ciou")
+# Kinds with one loss per box (all computed from the two boxes' overlap).
+IOU_KINDS = ALPHA_IOU_KINDS + ("eiou", "siou")
 COORDINATE_KINDS = ("l1", "smooth_l1")
 LOSS_KINDS = IOU_KINDS + COORDINATE_KINDS
 REDUCTIONS = ("none", "mean", "sum")
 BOX_FORMATS = ("xyxy", "cxcywh")
+# box_loss also takes deltas against anchors (mmdet's DeltaXYWHBBoxCoder).
+LOSS_BOX_FORMATS = BOX_FORMATS + ("deltas",)
 # mmdet divides by avg_factor + float32's eps; the C++ kernels use the same constant.
 AVG_FACTOR_EPS = torch.finfo(torch.float32).eps
 
@@ -24,7 +29,25 @@ AVG_FACTOR_EPS = torch.finfo(torch.float32).eps
 
 
 @torch.library.register_fake("alwa::box_loss")
-def _box_loss_fake(pred, target, weight, avg_factor, loss, reduction, box_format, eps, beta, grad_pred, grad_target):
+def _box_loss_fake(
+    pred,
+    target,
+    weight,
+    avg_factor,
+    anchors,
+    loss,
+    reduction,
+    box_format,
+    eps,
+    beta,
+    alpha,
+    focal_gamma,
+    delta_means,
+    delta_stds,
+    wh_ratio_clip,
+    grad_pred,
+    grad_target,
+):
     if reduction == "none":
         out = pred.new_empty(pred.shape if loss in COORDINATE_KINDS else pred.shape[:-1])
     else:
@@ -35,7 +58,8 @@ def _box_loss_fake(pred, target, weight, avg_factor, loss, reduction, box_format
 
 
 def _box_loss_setup_context(ctx, inputs, output):
-    pred, target, weight, avg_factor, loss, reduction, box_format, eps, beta, grad_pred, grad_target = inputs
+    (pred, target, weight, avg_factor, anchors, loss, reduction, box_format, *loss_args) = inputs
+    grad_pred, grad_target = loss_args[-2:]
     loss_out, grad_pred_out, grad_target_out = output
     needs = ctx.needs_input_grad
     if (needs[0] and not grad_pred) or (needs[1] and not grad_target):
@@ -48,8 +72,13 @@ def _box_loss_setup_context(ctx, inputs, output):
     ctx.weight_per_coord = weight is not None and weight.shape == pred.shape
     # Gradients w.r.t. weight and avg_factor are rare; they need the unweighted losses, which
     # backward recomputes from the inputs kept only in that case.
-    ctx.loss_args = (loss, box_format, eps, beta)
-    keep_inputs = needs[2] or needs[3]
+    # (eps, beta, alpha, focal_gamma, delta_means, delta_stds, wh_ratio_clip)
+    ctx.loss_args = (loss, box_format, *loss_args[:-2])
+    # Per-coordinate losses of deltas against encoded target boxes: each element depends on two
+    # target coordinates, so grad_target_out (the gradient of their sum) cannot be scaled
+    # element by element; backward reruns the op with grad_loss folded into the weight.
+    ctx.target_vjp = needs[1] and reduction == "none" and box_format == "deltas" and not ctx.iou_kind
+    keep_inputs = needs[2] or needs[3] or ctx.target_vjp
     ctx.save_for_backward(
         grad_pred_out if needs[0] else None,
         grad_target_out if needs[1] else None,
@@ -58,6 +87,7 @@ def _box_loss_setup_context(ctx, inputs, output):
         weight if keep_inputs else None,
         avg_factor if needs[3] else None,
         loss_out if needs[3] else None,
+        anchors if keep_inputs else None,
     )
 
 
@@ -70,16 +100,22 @@ def _expand_grad(ctx, grad_loss: Tensor) -> Tensor:
 
 
 def _box_loss_backward(ctx, grad_loss, _grad_pred_out_grad, _grad_target_out_grad):
-    grad_pred_out, grad_target_out, pred, target, weight, avg_factor, loss_out = ctx.saved_tensors
+    grad_pred_out, grad_target_out, pred, target, weight, avg_factor, loss_out, anchors = ctx.saved_tensors
     needs = ctx.needs_input_grad
     grad = _expand_grad(ctx, grad_loss)
     grad_pred = grad_pred_out * grad if needs[0] else None
     grad_target = grad_target_out * grad if needs[1] else None
+    if ctx.target_vjp:
+        loss, box_format, *numbers = ctx.loss_args
+        vjp_weight = grad_loss if weight is None else grad_loss * (weight if ctx.weight_per_coord else weight.unsqueeze(-1))
+        _, _, grad_target = torch.ops.alwa.box_loss(
+            pred.detach(), target.detach(), vjp_weight, None, anchors, loss, "sum", box_format, *numbers, False, True
+        )
     grad_weight = grad_avg_factor = None
     if needs[2]:
-        loss, box_format, eps, beta = ctx.loss_args
+        loss, box_format, *numbers = ctx.loss_args
         unweighted, _, _ = torch.ops.alwa.box_loss(
-            pred.detach(), target.detach(), None, None, loss, "none", box_format, eps, beta, False, False
+            pred.detach(), target.detach(), None, None, anchors, loss, "none", box_format, *numbers, False, False
         )
         scaled = grad_loss
         if ctx.reduction == "mean":
@@ -94,7 +130,8 @@ def _box_loss_backward(ctx, grad_loss, _grad_pred_out_grad, _grad_target_out_gra
         grad_weight = grad_weight.to(weight.dtype)
     if needs[3]:
         grad_avg_factor = (-grad_loss * loss_out / (avg_factor + AVG_FACTOR_EPS)).to(avg_factor.dtype)
-    return grad_pred, grad_target, grad_weight, grad_avg_factor, None, None, None, None, None, None, None
+    # anchors and the non-tensor arguments are constants.
+    return (grad_pred, grad_target, grad_weight, grad_avg_factor) + (None,) * 13
 
 
 torch.library.register_autograd("alwa::box_loss", _box_loss_backward, setup_context=_box_loss_setup_context)

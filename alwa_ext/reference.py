@@ -7,12 +7,14 @@ inputs are computed in float32, like the kernels, and the result cast back.
 from __future__ import annotations
 
 import math
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
-IOU_KINDS = ("iou", "giou", "diou", "ciou")
+from .deltas import DEFAULT_MEANS, DEFAULT_STDS, DEFAULT_WH_RATIO_CLIP, decode_deltas, encode_deltas
+
+IOU_KINDS = ("iou", "giou", "diou", "ciou", "eiou", "siou")
 AVG_FACTOR_EPS = torch.finfo(torch.float32).eps
 
 
@@ -27,7 +29,17 @@ def to_xyxy(boxes: Tensor, box_format: str) -> Tensor:
     return torch.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), dim=-1)
 
 
-def iou_family_loss(pred: Tensor, target: Tensor, kind: str, eps: float) -> Tensor:
+def alpha_power(x: Tensor, alpha: float) -> Tensor:
+    """x**alpha for x >= 0 (Alpha-IoU), 0 for x <= 0 with gradient 0 there (x itself for alpha = 1)."""
+    if alpha == 1:
+        return x
+    positive = x > 0
+    return torch.where(positive, torch.where(positive, x, torch.ones_like(x)) ** alpha, torch.zeros_like(x))
+
+
+def iou_family_loss(
+    pred: Tensor, target: Tensor, kind: str, eps: float, alpha: float = 1.0, focal_gamma: float = 0.0
+) -> Tensor:
     """Per-box IoU-family loss of xyxy boxes (leading shape)."""
     px1, py1, px2, py2 = pred.unbind(-1)
     tx1, ty1, tx2, ty2 = target.unbind(-1)
@@ -36,25 +48,59 @@ def iou_family_loss(pred: Tensor, target: Tensor, kind: str, eps: float) -> Tens
     inter = torch.relu(torch.minimum(px2, tx2) - torch.maximum(px1, tx1)) * torch.relu(
         torch.minimum(py2, ty2) - torch.maximum(py1, ty1)
     )
-    union = pw * ph + tw * th - inter
+    area_p, area_t = pw * ph, tw * th
+    # = area_p + area_t - inter, summed so that nested boxes give the outer area exactly.
+    union = torch.maximum(area_p, area_t) + (torch.minimum(area_p, area_t) - inter)
     iou = inter / (union + eps)
-    loss = 1 - iou
+    loss = 1 - alpha_power(iou, alpha)
     if kind == "iou":
         return loss
-    enclose_w = torch.relu(torch.maximum(px2, tx2) - torch.minimum(px1, tx1))
-    enclose_h = torch.relu(torch.maximum(py2, ty2) - torch.minimum(py1, ty1))
+    # The enclosing box spans every corner, so it also contains the centres of inverted boxes.
+    enclose_w = torch.maximum(torch.maximum(px1, px2), torch.maximum(tx1, tx2)) - torch.minimum(
+        torch.minimum(px1, px2), torch.minimum(tx1, tx2)
+    )
+    enclose_h = torch.maximum(torch.maximum(py1, py2), torch.maximum(ty1, ty2)) - torch.minimum(
+        torch.minimum(py1, py2), torch.minimum(ty1, ty2)
+    )
     if kind == "giou":
         enclose_area = enclose_w * enclose_h
-        return loss + (enclose_area - union) / (enclose_area + eps)
-    centre_dist2 = ((tx1 + tx2) - (px1 + px2)).pow(2) / 4 + ((ty1 + ty2) - (py1 + py2)).pow(2) / 4
+        return loss + alpha_power((enclose_area - union) / (enclose_area + eps), alpha)
+    dx = ((tx1 + tx2) - (px1 + px2)) / 2
+    dy = ((ty1 + ty2) - (py1 + py2)) / 2
+    centre_dist2 = dx.pow(2) + dy.pow(2)
     diag2 = enclose_w.pow(2) + enclose_h.pow(2) + eps
-    loss = loss + centre_dist2 / diag2
+    if kind == "eiou":
+        # Focal-EIoU paper: 1 - IoU + rho^2 / c^2 + (w - wg)^2 / cw^2 + (h - hg)^2 / ch^2.
+        loss = (
+            1
+            - iou
+            + centre_dist2 / diag2
+            + (pw - tw).pow(2) / (enclose_w.pow(2) + eps)
+            + (ph - th).pow(2) / (enclose_h.pow(2) + eps)
+        )
+        if focal_gamma != 0:
+            loss = loss * iou.detach().pow(focal_gamma)
+        return loss
+    if kind == "siou":
+        # SIoU paper, as written in issue 7 (the loss grows as the boxes move apart).
+        sigma = torch.linalg.vector_norm(torch.stack((dx, dy), dim=-1), dim=-1) + eps
+        sin_alpha = torch.clamp(dy.abs() / sigma, max=1.0)
+        angle_cost = 1 - 2 * torch.sin(torch.asin(sin_alpha) - math.pi / 4).pow(2)
+        gamma = 2 - angle_cost
+        distance_cost = (1 - torch.exp(-gamma * (dx / (enclose_w + eps)).pow(2))) + (
+            1 - torch.exp(-gamma * (dy / (enclose_h + eps)).pow(2))
+        )
+        omega_w = (pw - tw).abs() / (torch.maximum(pw, tw) + eps)
+        omega_h = (ph - th).abs() / (torch.maximum(ph, th) + eps)
+        shape_cost = (1 - torch.exp(-omega_w)).pow(4) + (1 - torch.exp(-omega_h)).pow(4)
+        return 1 - iou + (distance_cost + shape_cost) / 2
+    loss = loss + alpha_power(centre_dist2 / diag2, alpha)
     if kind == "diou":
         return loss
     v = (4 / math.pi**2) * (torch.atan2(tw, th) - torch.atan2(pw, ph)).pow(2)
     with torch.no_grad():
-        alpha = v / (1 - iou + v + eps)
-    return loss + alpha * v
+        aspect_weight = v / (1 - iou + v + eps)
+    return loss + alpha_power(aspect_weight * v, alpha)
 
 
 def reduce_loss(loss: Tensor, reduction: str, avg_factor: Optional[Union[float, Tensor]]) -> Tensor:
@@ -80,15 +126,34 @@ def box_loss(
     box_format: str = "xyxy",
     eps: float = 1e-7,
     beta: float = 1.0,
+    alpha: float = 1.0,
+    focal_gamma: float = 0.0,
+    anchors: Optional[Tensor] = None,
+    delta_means: Sequence[float] = DEFAULT_MEANS,
+    delta_stds: Sequence[float] = DEFAULT_STDS,
+    wh_ratio_clip: float = DEFAULT_WH_RATIO_CLIP,
 ) -> Tensor:
-    """Eager twin of :func:`alwa_ext.box_loss` (same signature and conventions)."""
+    """Eager twin of :func:`alwa_ext.box_loss` (same signature and conventions).
+
+    With ``box_format="deltas"`` it decodes (IoU kinds) or encodes the target (L1 kinds) with
+    :mod:`alwa_ext.deltas`, then proceeds as for xyxy boxes.
+    """
     out_dtype = pred.dtype
     dtype = _compute_dtype(pred.dtype)
     pred, target = pred.to(dtype), target.to(dtype)
     if weight is not None:
         weight = weight.to(dtype)
+    if box_format == "deltas":
+        anchors = anchors.to(dtype)
+        if loss in IOU_KINDS:
+            pred = decode_deltas(pred, anchors, delta_means, delta_stds, wh_ratio_clip)
+        else:
+            target = encode_deltas(target, anchors, delta_means, delta_stds, eps=eps)
+        box_format = "xyxy"
     if loss in IOU_KINDS:
-        per_element = iou_family_loss(to_xyxy(pred, box_format), to_xyxy(target, box_format), loss, eps)
+        per_element = iou_family_loss(
+            to_xyxy(pred, box_format), to_xyxy(target, box_format), loss, eps, alpha, focal_gamma
+        )
         if weight is not None:
             per_element = per_element * (weight.mean(-1) if weight.shape == pred.shape else weight)
     else:

@@ -17,11 +17,14 @@ extern "C" PyObject* PyInit__C(void) {
 TORCH_LIBRARY(alwa, m) {
   const std::vector<at::Tag> tags = {at::Tag::pt2_compliant_tag};
   // Returns (loss, grad_pred, grad_target); each gradient is that of the weighted, reduced
-  // loss, or an empty tensor when not asked for.
+  // loss, or an empty tensor when not asked for. With box_format "deltas", pred holds deltas
+  // against `anchors` (mmdet DeltaXYWHBBoxCoder: delta_means, delta_stds, wh_ratio_clip) and
+  // grad_pred is w.r.t. the deltas; anchors are constants.
   m.def(
-      "box_loss(Tensor pred, Tensor target, Tensor? weight, Tensor? avg_factor, str loss, "
-      "str reduction, str box_format, float eps, float beta, bool grad_pred, bool grad_target) "
-      "-> (Tensor, Tensor, Tensor)",
+      "box_loss(Tensor pred, Tensor target, Tensor? weight, Tensor? avg_factor, Tensor? anchors, "
+      "str loss, str reduction, str box_format, float eps, float beta, float alpha, "
+      "float focal_gamma, float[] delta_means, float[] delta_stds, float wh_ratio_clip, "
+      "bool grad_pred, bool grad_target) -> (Tensor, Tensor, Tensor)",
       tags);
   m.def("box_iou(Tensor boxes1, Tensor boxes2, str kind, str box_format, float eps) -> Tensor",
         tags);

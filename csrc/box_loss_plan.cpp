@@ -11,7 +11,10 @@ LossKind parse_loss_kind(const std::string& name) {
   if (name == "ciou") return LossKind::CIoU;
   if (name == "l1") return LossKind::L1;
   if (name == "smooth_l1") return LossKind::SmoothL1;
-  TORCH_CHECK_VALUE(false, "loss: expected one of iou, giou, diou, ciou, l1, smooth_l1, got '",
+  if (name == "eiou") return LossKind::EIoU;
+  if (name == "siou") return LossKind::SIoU;
+  TORCH_CHECK_VALUE(false,
+                    "loss: expected one of iou, giou, diou, ciou, eiou, siou, l1, smooth_l1, got '",
                     name, "'");
 }
 
@@ -25,7 +28,15 @@ Reduction parse_reduction(const std::string& name) {
 BoxFormat parse_box_format(const std::string& name) {
   if (name == "xyxy") return BoxFormat::XYXY;
   if (name == "cxcywh") return BoxFormat::CXCYWH;
-  TORCH_CHECK_VALUE(false, "box_format: expected 'xyxy' or 'cxcywh', got '", name, "'");
+  if (name == "deltas") return BoxFormat::Deltas;
+  TORCH_CHECK_VALUE(false, "box_format: expected 'xyxy', 'cxcywh' or 'deltas', got '", name, "'");
+}
+
+BoxFormat parse_iou_box_format(const std::string& name) {
+  const BoxFormat format = parse_box_format(name);
+  TORCH_CHECK_VALUE(format != BoxFormat::Deltas, "box_format: expected 'xyxy' or 'cxcywh', got '",
+                    name, "'");
+  return format;
 }
 
 namespace {
@@ -48,9 +59,12 @@ void check_eps(double eps) {
 
 BoxLossPlan plan_box_loss(const at::Tensor& pred, const at::Tensor& target,
                           const std::optional<at::Tensor>& weight,
-                          const std::optional<at::Tensor>& avg_factor, const std::string& loss,
+                          const std::optional<at::Tensor>& avg_factor,
+                          const std::optional<at::Tensor>& anchors, const std::string& loss,
                           const std::string& reduction, const std::string& box_format, double eps,
-                          double beta, bool grad_pred, bool grad_target) {
+                          double beta, double alpha, double focal_gamma,
+                          at::ArrayRef<double> delta_means, at::ArrayRef<double> delta_stds,
+                          double wh_ratio_clip, bool grad_pred, bool grad_target) {
   BoxLossPlan plan;
   plan.kind = parse_loss_kind(loss);
   plan.reduction = parse_reduction(reduction);
@@ -58,8 +72,36 @@ BoxLossPlan plan_box_loss(const at::Tensor& pred, const at::Tensor& target,
   check_eps(eps);
   TORCH_CHECK_VALUE(std::isfinite(beta) && beta > 0, "beta: expected a finite value > 0, got ",
                     beta);
+  TORCH_CHECK_VALUE(std::isfinite(alpha) && alpha > 0, "alpha: expected a finite value > 0, got ",
+                    alpha);
+  TORCH_CHECK_VALUE(alpha == 1.0 || has_alpha_form(plan.kind),
+                    "alpha: only iou, giou, diou and ciou have an Alpha-IoU form; got alpha=",
+                    alpha, " with loss '", loss, "'");
+  TORCH_CHECK_VALUE(std::isfinite(focal_gamma) && focal_gamma >= 0,
+                    "focal_gamma: expected a finite value >= 0, got ", focal_gamma);
+  TORCH_CHECK_VALUE(focal_gamma == 0.0 || plan.kind == LossKind::EIoU,
+                    "focal_gamma: only used by loss='eiou'; got focal_gamma=", focal_gamma,
+                    " with loss '", loss, "'");
   plan.eps = eps;
   plan.beta = beta;
+  plan.alpha = alpha;
+  plan.focal_gamma = focal_gamma;
+
+  TORCH_CHECK_VALUE(delta_means.size() == 4, "delta_means: expected 4 numbers, got ",
+                    delta_means.size());
+  TORCH_CHECK_VALUE(delta_stds.size() == 4, "delta_stds: expected 4 numbers, got ",
+                    delta_stds.size());
+  for (int k = 0; k < 4; ++k) {
+    TORCH_CHECK_VALUE(std::isfinite(delta_means[k]), "delta_means: expected finite numbers, got ",
+                      delta_means);
+    TORCH_CHECK_VALUE(std::isfinite(delta_stds[k]) && delta_stds[k] > 0,
+                      "delta_stds: expected finite numbers > 0, got ", delta_stds);
+    plan.delta_means[k] = delta_means[k];
+    plan.delta_stds[k] = delta_stds[k];
+  }
+  TORCH_CHECK_VALUE(std::isfinite(wh_ratio_clip) && wh_ratio_clip > 0,
+                    "wh_ratio_clip: expected a finite value > 0, got ", wh_ratio_clip);
+  plan.max_log_ratio = std::abs(std::log(wh_ratio_clip));
 
   check_boxes(pred, "pred");
   check_boxes(target, "target");
@@ -71,6 +113,23 @@ BoxLossPlan plan_box_loss(const at::Tensor& pred, const at::Tensor& target,
   TORCH_CHECK_VALUE(pred.device() == target.device(), "target: expected the device of pred (",
                     pred.device(), "), got ", target.device());
   plan.num_boxes = pred.numel() / 4;
+
+  if (plan.format == BoxFormat::Deltas) {
+    TORCH_CHECK_VALUE(anchors.has_value(), "anchors: required with box_format='deltas'");
+    const auto& a = *anchors;
+    TORCH_CHECK_VALUE(a.sizes() == pred.sizes(), "anchors: expected the shape of pred ",
+                      pred.sizes(), ", got ", a.sizes());
+    TORCH_CHECK_VALUE(a.is_floating_point(), "anchors: expected a floating-point tensor, got ",
+                      a.scalar_type());
+    TORCH_CHECK_VALUE(a.device() == pred.device(), "anchors: expected the device of pred (",
+                      pred.device(), "), got ", a.device());
+    TORCH_CHECK_VALUE(is_iou_family(plan.kind) || eps > 0,
+                      "eps: must be > 0 for l1/smooth_l1 with box_format='deltas' (it floors the "
+                      "widths and heights of the encoded target boxes)");
+    plan.anchors = a.detach().to(pred.scalar_type()).contiguous();
+  } else {
+    TORCH_CHECK_VALUE(!anchors.has_value(), "anchors: only used with box_format='deltas'");
+  }
 
   const auto box_shape = pred.sizes().slice(0, pred.dim() - 1);
   plan.weight_per_coord = false;
@@ -118,7 +177,7 @@ BoxLossPlan plan_box_loss(const at::Tensor& pred, const at::Tensor& target,
 LossKind check_box_iou_args(const at::Tensor& boxes1, const at::Tensor& boxes2,
                             const std::string& kind, double eps) {
   const LossKind loss_kind = parse_loss_kind(kind);
-  TORCH_CHECK_VALUE(is_iou_family(loss_kind), "kind: expected one of iou, giou, diou, ciou, got '",
+  TORCH_CHECK_VALUE(has_alpha_form(loss_kind), "kind: expected one of iou, giou, diou, ciou, got '",
                     kind, "'");
   check_eps(eps);
   check_boxes(boxes1, "boxes1");

@@ -5,6 +5,7 @@
 
 #include <ATen/ATen.h>
 
+#include <array>
 #include <optional>
 #include <string>
 
@@ -12,9 +13,17 @@
 
 namespace alwa {
 
+template <>
+struct StorageRange<c10::Half> {
+  static constexpr bool kNarrow = true;
+  static constexpr double kMax = 65504.0;
+};
+
 LossKind parse_loss_kind(const std::string& name);
 Reduction parse_reduction(const std::string& name);
 BoxFormat parse_box_format(const std::string& name);
+// box_iou's formats: xyxy or cxcywh (deltas need anchors, which box_iou has not).
+BoxFormat parse_iou_box_format(const std::string& name);
 
 // Everything a box_loss kernel needs to know, decided on the host from shapes and arguments.
 struct BoxLossPlan {
@@ -23,6 +32,13 @@ struct BoxLossPlan {
   BoxFormat format;
   double eps;
   double beta;
+  double alpha;        // Alpha-IoU power (iou, giou, diou, ciou); 1 = plain
+  double focal_gamma;  // Focal-EIoU power (eiou); 0 = none
+  // BoxFormat::Deltas: anchors (contiguous, pred's dtype), normalisation and dw/dh clamp.
+  at::Tensor anchors;
+  std::array<double, 4> delta_means;
+  std::array<double, 4> delta_stds;
+  double max_log_ratio;  // |log(wh_ratio_clip)|
   int64_t num_boxes;
   bool weight_per_coord;  // weight has shape (..., 4) rather than (...)
   // "mean" without avg_factor divides by the element count; with avg_factor the kernel
@@ -38,12 +54,16 @@ struct BoxLossPlan {
   at::Tensor grad_target_out;
 };
 
-// Validates the inputs (shapes, dtypes, devices, strings, eps/beta) and allocates the outputs.
+// Validates the inputs (shapes, dtypes, devices, strings, numbers) and allocates the outputs.
+// Takes the arguments of the alwa::box_loss schema, in its order.
 BoxLossPlan plan_box_loss(const at::Tensor& pred, const at::Tensor& target,
                           const std::optional<at::Tensor>& weight,
-                          const std::optional<at::Tensor>& avg_factor, const std::string& loss,
+                          const std::optional<at::Tensor>& avg_factor,
+                          const std::optional<at::Tensor>& anchors, const std::string& loss,
                           const std::string& reduction, const std::string& box_format, double eps,
-                          double beta, bool grad_pred, bool grad_target);
+                          double beta, double alpha, double focal_gamma,
+                          at::ArrayRef<double> delta_means, at::ArrayRef<double> delta_stds,
+                          double wh_ratio_clip, bool grad_pred, bool grad_target);
 
 // The kernel arguments of a planned call; pred/target/weight are the contiguous inputs
 // (weight already in pred's dtype, or undefined).
@@ -55,6 +75,7 @@ BoxLossArgs<scalar_t, T> make_box_loss_args(const BoxLossPlan& plan, const at::T
   args.pred = pred.const_data_ptr<scalar_t>();
   args.target = target.const_data_ptr<scalar_t>();
   args.weight = weight.defined() ? weight.const_data_ptr<scalar_t>() : nullptr;
+  args.anchors = plan.anchors.defined() ? plan.anchors.const_data_ptr<scalar_t>() : nullptr;
   args.loss = reduce ? nullptr : plan.loss.template mutable_data_ptr<scalar_t>();
   args.grad_pred = plan.grad_pred ? plan.grad_pred_out.template mutable_data_ptr<scalar_t>() : nullptr;
   args.grad_target =
@@ -62,8 +83,17 @@ BoxLossArgs<scalar_t, T> make_box_loss_args(const BoxLossPlan& plan, const at::T
   args.num_boxes = plan.num_boxes;
   args.format = plan.format;
   args.weight_per_coord = plan.weight_per_coord;
-  args.eps = static_cast<T>(plan.eps);
+  args.iou.eps = static_cast<T>(plan.eps);
+  args.iou.alpha = static_cast<T>(plan.alpha);
+  args.iou.alpha_power = plan.alpha != 1.0;
+  args.iou.focal_gamma = static_cast<T>(plan.focal_gamma);
+  args.iou.focal = plan.focal_gamma != 0.0;
   args.beta = static_cast<T>(plan.beta);
+  for (int k = 0; k < 4; ++k) {
+    args.deltas.means[k] = static_cast<T>(plan.delta_means[k]);
+    args.deltas.stds[k] = static_cast<T>(plan.delta_stds[k]);
+  }
+  args.deltas.max_log_ratio = static_cast<T>(plan.max_log_ratio);
   args.grad_scale = static_cast<T>(plan.scale);
   args.avg_factor = plan.avg_factor.defined() ? plan.avg_factor.const_data_ptr<double>() : nullptr;
   return args;
@@ -90,6 +120,8 @@ void dispatch_loss_kind(LossKind kind, F&& f) {
     case K::CIoU: f(std::integral_constant<K, K::CIoU>{}); break;
     case K::L1: f(std::integral_constant<K, K::L1>{}); break;
     case K::SmoothL1: f(std::integral_constant<K, K::SmoothL1>{}); break;
+    case K::EIoU: f(std::integral_constant<K, K::EIoU>{}); break;
+    case K::SIoU: f(std::integral_constant<K, K::SIoU>{}); break;
   }
 }
 

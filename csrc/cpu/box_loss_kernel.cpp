@@ -40,17 +40,19 @@ void box_loss_cpu_typed(const BoxLossPlan& plan, const at::Tensor& pred, const a
     for (double s : block_sums) total += s;
     double scale = plan.scale;
     if (args.avg_factor != nullptr) scale /= *args.avg_factor + kAvgFactorEps;
-    plan.loss.mutable_data_ptr<scalar_t>()[0] = static_cast<scalar_t>(total * scale);
+    plan.loss.mutable_data_ptr<scalar_t>()[0] = store_cast<scalar_t>(total * scale);
   }
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> box_loss_cpu(
     const at::Tensor& pred, const at::Tensor& target, const std::optional<at::Tensor>& weight,
-    const std::optional<at::Tensor>& avg_factor, const std::string& loss,
-    const std::string& reduction, const std::string& box_format, double eps, double beta,
-    bool grad_pred, bool grad_target) {
-  BoxLossPlan plan = plan_box_loss(pred, target, weight, avg_factor, loss, reduction, box_format,
-                                   eps, beta, grad_pred, grad_target);
+    const std::optional<at::Tensor>& avg_factor, const std::optional<at::Tensor>& anchors,
+    const std::string& loss, const std::string& reduction, const std::string& box_format,
+    double eps, double beta, double alpha, double focal_gamma, at::ArrayRef<double> delta_means,
+    at::ArrayRef<double> delta_stds, double wh_ratio_clip, bool grad_pred, bool grad_target) {
+  BoxLossPlan plan = plan_box_loss(pred, target, weight, avg_factor, anchors, loss, reduction,
+                                   box_format, eps, beta, alpha, focal_gamma, delta_means,
+                                   delta_stds, wh_ratio_clip, grad_pred, grad_target);
   if (plan.num_boxes == 0) {
     if (plan.reduction != Reduction::None) plan.loss.zero_();
     return {plan.loss, plan.grad_pred_out, plan.grad_target_out};
@@ -76,7 +78,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> box_loss_cpu(
 at::Tensor box_iou_cpu(const at::Tensor& boxes1, const at::Tensor& boxes2, const std::string& kind,
                        const std::string& box_format, double eps) {
   const LossKind loss_kind = check_box_iou_args(boxes1, boxes2, kind, eps);
-  const BoxFormat format = parse_box_format(box_format);
+  const BoxFormat format = parse_iou_box_format(box_format);
   const int64_t m = boxes1.size(0), n = boxes2.size(0);
   at::Tensor out = at::empty({m, n}, boxes1.options());
   if (m == 0 || n == 0) return out;
@@ -96,7 +98,7 @@ at::Tensor box_iou_cpu(const at::Tensor& boxes1, const at::Tensor& boxes2, const
           for (int64_t j = 0; j < n; ++j) {
             acc_t b[4];
             load_box(b2_ptr + 4 * j, b);
-            out_ptr[i * n + j] = static_cast<scalar_t>(iou_value<K>(a, b, format, eps_t));
+            out_ptr[i * n + j] = store_cast<scalar_t>(iou_value<K>(a, b, format, eps_t));
           }
         }
       });
@@ -112,7 +114,7 @@ std::tuple<at::Tensor, at::Tensor> box_iou_backward_cpu(
     const std::string& kind, const std::string& box_format, double eps, bool grad_boxes1,
     bool grad_boxes2) {
   const LossKind loss_kind = check_box_iou_args(boxes1, boxes2, kind, eps);
-  const BoxFormat format = parse_box_format(box_format);
+  const BoxFormat format = parse_iou_box_format(box_format);
   const int64_t m = boxes1.size(0), n = boxes2.size(0);
   TORCH_CHECK_VALUE(grad.sizes() == at::IntArrayRef({m, n}), "grad: expected shape (", m, ", ",
                     n, "), got ", grad.sizes());
@@ -145,7 +147,7 @@ std::tuple<at::Tensor, at::Tensor> box_iou_backward_cpu(
               const acc_t go = static_cast<acc_t>(g_ptr[i * n + j]);
               for (int k = 0; k < 4; ++k) acc[k] -= go * ga[k];  // value = 1 - loss
             }
-            for (int k = 0; k < 4; ++k) out[4 * i + k] = static_cast<scalar_t>(acc[k]);
+            for (int k = 0; k < 4; ++k) out[4 * i + k] = store_cast<scalar_t>(acc[k]);
           }
         });
       }
@@ -162,7 +164,7 @@ std::tuple<at::Tensor, at::Tensor> box_iou_backward_cpu(
               const acc_t go = static_cast<acc_t>(g_ptr[i * n + j]);
               for (int k = 0; k < 4; ++k) acc[k] -= go * gb[k];
             }
-            for (int k = 0; k < 4; ++k) out[4 * j + k] = static_cast<scalar_t>(acc[k]);
+            for (int k = 0; k < 4; ++k) out[4 * j + k] = store_cast<scalar_t>(acc[k]);
           }
         });
       }
