@@ -1,4 +1,6 @@
 """The command line: clear errors for bad input, eval of a finished run, and the comparison table."""
+
+from harness_helpers import single_thread  # noqa: F401  (first: puts alwa_det on the path)
 import csv
 import json
 
@@ -7,7 +9,6 @@ import pytest
 from alwa_det import cli
 from alwa_det.config import TrainConfig, make_config
 
-from conftest import tiny_config
 
 
 @pytest.mark.parametrize("argv, message", [

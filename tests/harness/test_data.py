@@ -1,4 +1,6 @@
 """Synthetic data determinism, the VOC and COCO loaders on tiny folders, and bad-data errors."""
+
+from harness_helpers import single_thread  # noqa: F401  (first: puts alwa_det on the path)
 import json
 import os
 

@@ -1,4 +1,6 @@
 """VOC AP (area and 11-point) on hand-computed cases, difficult objects, and COCO AP when available."""
+
+from harness_helpers import single_thread  # noqa: F401  (first: puts alwa_det on the path)
 import math
 
 import numpy as np

@@ -1,4 +1,6 @@
 """Anchors, the box coder and the matcher/sampler."""
+
+from harness_helpers import single_thread  # noqa: F401  (first: puts alwa_det on the path)
 import math
 
 import pytest

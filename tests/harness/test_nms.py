@@ -1,4 +1,6 @@
 """NMS against a plain greedy transcription."""
+
+from harness_helpers import single_thread  # noqa: F401  (first: puts alwa_det on the path)
 import pytest
 import torch
 

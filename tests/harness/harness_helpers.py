@@ -1,4 +1,6 @@
-"""Shared helpers for the harness tests: tiny run configurations that train in seconds."""
+"""What the harness tests share. Imported first by each of them: it makes ``alwa_det`` importable
+from a checkout and runs the tests on one thread. (Not a conftest.py: tests/ has one already, and
+the main suite imports names from it as ``conftest``.)"""
 import os
 import sys
 
@@ -6,12 +8,22 @@ import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# The harness lives in python/ until setup.py installs it; make it importable from a checkout.
+# The harness lives in python/ until setup.py installs it.
 if os.path.join(ROOT, "python") not in sys.path:
     sys.path.insert(0, os.path.join(ROOT, "python"))
 
 
+@pytest.fixture(autouse=True)
+def single_thread():
+    """The machine is shared; one thread keeps the smoke runs fast and deterministic."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def tiny_config(out, **overrides):
+    """A run configuration that trains in seconds."""
     from alwa_det.config import make_config
 
     values = dict(
@@ -22,12 +34,3 @@ def tiny_config(out, **overrides):
     )
     values.update(overrides)
     return make_config(values)
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # The machine is shared; one thread keeps the smoke runs fast and deterministic.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
