@@ -25,41 +25,57 @@ ROI_CODER_STDS = (0.1, 0.1, 0.2, 0.2)
 
 
 def roi_align(features: List[Tensor], strides: List[int], rois: Tensor, output_size: int, sampling_ratio: int, finest_scale: float) -> Tensor:
-    """Pure-PyTorch RoIAlign (aligned, i.e. half-pixel corrected) over FPN levels.
+    """Pure-PyTorch RoIAlign over FPN levels, torchvision's ``roi_align(aligned=True)`` semantics.
 
     ``rois`` (B, R, 4) in image coordinates -> (B, R, C, output_size, output_size). Each RoI is
     pooled from one level, chosen by its size as in mmdet: level = floor(log2(sqrt(area) /
-    finest_scale)), clamped to the pyramid. Every level is sampled for every RoI and the right one
-    selected with ``torch.where``: a few times the arithmetic, no data-dependent shapes. Points
-    are read by bilinear ``grid_sample`` (zero outside the map, where RoIAlign would clamp to the
-    border pixel for points less than one pixel out; otherwise the same), and each bin averages
-    ``sampling_ratio`` x ``sampling_ratio`` regularly spaced points.
+    finest_scale + 1e-6)), clamped to the pyramid. Each bin averages ``sampling_ratio`` squared
+    bilinear samples; a sample more than one pixel outside the map reads zero, one within a pixel
+    of the border reads the border. All levels are flattened into one (B, C, sum H*W) tensor
+    and every RoI gathers from its own level's slice, so the shapes never depend on which level
+    each RoI picked (no host sync) and no level is sampled in vain.
     """
     batch, count = rois.shape[:2]
+    channels = features[0].shape[1]
+    device = rois.device
     points = output_size * sampling_ratio
-    steps = (torch.arange(points, device=rois.device, dtype=rois.dtype) + 0.5) / points  # fractions of the RoI
+    flat = torch.cat([f.flatten(2) for f in features], dim=2)  # (B, C, sum H*W)
+    heights = torch.tensor([f.shape[-2] for f in features], device=device)
+    widths = torch.tensor([f.shape[-1] for f in features], device=device)
+    offsets = torch.cumsum(heights * widths, 0) - heights * widths
+    scales = torch.tensor([1.0 / s for s in strides], device=device, dtype=rois.dtype)
+
     x1, y1, x2, y2 = rois.unbind(dim=-1)
-    xs = x1[..., None] + steps * (x2 - x1)[..., None]  # (B, R, P)
-    ys = y1[..., None] + steps * (y2 - y1)[..., None]
-    scale = ((x2 - x1).clamp(min=0) * (y2 - y1).clamp(min=0)).sqrt()
-    level = torch.floor(torch.log2(scale / finest_scale + 1e-6)).clamp(0, len(features) - 1).long()
-    pooled = None
-    for index, (feature, stride) in enumerate(zip(features, strides)):
-        height, width = feature.shape[-2:]
-        # grid_sample (align_corners=False) reads normalised g at pixel-centre coordinate (g + 1) * W / 2.
-        grid_x = xs / stride * (2.0 / width) - 1.0
-        grid_y = ys / stride * (2.0 / height) - 1.0
-        grid = torch.stack(
-            [grid_x[:, :, None, :].expand(-1, -1, points, -1), grid_y[:, :, :, None].expand(-1, -1, -1, points)], dim=-1
-        ).reshape(batch, count * points, points, 2)
-        sampled = F.grid_sample(feature, grid.to(feature.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
-        channels = feature.shape[1]
-        sampled = sampled.view(batch, channels, count, points, points).permute(0, 2, 1, 3, 4)
-        sampled = sampled.reshape(batch * count, channels, points, points)
-        level_pooled = F.avg_pool2d(sampled, sampling_ratio).view(batch, count, channels, output_size, output_size)
-        on_level = (level == index)[..., None, None, None]
-        pooled = level_pooled if pooled is None else torch.where(on_level, level_pooled, pooled)
-    return pooled
+    size = ((x2 - x1).clamp(min=0) * (y2 - y1).clamp(min=0)).sqrt()
+    level = torch.floor(torch.log2(size / finest_scale + 1e-6)).clamp(0, len(features) - 1).long()
+    scale = scales[level]
+    steps = (torch.arange(points, device=device, dtype=rois.dtype) + 0.5) / points  # sample positions as RoI fractions
+
+    def axis(start, end, limit):
+        """Per-RoI sample coordinates along one axis: low/high neighbours, weight of high, inside mask."""
+        coordinate = (start * scale - 0.5)[..., None] + steps * ((end - start) * scale)[..., None]  # (B, R, P)
+        limit = limit[level][..., None].to(rois.dtype)
+        inside = (coordinate >= -1.0) & (coordinate <= limit)
+        coordinate = coordinate.clamp(min=0)
+        low = coordinate.floor().clamp(max=limit - 1)
+        high = (low + 1).clamp(max=limit - 1)
+        coordinate = torch.minimum(coordinate, limit - 1)
+        return low.long(), high.long(), coordinate - low, inside
+
+    y_low, y_high, y_frac, y_inside = axis(y1, y2, heights)
+    x_low, x_high, x_frac, x_inside = axis(x1, x2, widths)
+    row_start = offsets[level][..., None, None]  # (B, R, 1, 1)
+    row_width = widths[level][..., None, None]
+    inside = (y_inside[..., :, None] & x_inside[..., None, :]).to(flat.dtype)
+    pooled = 0
+    for rows, row_weight in ((y_low, 1 - y_frac), (y_high, y_frac)):
+        for cols, col_weight in ((x_low, 1 - x_frac), (x_high, x_frac)):
+            index = row_start + rows[..., :, None] * row_width + cols[..., None, :]  # (B, R, P, P)
+            weight = (row_weight[..., :, None] * col_weight[..., None, :]).to(flat.dtype) * inside
+            values = torch.gather(flat, 2, index.reshape(batch, 1, -1).expand(-1, channels, -1))
+            pooled = pooled + values * weight.reshape(batch, 1, -1)
+    pooled = pooled.view(batch, channels, count, output_size, sampling_ratio, output_size, sampling_ratio).mean(dim=(4, 6))
+    return pooled.permute(0, 2, 1, 3, 4)
 
 
 class RPNHead(nn.Module):
