@@ -15,6 +15,7 @@ from . import ops  # noqa: F401  (fake kernels and autograd)
 from . import nn, reference  # noqa: F401
 from .deltas import decode_deltas, encode_deltas
 from .functional import box_iou, box_loss
+from .weighting import ALWA
 
-__all__ = ["box_loss", "box_iou", "encode_deltas", "decode_deltas", "nn", "reference"]
+__all__ = ["ALWA", "box_loss", "box_iou", "encode_deltas", "decode_deltas", "nn", "reference"]
 __version__ = "0.1.0"

@@ -32,4 +32,19 @@ TORCH_LIBRARY(alwa, m) {
       "box_iou_backward(Tensor grad, Tensor boxes1, Tensor boxes2, str kind, str box_format, "
       "float eps, bool grad_boxes1, bool grad_boxes2) -> (Tensor, Tensor)",
       tags);
+  // ALWA, one training iteration (alwa_ext.ALWA): returns the weights in force (λcls in the
+  // dtype of loss_cls, λreg in that of loss_reg), records the losses in the float64 window
+  // (or counts them in `skipped` when not finite) and, once `interval` values are recorded,
+  // reassigns λcls and empties the window. interval = 0 records only (distributed path).
+  m.def(
+      "alwa_step(Tensor loss_cls, Tensor loss_reg, Tensor(a!) weights, Tensor(b!) window, "
+      "Tensor(c!) step, Tensor(d!) skipped, Tensor(e!) num_updates, int interval, str variant, "
+      "str update) -> (Tensor, Tensor)",
+      tags);
+  // ALWA, end of a window pooled across ranks: rank_windows stacks every rank's window
+  // (num_ranks, 2, 4); they are merged in rank order, λcls is reassigned, the window emptied.
+  m.def(
+      "alwa_pooled_update(Tensor rank_windows, Tensor(a!) weights, Tensor(b!) window, "
+      "Tensor(c!) num_updates, str variant) -> ()",
+      tags);
 }

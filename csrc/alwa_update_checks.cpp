@@ -1,0 +1,79 @@
+#include "alwa_update_checks.h"
+
+namespace alwa {
+
+AlwaMode parse_alwa_mode(const std::string& name) {
+  if (name == "alwa1") return AlwaMode::MeanPlusStd;
+  if (name == "alwa2") return AlwaMode::Std;
+  TORCH_CHECK_VALUE(false, "mode: expected 'alwa1' or 'alwa2', got '", name, "'");
+}
+
+AlwaRecord parse_alwa_update(const std::string& name) {
+  if (name == "paper") return AlwaRecord::Weighted;
+  if (name == "stable") return AlwaRecord::Unweighted;
+  TORCH_CHECK_VALUE(false, "update: expected 'paper' or 'stable', got '", name, "'");
+}
+
+namespace {
+
+void check_state_tensor(const at::Tensor& tensor, const char* name, at::ScalarType dtype,
+                        at::IntArrayRef shape, const at::Device& device) {
+  TORCH_CHECK_VALUE(tensor.scalar_type() == dtype, name, ": expected ", dtype, ", got ",
+                    tensor.scalar_type());
+  TORCH_CHECK_VALUE(tensor.sizes() == shape, name, ": expected shape ", shape, ", got ",
+                    tensor.sizes());
+  TORCH_CHECK_VALUE(tensor.is_contiguous(), name, ": expected a contiguous tensor");
+  TORCH_CHECK_VALUE(tensor.device() == device, name, ": expected a tensor on ", device, ", got ",
+                    tensor.device());
+}
+
+void check_loss(const at::Tensor& loss, const char* name) {
+  TORCH_CHECK_VALUE(loss.dim() == 0, name, ": expected a 0-dim tensor, got shape ", loss.sizes());
+  const auto dtype = loss.scalar_type();
+  TORCH_CHECK_VALUE(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf ||
+                        dtype == at::kBFloat16,
+                    name, ": expected float32, float64, float16 or bfloat16, got ", dtype);
+}
+
+}  // namespace
+
+void check_alwa_state(const at::Tensor& weights, const at::Tensor& window, const at::Tensor& step,
+                      const at::Tensor& skipped, const at::Tensor& num_updates,
+                      const at::Device& device) {
+  check_state_tensor(weights, "weights", at::kDouble, {2}, device);
+  check_state_tensor(window, "window", at::kDouble, {kWindowRows, kWindowFields}, device);
+  check_state_tensor(step, "step", at::kLong, {}, device);
+  check_state_tensor(skipped, "skipped", at::kLong, {}, device);
+  check_state_tensor(num_updates, "num_updates", at::kLong, {}, device);
+}
+
+void check_alwa_step_args(const at::Tensor& loss_cls, const at::Tensor& loss_reg,
+                          int64_t interval) {
+  check_loss(loss_cls, "loss_cls");
+  check_loss(loss_reg, "loss_reg");
+  TORCH_CHECK_VALUE(loss_cls.device() == loss_reg.device(),
+                    "loss_reg: expected the device of loss_cls (", loss_cls.device(), "), got ",
+                    loss_reg.device());
+  TORCH_CHECK_VALUE(interval == 0 || interval >= 2,
+                    "interval: expected 0 (record only) or an integer >= 2, got ", interval);
+}
+
+void check_pooled_update_args(const at::Tensor& rank_windows, const at::Tensor& weights,
+                              const at::Tensor& window, const at::Tensor& num_updates) {
+  const at::Device device = weights.device();
+  check_state_tensor(weights, "weights", at::kDouble, {2}, device);
+  check_state_tensor(window, "window", at::kDouble, {kWindowRows, kWindowFields}, device);
+  check_state_tensor(num_updates, "num_updates", at::kLong, {}, device);
+  TORCH_CHECK_VALUE(rank_windows.scalar_type() == at::kDouble,
+                    "rank_windows: expected float64, got ", rank_windows.scalar_type());
+  TORCH_CHECK_VALUE(rank_windows.dim() == 3 && rank_windows.size(0) >= 1 &&
+                        rank_windows.size(1) == kWindowRows &&
+                        rank_windows.size(2) == kWindowFields,
+                    "rank_windows: expected shape (num_ranks, ", kWindowRows, ", ", kWindowFields,
+                    "), got ", rank_windows.sizes());
+  TORCH_CHECK_VALUE(rank_windows.is_contiguous(), "rank_windows: expected a contiguous tensor");
+  TORCH_CHECK_VALUE(rank_windows.device() == device, "rank_windows: expected a tensor on ",
+                    device, ", got ", rank_windows.device());
+}
+
+}  // namespace alwa

@@ -1,0 +1,71 @@
+// CPU kernels of alwa_step and alwa_pooled_update: a handful of scalars, so they run inline
+// on the calling thread. The rule itself is in alwa/alwa_update.h, shared with CUDA.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <torch/library.h>
+
+#include "alwa_update_checks.h"
+
+namespace alwa {
+namespace {
+
+AlwaState state_pointers(at::Tensor& weights, at::Tensor& window, at::Tensor& step,
+                         at::Tensor& skipped, at::Tensor& num_updates) {
+  return AlwaState{weights.mutable_data_ptr<double>(), window.mutable_data_ptr<double>(),
+                   step.mutable_data_ptr<int64_t>(), skipped.mutable_data_ptr<int64_t>(),
+                   num_updates.mutable_data_ptr<int64_t>()};
+}
+
+double load_loss(const at::Tensor& loss) {
+  double value = 0.0;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, loss.scalar_type(), "alwa_load_loss",
+                                  [&] { value = static_cast<double>(*loss.const_data_ptr<scalar_t>()); });
+  return value;
+}
+
+// The weight in the loss dtype, rounded through the op-math type (float for half types) as
+// the CUDA kernel does, so both backends return the same bits.
+at::Tensor applied_weight(double weight, const at::Tensor& like) {
+  at::Tensor out = at::empty({}, like.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, like.scalar_type(), "alwa_applied", [&] {
+    using opmath_t = at::opmath_type<scalar_t>;
+    *out.mutable_data_ptr<scalar_t>() = static_cast<scalar_t>(static_cast<opmath_t>(weight));
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> alwa_step_cpu(const at::Tensor& loss_cls,
+                                                 const at::Tensor& loss_reg, at::Tensor& weights,
+                                                 at::Tensor& window, at::Tensor& step,
+                                                 at::Tensor& skipped, at::Tensor& num_updates,
+                                                 int64_t interval, const std::string& mode,
+                                                 const std::string& update) {
+  const AlwaMode parsed_mode = parse_alwa_mode(mode);
+  const AlwaRecord record = parse_alwa_update(update);
+  check_alwa_step_args(loss_cls, loss_reg, interval);
+  check_alwa_state(weights, window, step, skipped, num_updates, loss_cls.device());
+
+  double applied[2];
+  record_and_update(load_loss(loss_cls), load_loss(loss_reg),
+                    state_pointers(weights, window, step, skipped, num_updates), interval,
+                    parsed_mode, record, applied);
+  return {applied_weight(applied[kWeightCls], loss_cls),
+          applied_weight(applied[kWeightReg], loss_reg)};
+}
+
+void alwa_pooled_update_cpu(const at::Tensor& rank_windows, at::Tensor& weights,
+                            at::Tensor& window, at::Tensor& num_updates, const std::string& mode) {
+  const AlwaMode parsed_mode = parse_alwa_mode(mode);
+  check_pooled_update_args(rank_windows, weights, window, num_updates);
+  update_from_pooled_windows(rank_windows.const_data_ptr<double>(), rank_windows.size(0),
+                             weights.mutable_data_ptr<double>(), window.mutable_data_ptr<double>(),
+                             num_updates.mutable_data_ptr<int64_t>(), parsed_mode);
+}
+
+}  // namespace
+}  // namespace alwa
+
+TORCH_LIBRARY_IMPL(alwa, CPU, m) {
+  m.impl("alwa_step", &alwa::alwa_step_cpu);
+  m.impl("alwa_pooled_update", &alwa::alwa_pooled_update_cpu);
+}

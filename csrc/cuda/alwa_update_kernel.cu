@@ -1,0 +1,78 @@
+// CUDA launchers of alwa_step and alwa_pooled_update: check, guard the device, launch one
+// single-thread kernel on the current stream (so CUDA graphs capture it), check the launch.
+// The device code is in alwa_update_kernel.cuh, the rule in alwa/alwa_update.h.
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include "alwa_update_checks.h"
+#include "cuda/alwa_update_kernel.cuh"
+
+namespace alwa {
+namespace {
+
+LossDtype loss_dtype(const at::Tensor& loss) {
+  switch (loss.scalar_type()) {
+    case at::kFloat:
+      return LossDtype::Float32;
+    case at::kDouble:
+      return LossDtype::Float64;
+    case at::kHalf:
+      return LossDtype::Float16;
+    case at::kBFloat16:
+      return LossDtype::BFloat16;
+    default:
+      TORCH_CHECK_VALUE(false, "alwa_step: unsupported loss dtype ", loss.scalar_type());
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> alwa_step_cuda(const at::Tensor& loss_cls,
+                                                  const at::Tensor& loss_reg, at::Tensor& weights,
+                                                  at::Tensor& window, at::Tensor& step,
+                                                  at::Tensor& skipped, at::Tensor& num_updates,
+                                                  int64_t interval, const std::string& mode,
+                                                  const std::string& update) {
+  const AlwaMode parsed_mode = parse_alwa_mode(mode);
+  const AlwaRecord record = parse_alwa_update(update);
+  check_alwa_step_args(loss_cls, loss_reg, interval);
+  check_alwa_state(weights, window, step, skipped, num_updates, loss_cls.device());
+
+  const c10::cuda::CUDAGuard device_guard(loss_cls.device());
+  at::Tensor applied_cls = at::empty({}, loss_cls.options());
+  at::Tensor applied_reg = at::empty({}, loss_reg.options());
+  const LossArgs losses{loss_cls.const_data_ptr(), loss_reg.const_data_ptr(),
+                        applied_cls.mutable_data_ptr(), applied_reg.mutable_data_ptr(),
+                        loss_dtype(loss_cls), loss_dtype(loss_reg)};
+  const AlwaState state{weights.mutable_data_ptr<double>(), window.mutable_data_ptr<double>(),
+                        step.mutable_data_ptr<int64_t>(), skipped.mutable_data_ptr<int64_t>(),
+                        num_updates.mutable_data_ptr<int64_t>()};
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  alwa_step_kernel<<<1, 1, 0, stream>>>(losses, state, interval, parsed_mode, record);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {applied_cls, applied_reg};
+}
+
+void alwa_pooled_update_cuda(const at::Tensor& rank_windows, at::Tensor& weights,
+                             at::Tensor& window, at::Tensor& num_updates,
+                             const std::string& mode) {
+  const AlwaMode parsed_mode = parse_alwa_mode(mode);
+  check_pooled_update_args(rank_windows, weights, window, num_updates);
+
+  const c10::cuda::CUDAGuard device_guard(weights.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  alwa_pooled_update_kernel<<<1, 1, 0, stream>>>(
+      rank_windows.const_data_ptr<double>(), rank_windows.size(0),
+      weights.mutable_data_ptr<double>(), window.mutable_data_ptr<double>(),
+      num_updates.mutable_data_ptr<int64_t>(), parsed_mode);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+}  // namespace
+}  // namespace alwa
+
+TORCH_LIBRARY_IMPL(alwa, CUDA, m) {
+  m.impl("alwa_step", &alwa::alwa_step_cuda);
+  m.impl("alwa_pooled_update", &alwa::alwa_pooled_update_cuda);
+}

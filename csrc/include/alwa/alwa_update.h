@@ -1,0 +1,175 @@
+// ALWA (adaptive loss weight adjustment): recording the losses and the every-C update of the
+// classification weight, written once for the CPU and CUDA kernels.
+//
+// The rule, as in the paper's published training code: each iteration the weighted losses
+// λcls·Lcls and λreg·Lreg are recorded; once a window holds C values, each window's mean and
+// sample standard deviation (ddof = 1) give a statistic per task (ALWA_1: mean + std,
+// ALWA_2: std); if cls > reg then λcls = 1 - (cls - reg) / cls, an absolute assignment
+// (= reg / cls); λreg never changes; both windows are emptied.
+// The "stable" variant records the unweighted losses instead, so the statistics do not
+// already contain the λcls they are used to set.
+//
+// A window is kept in double, whatever the loss dtype, as shifted sums: count, the shift K
+// (its first recorded value), Σ(x - K) and Σ(x - K)². Subtracting a value of the window
+// keeps the variance accurate when the losses have a large mean and a small spread
+// (Σx² - n·mean² would cancel every digit), and a window can be resumed exactly from these
+// four numbers. Windows of several ranks merge exactly with Chan et al.'s pairwise formula,
+// with the mean difference taken from the shifts, which is how the distributed path pools them.
+//
+// Torch-free on purpose: compiles with nvcc or a host compiler alone.
+#pragma once
+
+#include <math.h>
+#include <stdint.h>
+
+#include "alwa/macros.h"
+
+namespace alwa {
+
+enum class AlwaMode : int { MeanPlusStd = 1, Std = 2 };        // "alwa1", "alwa2"
+enum class AlwaRecord : int { Weighted = 0, Unweighted = 1 };  // update "paper", "stable"
+
+// Layout of the `window` tensor: kWindowRows rows (classification, regression) of
+// kWindowFields doubles each.
+constexpr int kWindowCls = 0;
+constexpr int kWindowReg = 1;
+constexpr int kWindowRows = 2;
+constexpr int kWindowFields = 4;
+constexpr int kFieldCount = 0;
+constexpr int kFieldShift = 1;
+constexpr int kFieldSum = 2;    // Σ(x - shift)
+constexpr int kFieldSumSq = 3;  // Σ(x - shift)²
+
+// Layout of the `weights` tensor.
+constexpr int kWeightCls = 0;
+constexpr int kWeightReg = 1;
+
+// Records one value in a window row.
+ALWA_HD_INLINE void add_value(double* row, double x) {
+  if (row[kFieldCount] == 0.0) row[kFieldShift] = x;
+  const double deviation = x - row[kFieldShift];
+  row[kFieldCount] += 1.0;
+  row[kFieldSum] += deviation;
+  row[kFieldSumSq] += deviation * deviation;
+}
+
+// Moments of a window: the mean is shift + mean_offset, m2 = Σ(x - mean)².
+struct Moments {
+  double count;
+  double shift;
+  double mean_offset;
+  double m2;
+};
+
+ALWA_HD_INLINE Moments window_moments(const double* row) {
+  const double count = row[kFieldCount];
+  if (count == 0.0) return Moments{0.0, 0.0, 0.0, 0.0};
+  const double mean_offset = row[kFieldSum] / count;
+  const double m2 = row[kFieldSumSq] - row[kFieldSum] * mean_offset;
+  return Moments{count, row[kFieldShift], mean_offset, m2 > 0.0 ? m2 : 0.0};
+}
+
+// Moments of the concatenation of two windows (Chan, Golub & LeVeque), kept on a's shift.
+// The difference of the means is taken as (shift_b - shift_a) + (offset_b - offset_a), of
+// small numbers, not as a difference of two large means. Empty windows are neutral, so
+// merging rank by rank needs no special case.
+ALWA_HD_INLINE Moments merge_moments(Moments a, Moments b) {
+  if (b.count == 0.0) return a;
+  if (a.count == 0.0) return b;
+  const double count = a.count + b.count;
+  const double delta = (b.shift - a.shift) + (b.mean_offset - a.mean_offset);
+  const double mean_offset = a.mean_offset + delta * (b.count / count);
+  const double m2 = a.m2 + b.m2 + delta * delta * (a.count * b.count / count);
+  return Moments{count, a.shift, mean_offset, m2};
+}
+
+// The statistic the rule compares: sample std (ddof = 1), plus the mean for ALWA_1.
+// Needs count >= 2.
+ALWA_HD_INLINE double window_statistic(Moments m, AlwaMode mode) {
+  const double std_dev = sqrt(m.m2 / (m.count - 1.0));
+  return mode == AlwaMode::MeanPlusStd ? (m.shift + m.mean_offset) + std_dev : std_dev;
+}
+
+// The paper's rule: λcls is reassigned (not scaled) when the classification statistic is
+// the larger one. Returns the current weight when the rule does not fire, or when the result
+// would not be finite, so the weights stay finite whatever the recorded values were.
+ALWA_HD_INLINE double adjusted_cls_weight(double current, double cls, double reg) {
+  if (!(cls > reg)) return current;  // also false for NaN
+  const double candidate = 1.0 - (cls - reg) / cls;
+  return isfinite(candidate) ? candidate : current;
+}
+
+// End of a window: pooled moments of both tasks -> new λcls. Fewer than two recorded values
+// (possible only when a whole window of iterations was skipped as non-finite, or when the
+// distributed path pools a window whose iterations were mostly skipped) leave λcls as it is.
+ALWA_HD_INLINE double cls_weight_after_window(double current, Moments cls, Moments reg,
+                                              AlwaMode mode) {
+  if (cls.count < 2.0 || reg.count < 2.0) return current;
+  return adjusted_cls_weight(current, window_statistic(cls, mode), window_statistic(reg, mode));
+}
+
+ALWA_HD_INLINE void clear_window(double* window) {
+  for (int i = 0; i < kWindowRows * kWindowFields; ++i) window[i] = 0.0;
+}
+
+// The state a step reads and writes, all on one device.
+struct AlwaState {
+  double* weights;       // [λcls, λreg]
+  double* window;        // kWindowRows x kWindowFields
+  int64_t* step;         // calls so far (recorded or skipped)
+  int64_t* skipped;      // calls whose losses were not finite
+  int64_t* num_updates;  // windows closed so far
+};
+
+// One training iteration: writes the weights in force into applied[0..1] (they weight this
+// iteration's returned losses), records the losses unless one is not finite, and when the
+// window has `interval` values closes it: new λcls, windows emptied. interval == 0 records
+// only; the caller then closes windows itself (the distributed path, which pools first).
+ALWA_HD_INLINE void record_and_update(double loss_cls, double loss_reg, AlwaState state,
+                                      int64_t interval, AlwaMode mode, AlwaRecord record,
+                                      double* applied) {
+  const double cls_weight = state.weights[kWeightCls];
+  const double reg_weight = state.weights[kWeightReg];
+  applied[kWeightCls] = cls_weight;
+  applied[kWeightReg] = reg_weight;
+  *state.step += 1;
+
+  const bool weighted = record == AlwaRecord::Weighted;
+  const double cls_value = weighted ? cls_weight * loss_cls : loss_cls;
+  const double reg_value = weighted ? reg_weight * loss_reg : loss_reg;
+  // The raw losses are checked too: 0 * inf is NaN, but a huge weight can also overflow a
+  // finite loss; either way the iteration says nothing about the balance of the tasks.
+  if (!(isfinite(loss_cls) && isfinite(loss_reg) && isfinite(cls_value) && isfinite(reg_value))) {
+    *state.skipped += 1;
+    return;
+  }
+  double* cls_row = state.window + kWindowCls * kWindowFields;
+  double* reg_row = state.window + kWindowReg * kWindowFields;
+  add_value(cls_row, cls_value);
+  add_value(reg_row, reg_value);
+  if (interval > 0 && cls_row[kFieldCount] >= static_cast<double>(interval)) {
+    state.weights[kWeightCls] = cls_weight_after_window(cls_weight, window_moments(cls_row),
+                                                        window_moments(reg_row), mode);
+    *state.num_updates += 1;
+    clear_window(state.window);
+  }
+}
+
+// Closes the window from the windows of `num_ranks` ranks (rank-major, each kWindowRows x
+// kWindowFields), merged in rank order so every rank computes bitwise the same weights.
+ALWA_HD_INLINE void update_from_pooled_windows(const double* rank_windows, int64_t num_ranks,
+                                               double* weights, double* window,
+                                               int64_t* num_updates, AlwaMode mode) {
+  Moments cls{0.0, 0.0, 0.0, 0.0};
+  Moments reg{0.0, 0.0, 0.0, 0.0};
+  for (int64_t rank = 0; rank < num_ranks; ++rank) {
+    const double* window = rank_windows + rank * kWindowRows * kWindowFields;
+    cls = merge_moments(cls, window_moments(window + kWindowCls * kWindowFields));
+    reg = merge_moments(reg, window_moments(window + kWindowReg * kWindowFields));
+  }
+  weights[kWeightCls] = cls_weight_after_window(weights[kWeightCls], cls, reg, mode);
+  *num_updates += 1;
+  clear_window(window);
+}
+
+}  // namespace alwa
