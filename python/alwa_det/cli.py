@@ -17,11 +17,12 @@ from .backbone import BACKBONES
 from .config import DETECTORS, make_config
 from .data import DATASETS
 from .losses import REGRESSION_LOSSES
-from .weighting import WEIGHTINGS
+from .weighting import ALWA_UPDATES, WEIGHTINGS
 
 METRICS = ("map50", "map50_11pt", "map")
 WEIGHTING_TITLES = {"fixed": "Fixed", "alwa1": "ALWA_1", "alwa2": "ALWA_2"}
-LOSS_TITLES = {"l1": "L1", "smooth_l1": "SmoothL1", "iou": "IoU", "giou": "GIoU", "diou": "DIoU", "ciou": "CIoU"}
+LOSS_TITLES = {"l1": "L1", "smooth_l1": "SmoothL1", "iou": "IoU", "giou": "GIoU", "diou": "DIoU", "ciou": "CIoU",
+               "eiou": "EIoU", "siou": "SIoU"}
 
 
 def _positive_int(text: str) -> int:
@@ -89,6 +90,7 @@ def _add_training_options(parser: argparse.ArgumentParser, with_weighting: bool)
     add("--cls-weight", dest="cls_weight", type=_number(minimum_exclusive=0), help="initial λcls")
     add("--reg-weight", dest="reg_weight", type=_number(minimum_exclusive=0), help="λreg")
     add("--interval", type=_positive_int, help="ALWA window in iterations")
+    add("--alwa-update", dest="alwa_update", choices=ALWA_UPDATES, help="ALWA rule: paper (default) or stable")
     add("--dataset", choices=DATASETS, help="dataset (default synthetic)")
     add("--data-root", dest="data_root", help="VOC year folder or COCO folder")
     add("--train-split", dest="train_split", help="training split name (VOC trainval, COCO train2017)")

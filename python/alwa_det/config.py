@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Tuple
 from .backbone import BACKBONES
 from .data import DATASETS
 from .losses import REGRESSION_LOSSES
-from .weighting import WEIGHTINGS
+from .weighting import ALWA_UPDATES, WEIGHTINGS
 
 DETECTORS = ("retinanet", "faster_rcnn")
 
@@ -27,6 +27,7 @@ class TrainConfig:
     cls_weight: float = 1.0
     reg_weight: float = 1.0
     interval: int = 50  # ALWA window, in iterations
+    alwa_update: str = "paper"  # ALWA's rule: "paper" (published) or "stable" (on unweighted losses)
     dataset: str = "synthetic"
     data_root: Optional[str] = None
     train_split: str = "train"
@@ -87,7 +88,7 @@ class TrainConfig:
         """Self, after checking every field; raises ValueError naming the bad one."""
         choices = {
             "detector": DETECTORS, "loss": REGRESSION_LOSSES, "weighting": WEIGHTINGS,
-            "dataset": DATASETS, "backbone": BACKBONES,
+            "dataset": DATASETS, "backbone": BACKBONES, "alwa_update": ALWA_UPDATES,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -8,7 +8,7 @@ from typing import List, Sequence
 import torch
 from torch import Tensor, nn
 
-from .box_coder import DeltaBoxCoder, clip_boxes
+from .box_coder import DeltaBoxCoder
 from .nms import batched_nms
 
 # ImageNet statistics: harmless for synthetic data and right for a torchvision backbone.
@@ -74,10 +74,10 @@ def select_detections(
         box_index = top_index // num_classes
         class_index = top_index % num_classes
         chosen_deltas = deltas[box_index] if deltas.dim() == 2 else deltas[box_index, class_index]
-        boxes.append(coder.decode(reference[box_index], chosen_deltas))
+        boxes.append(coder.decode(reference[box_index], chosen_deltas, image_size))
         scores.append(top_scores)
         labels.append(class_index)
-    boxes = clip_boxes(torch.cat(boxes), image_size[0], image_size[1])
+    boxes = torch.cat(boxes)
     scores = torch.cat(scores)
     labels = torch.cat(labels)
     non_empty = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])

@@ -9,9 +9,8 @@ import alwa_ext
 
 from .box_coder import DeltaBoxCoder
 
-REGRESSION_LOSSES = ("l1", "smooth_l1", "iou", "giou", "diou", "ciou")
-# Losses that compare boxes as boxes act on decoded predictions; L1-type losses act on deltas.
-DECODED_LOSSES = ("iou", "giou", "diou", "ciou")
+# IoU-family kinds act on decoded boxes, L1 kinds on deltas (alwa_ext's delta format does both).
+REGRESSION_LOSSES = ("l1", "smooth_l1", "iou", "giou", "diou", "ciou", "eiou", "siou")
 
 
 def sigmoid_focal_loss_sum(logits: Tensor, targets: Tensor, weight: Tensor, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
@@ -39,18 +38,27 @@ def regression_loss(
     avg_factor: Tensor,
     smooth_l1_beta: float = 1.0 / 9.0,
 ) -> Tensor:
-    """Box-regression loss through ``alwa_ext.box_loss``, averaged over ``avg_factor`` (a device tensor).
+    """Box-regression loss of predicted ``deltas`` against ``target_boxes``, averaged over ``avg_factor``.
 
-    Every box of the fixed-shape batch goes in; ``weight`` (0 for all but positives) selects which
-    count, so there is no data-dependent indexing.
+    One fused ``alwa_ext.box_loss`` call in its delta format: IoU-family kinds decode the deltas
+    against ``reference`` and compare boxes, L1 kinds compare the deltas with the encoded
+    targets. Every box of the fixed-shape batch goes in; ``weight`` (0 for all but positives)
+    selects which count, so there is no data-dependent indexing, and ``avg_factor`` is a device
+    tensor, so there is no sync.
     """
     if kind not in REGRESSION_LOSSES:
         raise ValueError(f"unknown regression loss {kind!r}; choose one of {', '.join(REGRESSION_LOSSES)}")
     deltas = deltas.float()
-    if kind in DECODED_LOSSES:
-        pred_boxes = coder.decode(reference, deltas)
-        return alwa_ext.box_loss(pred_boxes, target_boxes.float(), kind, weight=weight.float(), avg_factor=avg_factor)
-    target_deltas = coder.encode(reference, target_boxes).float()
     return alwa_ext.box_loss(
-        deltas, target_deltas, kind, weight=weight.float(), avg_factor=avg_factor, beta=smooth_l1_beta
+        deltas,
+        target_boxes.float(),
+        kind,
+        box_format="deltas",
+        anchors=reference.float().expand_as(deltas),
+        delta_means=coder.means,
+        delta_stds=coder.stds,
+        wh_ratio_clip=coder.wh_ratio_clip,
+        weight=weight.float(),
+        avg_factor=avg_factor,
+        beta=smooth_l1_beta,
     )

@@ -168,7 +168,8 @@ def train(config: TrainConfig, resume: Optional[str] = None) -> Dict[str, object
     train_set = build_dataset(config.dataset, config.train_split, config.image_size, config.data_root, config.seed,
                               config.synthetic_train_images)
     model = build_detector(config, len(train_set.class_names)).to(device)
-    weighting = make_weighting(config.weighting, config.cls_weight, config.reg_weight, config.interval).to(device)
+    weighting = make_weighting(config.weighting, config.cls_weight, config.reg_weight, config.interval,
+                               config.alwa_update).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(config, it))
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp)
