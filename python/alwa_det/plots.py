@@ -23,16 +23,22 @@ def read_log(path: str) -> Dict[str, np.ndarray]:
     return {key: np.array([float(row[key]) for row in rows]) for key in rows[0]}
 
 
-def window_statistics(iterations: np.ndarray, values: np.ndarray, interval: int):
-    """Centre, mean and standard deviation (ddof 1 where possible) of the values in each window of ``interval`` iterations."""
+def window_statistics(iterations: np.ndarray, means: np.ndarray, stds: np.ndarray, counts: np.ndarray, interval: int):
+    """Per window of ``interval`` iterations: its centre, and the mean and standard deviation (ddof 1)
+    of the per-iteration values, pooled exactly from the log rows' means, spreads (ddof 0) and counts."""
     windows = (iterations - 1) // interval
-    centres, means, stds = [], [], []
+    centres, window_means, window_stds = [], [], []
     for window in np.unique(windows):
-        chosen = values[windows == window]
+        chosen = windows == window
+        n = counts[chosen].sum()
+        total = (means[chosen] * counts[chosen]).sum()
+        squares = ((stds[chosen] ** 2 + means[chosen] ** 2) * counts[chosen]).sum()
+        mean = total / n
+        variance = max(squares - n * mean**2, 0.0) / (n - 1) if n > 1 else 0.0
         centres.append((window + 0.5) * interval)
-        means.append(chosen.mean())
-        stds.append(chosen.std(ddof=1) if len(chosen) > 1 else 0.0)
-    return np.array(centres), np.array(means), np.array(stds)
+        window_means.append(mean)
+        window_stds.append(np.sqrt(variance))
+    return np.array(centres), np.array(window_means), np.array(window_stds)
 
 
 def plot_losses(log_path: str, interval: int, out_path: str) -> None:
@@ -41,9 +47,9 @@ def plot_losses(log_path: str, interval: int, out_path: str) -> None:
     figure, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
     for axis, key, title in ((axes[0], "loss_cls", "classification loss"), (axes[1], "loss_reg", "regression loss")):
         axis.plot(iterations, log[key], color="0.6", linewidth=0.8, label="logged (mean since last log)")
-        centres, means, stds = window_statistics(iterations, log[key], interval)
+        centres, means, stds = window_statistics(iterations, log[key], log[f"{key}_std"], log["logged_iterations"], interval)
         axis.plot(centres, means, color="C0", marker="o", markersize=3, label=f"window mean ({interval} it.)")
-        axis.fill_between(centres, means - stds, means + stds, color="C0", alpha=0.25, label="window mean ± std")
+        axis.fill_between(centres, means - stds, means + stds, color="C0", alpha=0.25, label="window mean ± std (per iteration)")
         weighted = "weighted_cls" if key == "loss_cls" else "weighted_reg"
         axis.plot(iterations, log[weighted], color="C3", linewidth=0.8, alpha=0.7, label="weighted")
         axis.set_ylabel(title)

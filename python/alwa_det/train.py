@@ -228,8 +228,10 @@ def train(config: TrainConfig, resume: Optional[str] = None) -> Dict[str, object
         scheduler.step()
 
         # Accumulated on the device; read only at log time.
-        values = torch.stack([losses["cls"].detach().float(), losses["reg"].detach().float(), weighted_cls.detach(),
-                              weighted_reg.detach(), *[e.detach() for e in extra], total.detach()])
+        # Squares too, so the log can give each interval's spread, not only its mean.
+        raw_cls, raw_reg = losses["cls"].detach().float(), losses["reg"].detach().float()
+        values = torch.stack([raw_cls, raw_reg, weighted_cls.detach(), weighted_reg.detach(),
+                              *[e.detach() for e in extra], total.detach(), raw_cls * raw_cls, raw_reg * raw_reg])
         log_sums = values if log_sums is None else log_sums + values
         log_count += 1
         log_names = ["loss_cls", "loss_reg", "weighted_cls", "weighted_reg",
@@ -242,7 +244,11 @@ def train(config: TrainConfig, resume: Optional[str] = None) -> Dict[str, object
                 dist.all_reduce(means)
                 means /= process.world_size
             now = time.perf_counter()
-            row = {"iteration": done, **dict(zip(log_names, means.tolist()))}
+            *mean_values, cls_square, reg_square = means.tolist()
+            row = {"iteration": done, "logged_iterations": log_count, **dict(zip(log_names, mean_values))}
+            # Spread of the per-iteration raw losses over the interval (all ranks' when distributed).
+            row["loss_cls_std"] = max(cls_square - row["loss_cls"] ** 2, 0.0) ** 0.5
+            row["loss_reg_std"] = max(reg_square - row["loss_reg"] ** 2, 0.0) ** 0.5
             lambda_cls, lambda_reg = weighting.weights.float().tolist()
             row.update(lambda_cls=lambda_cls, lambda_reg=lambda_reg, lr=optimizer.param_groups[0]["lr"],
                        seconds=round(now - train_start, 3))

@@ -35,8 +35,10 @@ def test_smoke_training_writes_a_complete_run(tmp_path, detector, weighting):
     run = tmp_path / "run"
     rows = _read_log(run / "log.csv")
     assert [int(r["iteration"]) for r in rows] == [2, 4]
+    assert [int(r["logged_iterations"]) for r in rows] == [2, 2]
     for row in rows:
-        for key in ("loss_cls", "loss_reg", "weighted_cls", "weighted_reg", "lambda_cls", "lambda_reg", "lr", "seconds"):
+        for key in ("loss_cls", "loss_reg", "loss_cls_std", "loss_reg_std", "weighted_cls", "weighted_reg", "lambda_cls",
+                    "lambda_reg", "lr", "seconds"):
             assert math.isfinite(float(row[key])), key
     if detector == "faster_rcnn":
         assert "loss_roi_cls" in rows[0] and "loss_roi_reg" in rows[0]
@@ -183,3 +185,23 @@ def test_two_process_gloo_training(tmp_path):
     rows = _read_log(os.path.join(out, "log.csv"))
     assert [int(r["iteration"]) for r in rows] == [2, 4]  # one log, by rank 0
     assert load_checkpoint(out)["iteration"] == 4 and len(load_checkpoint(out)["rng"]) == 2
+
+
+def test_window_statistics_pool_log_rows_exactly():
+    import numpy as np
+
+    from alwa_det.plots import window_statistics
+
+    rng = np.random.default_rng(0)
+    per_iteration = rng.normal(1.0, 0.3, size=47)
+    # Log rows every 5 iterations (the last one partial), windows of 20 iterations.
+    ends = list(range(5, 47, 5)) + [47]
+    starts = [0] + ends[:-1]
+    rows = [per_iteration[s:e] for s, e in zip(starts, ends)]
+    centres, means, stds = window_statistics(
+        np.array(ends), np.array([r.mean() for r in rows]), np.array([r.std() for r in rows]),
+        np.array([len(r) for r in rows]), interval=20)
+    assert centres.tolist() == [10.0, 30.0, 50.0]
+    for index, (start, end) in enumerate([(0, 20), (20, 40), (40, 47)]):
+        assert means[index] == pytest.approx(per_iteration[start:end].mean(), rel=1e-12)
+        assert stds[index] == pytest.approx(per_iteration[start:end].std(ddof=1), rel=1e-9)
