@@ -1,6 +1,6 @@
 """The command line: clear errors for bad input, eval of a finished run, and the comparison table."""
 
-from harness_helpers import single_thread  # noqa: F401  (first: puts alwa_det on the path)
+from harness_helpers import COCO_CONTENT, make_coco, make_voc, single_thread  # noqa: F401  (first: puts alwa_det on the path)
 import csv
 import json
 
@@ -119,3 +119,25 @@ def test_resnet50_without_torchvision_is_a_clear_error(capsys):
         assert "needs torchvision" in capsys.readouterr().err
     else:
         pytest.skip("torchvision is installed here")
+
+
+@pytest.mark.parametrize("dataset", ["voc", "coco"])
+def test_train_and_eval_on_tiny_folders(tmp_path, capsys, dataset):
+    if dataset == "voc":
+        objects = {f"{i:06d}": [("dog", (5 + i, 6, 40, 50), False), ("cat", (40, 10, 78, 58), i == 1)] for i in range(4)}
+        objects["000009"] = []  # an image without objects
+        root = make_voc(tmp_path / "VOC2007", objects)
+        make_voc(tmp_path / "VOC2007", {"000001": objects["000001"]}, split="test")
+    else:
+        root = make_coco(tmp_path / "coco", COCO_CONTENT, split="train2017")
+        make_coco(tmp_path / "coco", COCO_CONTENT, split="val2017")
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", dataset, "--data-root", root, "--out", str(out), "--iterations", "2", "--batch-size", "2",
+            "--image-size", "64", "--width", "8", "--fpn-channels", "16", "--head-convs", "1", "--workers", "0",
+            "--log-interval", "1", "--interval", "2", "--min-level", "3", "--max-level", "5"]
+    assert cli.main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["map50"] <= 1.0
+    config = json.loads((out / "config.json").read_text())
+    assert config["eval_split"] == {"voc": "test", "coco": "val2017"}[dataset]
+    assert cli.main(["eval", "--checkpoint", str(out)]) == 0

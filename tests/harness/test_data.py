@@ -1,6 +1,6 @@
 """Synthetic data determinism, the VOC and COCO loaders on tiny folders, and bad-data errors."""
 
-from harness_helpers import single_thread  # noqa: F401  (first: puts alwa_det on the path)
+from harness_helpers import COCO_CONTENT, make_coco, make_voc, single_thread, voc_xml  # noqa: F401  (first: puts alwa_det on the path)
 import json
 import os
 
@@ -73,28 +73,6 @@ def test_sampler_is_reproducible_and_resumes_mid_epoch():
 # --- VOC ---------------------------------------------------------------------------------------
 
 
-def _voc_xml(objects, width=80, height=60):
-    parts = [f"<annotation><filename>x.jpg</filename><size><width>{width}</width><height>{height}</height><depth>3</depth></size>"]
-    for name, box, difficult in objects:
-        parts.append(
-            f"<object><name>{name}</name><difficult>{int(difficult)}</difficult><bndbox><xmin>{box[0]}</xmin>"
-            f"<ymin>{box[1]}</ymin><xmax>{box[2]}</xmax><ymax>{box[3]}</ymax></bndbox></object>"
-        )
-    return "".join(parts) + "</annotation>"
-
-
-def make_voc(root, annotations, image_size=(80, 60), split="trainval"):
-    for folder in ("Annotations", "JPEGImages", os.path.join("ImageSets", "Main")):
-        os.makedirs(os.path.join(root, folder), exist_ok=True)
-    for name, objects in annotations.items():
-        with open(os.path.join(root, "Annotations", f"{name}.xml"), "w") as handle:
-            handle.write(objects if isinstance(objects, str) else _voc_xml(objects, *image_size))
-        Image.new("RGB", image_size, (120, 30, 200)).save(os.path.join(root, "JPEGImages", f"{name}.jpg"))
-    with open(os.path.join(root, "ImageSets", "Main", f"{split}.txt"), "w") as handle:
-        handle.write("\n".join(annotations) + "\n")
-    return str(root)
-
-
 def test_voc_loader_reads_boxes_difficult_and_empty_images(tmp_path):
     root = make_voc(tmp_path / "VOC2007", {
         "000001": [("dog", (11, 21, 40, 50), False), ("person", (1, 1, 80, 60), True)],
@@ -125,7 +103,7 @@ def test_voc_bad_annotations_name_the_file(tmp_path, problem, message):
     elif problem == "unknown_class":
         annotations["000002"] = [("unicorn", (1, 1, 10, 10), False)]
     elif problem == "bad_box":
-        annotations["000002"] = _voc_xml([("cat", ("a", 1, 10, 10), False)])
+        annotations["000002"] = voc_xml([("cat", ("a", 1, 10, 10), False)])
     root = make_voc(tmp_path / "VOC", annotations)
     if problem == "missing_xml":
         with open(os.path.join(root, "ImageSets", "Main", "trainval.txt"), "a") as handle:
@@ -150,26 +128,6 @@ def test_voc_missing_root_split_and_unreadable_image(tmp_path):
 
 
 # --- COCO --------------------------------------------------------------------------------------
-
-
-def make_coco(root, content, split="val2017", images=((1, "a.png"), (2, "b.png"))):
-    os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
-    os.makedirs(os.path.join(root, split), exist_ok=True)
-    for _, name in images:
-        Image.new("RGB", (50, 100), (10, 200, 30)).save(os.path.join(root, split, name))
-    with open(os.path.join(root, "annotations", f"instances_{split}.json"), "w") as handle:
-        handle.write(content if isinstance(content, str) else json.dumps(content))
-    return str(root)
-
-
-COCO_CONTENT = {
-    "images": [{"id": 1, "file_name": "a.png", "width": 50, "height": 100}, {"id": 2, "file_name": "b.png", "width": 50, "height": 100}],
-    "categories": [{"id": 18, "name": "dog"}, {"id": 3, "name": "car"}],
-    "annotations": [
-        {"id": 1, "image_id": 1, "category_id": 18, "bbox": [5, 10, 20, 30], "iscrowd": 0},
-        {"id": 2, "image_id": 1, "category_id": 3, "bbox": [0, 0, 50, 50], "iscrowd": 1},
-    ],
-}
 
 
 def test_coco_loader_maps_categories_crowds_and_empty_images(tmp_path):
