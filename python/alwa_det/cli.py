@@ -182,7 +182,8 @@ def _resume_config(path: str, explicit: Dict[str, object]):
 
     saved = load_checkpoint(path)["config"]
     changeable = {"iterations", "out", "device", "workers", "threads", "log_interval", "checkpoint_interval", "evaluate", "eval_batch_size"}
-    conflicts = [k for k, v in explicit.items() if k not in changeable and saved.get(k) != (list(v) if isinstance(v, tuple) else v)]
+    as_saved = lambda value: list(value) if isinstance(value, (tuple, list)) else value  # noqa: E731
+    conflicts = [k for k, v in explicit.items() if k not in changeable and as_saved(saved.get(k)) != as_saved(v)]
     if conflicts:
         raise ValueError(f"--resume continues the saved run; these options differ from its config: {', '.join(sorted(conflicts))}")
     return TrainConfig.from_dict({**saved, **{k: v for k, v in explicit.items() if k in changeable}})

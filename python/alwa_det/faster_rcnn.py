@@ -156,7 +156,7 @@ class FasterRCNN(DetectorBase):
         self.inference = inference or InferenceSettings()
 
     # -- region proposals ------------------------------------------------------------------
-    def _rpn(self, features: List[Tensor], image_size):
+    def _rpn(self, features: List[Tensor]):
         objectness_levels, delta_levels = self.rpn_head(features)
         anchor_levels = self.anchor_generator.grid_anchors([f.shape[-2:] for f in features], features[0].device)
         return objectness_levels, delta_levels, anchor_levels
@@ -246,7 +246,7 @@ class FasterRCNN(DetectorBase):
         """Training losses: {'cls', 'reg'} of the RPN (the weighted pair) and {'roi_cls', 'roi_reg'}."""
         image_size = images.shape[-2:]
         features = self.fpn(self.backbone(self.normalize(images)))
-        objectness_levels, delta_levels, anchor_levels = self._rpn(features, image_size)
+        objectness_levels, delta_levels, anchor_levels = self._rpn(features)
         rpn_cls, rpn_reg = self._rpn_losses(objectness_levels, delta_levels, anchor_levels, gt_boxes, gt_valid)
         proposals, proposal_valid = self._proposals(objectness_levels, delta_levels, anchor_levels, image_size)
         roi_cls, roi_reg = self._roi_losses(features, proposals, proposal_valid, gt_boxes, gt_labels, gt_valid)
@@ -256,7 +256,7 @@ class FasterRCNN(DetectorBase):
     def detect(self, images: Tensor) -> List[Detections]:
         image_size = images.shape[-2:]
         features = self.fpn(self.backbone(self.normalize(images)))
-        objectness_levels, delta_levels, anchor_levels = self._rpn(features, image_size)
+        objectness_levels, delta_levels, anchor_levels = self._rpn(features)
         proposals, proposal_valid = self._proposals(objectness_levels, delta_levels, anchor_levels, image_size)
         cls_logits, class_deltas = self.roi_head(self._pool(features, proposals))
         batch, count = proposals.shape[:2]

@@ -76,7 +76,11 @@ def test_train_then_eval_and_resume_conflicts(tmp_path, capsys):
     assert cli.main(["eval", "--checkpoint", str(out / "model_final.pt")]) == 0
     capsys.readouterr()
     assert cli.main(["train", "--resume", str(out), "--lr", "0.5", "--iterations", "3"]) == 2
-    assert "lr" in capsys.readouterr().err
+    assert "differ from its config: lr" in capsys.readouterr().err
+    # Repeating the saved values (tuples included) is no conflict; the run continues to 3.
+    saved_steps = ",".join(str(s) for s in json.loads((out / "config.json").read_text())["lr_steps"])
+    assert cli.main(["train", "--resume", str(out), "--lr-steps", saved_steps, "--image-size", "64", "--iterations", "3"]) == 0
+    assert int((out / "log.csv").read_text().strip().splitlines()[-1].split(",")[0]) == 3
 
 
 def test_compare_writes_the_table(tmp_path, monkeypatch):
