@@ -192,6 +192,7 @@ class SyntheticShapes(DetectionDataset):
         self.num_images = num_images
         self.seed = seed
         self.max_objects = max_objects
+        self._rendered: dict = {}
 
     def __len__(self) -> int:
         return self.num_images
@@ -249,12 +250,11 @@ class SyntheticShapes(DetectionDataset):
         return image, annotation
 
     def _render_once(self, index: int) -> Tuple[Image.Image, Annotation]:
-        # A sample needs the image and its boxes: keep the last render rather than draw twice.
-        if self._last_render is None or self._last_render[0] != index:
-            self._last_render = (index, *self._render(index))
-        return self._last_render[1], self._last_render[2]
-
-    _last_render = None
+        # Drawing is a third of a demo training step on CPU, and every epoch asks for the same
+        # pictures: keep them (3 * size^2 bytes each; 100 MB for the demo's 2000 images).
+        if index not in self._rendered:
+            self._rendered[index] = self._render(index)
+        return self._rendered[index]
 
     def annotation(self, index: int) -> Annotation:
         return self._render_once(index)[1]

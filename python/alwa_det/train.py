@@ -170,7 +170,10 @@ def train(config: TrainConfig, resume: Optional[str] = None) -> Dict[str, object
     model = build_detector(config, len(train_set.class_names)).to(device)
     weighting = make_weighting(config.weighting, config.cls_weight, config.reg_weight, config.interval,
                                config.alwa_update).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    # On CUDA the fused SGD takes the AMP scaler's inf check on the device; the unfused step would
+    # read it on the host every iteration.
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                                fused=True if device.type == "cuda" else None)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(config, it))
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp)
 
