@@ -33,6 +33,11 @@ def extension():
     if use_cuda():
         sources += sorted(glob.glob(os.path.join(CSRC, "cuda", "*.cu")))
         nvcc_flags = ["-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]
+        # torch turns off __half/__nv_bfloat16's conversion operators; the kernels store half
+        # types through them (csrc/cuda/box_loss_kernels.cuh). 128: "loop is not reachable"
+        # after box_math.h's `if constexpr (!kGrad) return loss;`.
+        nvcc_flags += ["-U__CUDA_NO_HALF_CONVERSIONS__", "-U__CUDA_NO_BFLOAT16_CONVERSIONS__"]
+        nvcc_flags += ["-diag-suppress", "128"]
         nvcc_flags += ["-O0", "-g", "-G"] if debug else ["-O3"]
         return CUDAExtension(
             "alwa_ext._C",

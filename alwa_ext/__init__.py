@@ -3,6 +3,8 @@
 Importing the package loads the compiled library (alwa_ext._C), which registers the
 torch.ops.alwa operators.
 """
+import torch  # noqa: F401  (loads libc10/libtorch, which _C links against)
+
 try:
     from . import _C  # noqa: F401
 except ImportError as error:  # pragma: no cover - only without a build
@@ -12,10 +14,10 @@ except ImportError as error:  # pragma: no cover - only without a build
     ) from error
 
 from . import ops  # noqa: F401  (fake kernels and autograd)
-from . import nn, reference  # noqa: F401
+from . import cpu, nn, reference  # noqa: F401
 from .deltas import decode_deltas, encode_deltas
 from .functional import box_iou, box_loss
 from .weighting import ALWA
 
-__all__ = ["ALWA", "box_loss", "box_iou", "encode_deltas", "decode_deltas", "nn", "reference"]
+__all__ = ["ALWA", "box_loss", "box_iou", "encode_deltas", "decode_deltas", "cpu", "nn", "reference"]
 __version__ = "0.1.0"

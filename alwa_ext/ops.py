@@ -85,7 +85,7 @@ def _box_loss_setup_context(ctx, inputs, output):
         pred if keep_inputs else None,
         target if keep_inputs else None,
         weight if keep_inputs else None,
-        avg_factor if needs[3] else None,
+        avg_factor if keep_inputs else None,
         loss_out if needs[3] else None,
         anchors if keep_inputs else None,
     )

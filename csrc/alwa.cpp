@@ -47,4 +47,11 @@ TORCH_LIBRARY(alwa, m) {
       "alwa_pooled_update(Tensor rank_windows, Tensor(a!) weights, Tensor(b!) window, "
       "Tensor(c!) num_updates, str variant) -> ()",
       tags);
+  // The CPU kernels' SIMD path (cpu/cpu_isa.h): the one in use, those available, and an
+  // override that returns the previous one.
+  m.def("cpu_isa() -> str");
+  m.def("cpu_isas() -> str[]");
+  m.def("set_cpu_isa(str isa) -> str");
+  // Test hook: the SIMD paths' atan2 (the one CIoU uses) on float32 tensors.
+  m.def("_vec_atan2(Tensor y, Tensor x, str isa) -> Tensor");
 }

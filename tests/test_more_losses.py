@@ -250,10 +250,7 @@ DEGENERATE_VARIANTS = LOSS_VARIANTS + [("eiou", {"focal_gamma": 2.0}), ("ciou", 
 @pytest.mark.parametrize("kind,extra", DEGENERATE_VARIANTS)
 @pytest.mark.parametrize("eps", [1e-7, 0.0])
 def test_finite_on_degenerate_boxes(dtype, kind, extra, eps):
-    pred, target = degenerate_pairs(dtype)
-    if dtype == torch.float16:
-        # Gradients of boxes 1e-6 wide are ~1e6, beyond float16's range (65504).
-        pred, target = pred[:8], target[:8]
+    pred, target = degenerate_pairs(dtype)  # float16 stores saturate: every row stays finite
     p = pred.clone().requires_grad_(True)
     t = target.clone().requires_grad_(True)
     loss = alwa_ext.box_loss(p, t, kind, reduction="none", eps=eps, **extra)
@@ -273,11 +270,6 @@ def test_finite_on_degenerate_deltas(kind, dtype):
     deltas = torch.tensor(
         [[0, 0, 0, 0], [0.5, -0.5, 30, -30], [1, 1, -100, 100], [0, 0, 0, 0]] * 2, dtype=torch.float64
     )
-    if dtype == torch.float16:
-        # Encoding against zero-size anchors (floored at eps) gives deltas beyond float16's range,
-        # and two inverted boxes have an empty enclosing box (diagonal eps): DIoU's ratio too.
-        keep = [0, 2, 4, 6] if kind in COORD_KINDS else list(range(7))
-        deltas, anchors, target = deltas[keep], anchors[keep], target[keep]
     d = deltas.to(dtype).clone().requires_grad_(True)
     t = target.to(dtype).clone().requires_grad_(True)
     loss = alwa_ext.box_loss(d, t, kind, box_format="deltas", anchors=anchors.to(dtype), reduction="none")

@@ -663,6 +663,15 @@ ALWA_HD_INLINE void store_box(const T (&box)[4], T scale, scalar_t* dst) {
   for (int k = 0; k < 4; ++k) dst[k] = store_cast<scalar_t>(box[k] * scale);
 }
 
+// How box_loss_element reads a box: load_box by default; a backend may pass its own loader
+// (the CUDA kernels pass one that uses vector loads where the host found the inputs aligned).
+struct ScalarBoxLoader {
+  template <class T, class scalar_t>
+  ALWA_HD_INLINE void operator()(const scalar_t* src, T (&box)[4]) const {
+    load_box(src, box);
+  }
+};
+
 // Box i of a box_loss call: writes its per-element losses (reduction "none") and gradients
 // (kGrad), and returns the sum of its weighted element losses (for "sum"/"mean").
 // grad_scale is reduction_scale(args), computed once per thread by the caller.
@@ -671,11 +680,12 @@ ALWA_HD_INLINE void store_box(const T (&box)[4], T scale, scalar_t* dst) {
 // decoded box with the target box; L1/SmoothL1 compare the deltas with the target box encoded
 // against the anchor (mmdet's default pipeline, where L1 acts on the regression targets).
 // Either way the gradients are w.r.t. the deltas and the target box.
-template <LossKind K, bool kGrad, class scalar_t, class T>
-ALWA_HD_INLINE T box_loss_element(const BoxLossArgs<scalar_t, T>& args, int64_t i, T grad_scale) {
+template <LossKind K, bool kGrad, class scalar_t, class T, class Loader = ScalarBoxLoader>
+ALWA_HD_INLINE T box_loss_element(const BoxLossArgs<scalar_t, T>& args, int64_t i, T grad_scale,
+                                  Loader load = {}) {
   T p[4], t[4], anchor[4] = {T(0), T(0), T(0), T(0)};
-  load_box(args.pred + 4 * i, p);
-  load_box(args.target + 4 * i, t);
+  load(args.pred + 4 * i, p);
+  load(args.target + 4 * i, t);
   const bool deltas = args.format == BoxFormat::Deltas;  // uniform over the call
   if (deltas) load_box(args.anchors + 4 * i, anchor);
   const scalar_t* w = args.weight;

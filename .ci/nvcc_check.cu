@@ -1,0 +1,53 @@
+// Compile check of the CUDA kernels with nvcc alone (no torch, no GPU): takes the address of
+// every kernel for every storage type and loss kind, so each one is instantiated and goes
+// through ptxas. Built by .ci/nvcc_check.sh, which also checks that every LossKind is listed
+// here and that ptxas reports no local-memory spills. Not part of the extension's build
+// (setup.py compiles csrc/cuda/*.cu, and this file is not there).
+#include "cuda/box_loss_kernels.cuh"
+
+namespace alwa {
+namespace cuda {
+namespace {
+
+template <LossKind K, class S>
+void instantiate_kind(const void** out, int& count) {
+  using T = compute_t<S>;
+  out[count++] = reinterpret_cast<const void*>(&box_loss_kernel<K, false, S, T>);
+  out[count++] = reinterpret_cast<const void*>(&box_loss_kernel<K, true, S, T>);
+  if constexpr (K == LossKind::IoU || K == LossKind::GIoU || K == LossKind::DIoU ||
+                K == LossKind::CIoU) {  // the kinds box_iou takes
+    out[count++] = reinterpret_cast<const void*>(&box_iou_kernel<K, S, T>);
+    out[count++] = reinterpret_cast<const void*>(&box_iou_grad_boxes1_kernel<K, S, T>);
+    out[count++] = reinterpret_cast<const void*>(&box_iou_grad_boxes2_kernel<K, S, T>);
+  }
+}
+
+template <class S>
+void instantiate_type(const void** out, int& count) {
+  using T = compute_t<S>;
+  instantiate_kind<LossKind::IoU, S>(out, count);
+  instantiate_kind<LossKind::GIoU, S>(out, count);
+  instantiate_kind<LossKind::DIoU, S>(out, count);
+  instantiate_kind<LossKind::CIoU, S>(out, count);
+  instantiate_kind<LossKind::EIoU, S>(out, count);
+  instantiate_kind<LossKind::SIoU, S>(out, count);
+  instantiate_kind<LossKind::L1, S>(out, count);
+  instantiate_kind<LossKind::SmoothL1, S>(out, count);
+  out[count++] = reinterpret_cast<const void*>(&box_loss_finish_kernel<S, T>);
+  out[count++] = reinterpret_cast<const void*>(&box_iou_grad_finish_kernel<S, T>);
+}
+
+}  // namespace
+
+// Fills `out` with every kernel's address and returns how many there are.
+int nvcc_check_kernels(const void** out) {
+  int count = 0;
+  instantiate_type<float>(out, count);
+  instantiate_type<double>(out, count);
+  instantiate_type<__half>(out, count);
+  instantiate_type<__nv_bfloat16>(out, count);
+  return count;
+}
+
+}  // namespace cuda
+}  // namespace alwa

@@ -1,0 +1,222 @@
+"""End-to-end gain: one detector training step with the fused box loss vs the eager one.
+
+Two workloads, both timed as whole steps (forward, losses, backward), fused and eager taking
+turns call by call:
+
+* ``harness`` -- one RetinaNet training step of the project's detector harness (``alwa_det``,
+  on its synthetic images). Used when ``alwa_det`` is importable (``--workload harness`` forces
+  it, ``--workload standin`` skips it). The eager run swaps ``alwa_ext.box_loss`` for its eager
+  twin ``alwa_ext.reference.box_loss`` (same signature), so the harness needs no switch of its
+  own.
+* ``standin`` -- a stand-in for a RetinaNet loss stage, clearly not a detector: head outputs for
+  B images x A anchors (leaf tensors: class logits (B, A, C) and box deltas (B, A, 4)), deltas
+  decoded onto the anchors, the box loss over every anchor with a positive-mask weight and
+  ``avg_factor`` = number of positives (the no-sync formulation the harness uses), a sigmoid
+  focal loss over all anchors and classes, and backward through both.
+
+    python -m benchmarks.bench_train_step                   # auto: harness if importable, and the stand-in
+    python -m benchmarks.bench_train_step --workload standin --anchors 100000 --kind giou
+
+Rows go to benchmarks/results/bench_train_step.jsonl.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import sys
+from typing import Callable, Dict, List
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch
+
+import alwa_ext
+from benchmarks.common import RESULTS, Timer, append_rows, environment, interleaved, load_average, summary_ms
+
+RESULTS_FILE = os.path.join(RESULTS, "bench_train_step.jsonl")
+
+
+@contextlib.contextmanager
+def box_loss_backend(name: str):
+    """`fused`: alwa_ext.box_loss as is; `eager`: alwa_ext.box_loss replaced by the eager reference."""
+    original = alwa_ext.box_loss
+    if name == "eager":
+        alwa_ext.box_loss = alwa_ext.reference.box_loss
+    try:
+        yield
+    finally:
+        alwa_ext.box_loss = original
+
+
+# ----------------------------------------------------------------------------- stand-in
+
+
+def decode(anchors, deltas, clip=math.log(1000.0 / 16)):
+    """mmdet-style delta decoding (means 0, stds 1): xyxy boxes from (dx, dy, dw, dh)."""
+    wa, ha = anchors[..., 2] - anchors[..., 0], anchors[..., 3] - anchors[..., 1]
+    xa, ya = anchors[..., 0] + 0.5 * wa, anchors[..., 1] + 0.5 * ha
+    dx, dy, dw, dh = deltas.unbind(-1)
+    x, y = xa + dx * wa, ya + dy * ha
+    w, h = wa * dw.clamp(max=clip).exp(), ha * dh.clamp(max=clip).exp()
+    return torch.stack([x - 0.5 * w, y - 0.5 * h, x + 0.5 * w, y + 0.5 * h], -1)
+
+
+def sigmoid_focal_loss_sum(logits, targets, alpha=0.25, gamma=2.0):
+    p = logits.sigmoid()
+    ce = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    return (ce * (1 - p_t) ** gamma * (alpha * targets + (1 - alpha) * (1 - targets))).sum()
+
+
+def standin_step(args) -> Callable[[], None]:
+    g = torch.Generator().manual_seed(0)
+    b, a, c = args.images, args.anchors, args.classes
+    xy = torch.rand(a, 2, generator=g) * 800
+    anchors = torch.cat([xy, xy + torch.rand(a, 2, generator=g) * 200 + 16], 1)
+    positive = torch.rand(b, a, generator=g) < args.positive_fraction
+    # Targets near their anchors; what negatives are matched to does not matter (weight 0).
+    target_boxes = decode(anchors.expand(b, a, 4), torch.randn(b, a, 4, generator=g) * 0.2)
+    labels = torch.randint(0, c, (b, a), generator=g)
+    cls_targets = torch.nn.functional.one_hot(labels, c).float() * positive[..., None]
+    num_positive = positive.sum().float().clamp(min=1.0)
+    weight = positive.float()
+    cls_logits = (torch.randn(b, a, c, generator=g) - 4).requires_grad_()
+    deltas = (torch.randn(b, a, 4, generator=g) * 0.2).requires_grad_()
+
+    def step():
+        cls_logits.grad = deltas.grad = None
+        pred_boxes = decode(anchors.expand(b, a, 4), deltas)
+        loss_reg = alwa_ext.box_loss(pred_boxes, target_boxes, args.kind, weight=weight, avg_factor=num_positive)
+        loss_cls = sigmoid_focal_loss_sum(cls_logits, cls_targets) / num_positive
+        (loss_cls + loss_reg).backward()
+
+    return step
+
+
+def standin_box_loss_only(args) -> Callable[[], None]:
+    """The regression part of the stand-in alone (decode + box loss + backward)."""
+    g = torch.Generator().manual_seed(0)
+    b, a = args.images, args.anchors
+    xy = torch.rand(a, 2, generator=g) * 800
+    anchors = torch.cat([xy, xy + torch.rand(a, 2, generator=g) * 200 + 16], 1)
+    positive = torch.rand(b, a, generator=g) < args.positive_fraction
+    target_boxes = decode(anchors.expand(b, a, 4), torch.randn(b, a, 4, generator=g) * 0.2)
+    num_positive = positive.sum().float().clamp(min=1.0)
+    weight = positive.float()
+    deltas = (torch.randn(b, a, 4, generator=g) * 0.2).requires_grad_()
+
+    def step():
+        deltas.grad = None
+        pred_boxes = decode(anchors.expand(b, a, 4), deltas)
+        alwa_ext.box_loss(pred_boxes, target_boxes, args.kind, weight=weight, avg_factor=num_positive).backward()
+
+    return step
+
+
+# ----------------------------------------------------------------------------- harness
+
+
+def harness_available() -> bool:
+    try:
+        import alwa_det  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def harness_step(args) -> Callable[[], None]:
+    """One RetinaNet training step (forward, losses, backward) of alwa_det on two synthetic images."""
+    from alwa_det.config import TrainConfig
+    from alwa_det.data import SyntheticShapes, collate
+    from alwa_det.models import build_detector
+
+    torch.manual_seed(0)
+    config = TrainConfig(detector="retinanet", loss=args.kind, image_size=args.image_size, batch_size=args.images)
+    dataset = SyntheticShapes(num_images=args.images, image_size=args.image_size, seed=0)
+    num_classes = getattr(dataset, "num_classes", None) or len(dataset.class_names)
+    model = build_detector(config, num_classes).train()
+    batch = collate([dataset[i] for i in range(args.images)])
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        losses = model(batch.images, batch.gt_boxes, batch.gt_labels, batch.gt_valid)
+        sum(losses.values()).backward()
+
+    return step
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def measure(name: str, make_step: Callable, args, env) -> List[Dict[str, object]]:
+    timer = Timer(torch.device("cpu"))
+    steps = {}
+    for backend in ("fused", "eager"):
+        with box_loss_backend(backend):
+            steps[backend] = make_step(args)
+
+    def call(backend):
+        with box_loss_backend(backend):
+            return timer(steps[backend])
+
+    calls = {backend: (lambda backend=backend: call(backend)) for backend in steps}
+    for _ in range(args.warmup):
+        for fn in calls.values():
+            fn()
+    times = interleaved(calls, args.repeats)
+    rows = []
+    for backend, seconds in times.items():
+        rows.append(dict(env, bench="train_step", workload=name, provider=backend, kind=args.kind, images=args.images,
+                         anchors=args.anchors if name.startswith("standin") else None,
+                         positive_fraction=args.positive_fraction if name.startswith("standin") else None,
+                         image_size=args.image_size if name == "harness" else None,
+                         repeats=args.repeats, **summary_ms(seconds)))
+    fused, eager = rows[0]["median_ms"], rows[1]["median_ms"]
+    print(f"{name:22s} {args.kind:5s} step ms: fused {fused:9.2f}  eager {eager:9.2f}   "
+          f"x{eager / fused:.2f}  (saves {eager - fused:.1f} ms per step)", flush=True)
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workload", choices=["auto", "harness", "standin"], default="auto")
+    p.add_argument("--kind", default="ciou", choices=["iou", "giou", "diou", "ciou", "l1", "smooth_l1"])
+    p.add_argument("--images", type=int, default=2)
+    p.add_argument("--anchors", type=int, default=100_000, help="stand-in: anchors per image")
+    p.add_argument("--classes", type=int, default=80, help="stand-in: classes")
+    p.add_argument("--positive-fraction", type=float, default=0.02, help="stand-in: share of anchors matched to an object")
+    p.add_argument("--image-size", type=int, default=512, help="harness: image side")
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--out", default=RESULTS_FILE)
+    p.add_argument("--no-save", action="store_true")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    env = environment(torch.device("cpu"))
+    print(f"# {env['device_name']} | isa {env['cpu_isa']} | {env['threads']} threads | torch {env['torch']} | "
+          f"commit {env['commit']} | load {env['load_avg_start']}", flush=True)
+    rows = []
+    if args.workload == "harness" or (args.workload == "auto" and harness_available()):
+        rows += measure("harness", harness_step, args, env)
+    elif args.workload == "auto":
+        print("# alwa_det is not importable: harness step skipped (stand-in only)", flush=True)
+    if args.workload in ("auto", "standin"):
+        rows += measure("standin", standin_step, args, env)
+        rows += measure("standin_box_loss_only", standin_box_loss_only, args, env)
+    end = load_average()
+    for row in rows:
+        row["load_avg_end"] = end
+    print(f"# load average at the end: {end}")
+    if not args.no_save:
+        append_rows(args.out, rows)
+        print(f"# {len(rows)} rows appended to {os.path.relpath(args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+// CUDA launchers of box_loss, box_iou and box_iou_backward: validate and allocate through
+// box_loss_plan.h (shared with the CPU kernels), pick the grid, launch the kernels of
+// box_loss_kernels.cuh on the current stream. Nothing here reads device memory, so no call
+// synchronises with the host, and every temporary comes from the caching allocator, so the
+// ops can be captured in a CUDA graph.
+#include <ATen/Dispatch.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <cstring>
+#include <type_traits>
+
+#include "box_loss_plan.h"
+#include "cuda/box_loss_kernels.cuh"
+
+namespace alwa {
+namespace {
+
+using cuda::kThreadsPerBlock;
+
+// The kernels store at::Half / at::BFloat16 as CUDA's own types (same size and bits).
+template <class scalar_t>
+struct CudaStorage {
+  using type = scalar_t;
+};
+template <>
+struct CudaStorage<at::Half> {
+  using type = __half;
+};
+template <>
+struct CudaStorage<at::BFloat16> {
+  using type = __nv_bfloat16;
+};
+
+template <class scalar_t>
+auto* storage_ptr(const at::Tensor& t) {
+  using storage_t = typename CudaStorage<scalar_t>::type;
+  static_assert(sizeof(storage_t) == sizeof(scalar_t), "storage type of another size");
+  return reinterpret_cast<const storage_t*>(t.const_data_ptr<scalar_t>());
+}
+template <class scalar_t>
+auto* mutable_storage_ptr(const at::Tensor& t) {
+  using storage_t = typename CudaStorage<scalar_t>::type;
+  return reinterpret_cast<storage_t*>(t.mutable_data_ptr<scalar_t>());
+}
+
+// BoxLossArgs<at::Half, float> -> BoxLossArgs<__half, float>: the two differ only in the
+// pointee type of their pointers, so the bits carry over.
+template <class storage_t, class scalar_t, class T>
+BoxLossArgs<storage_t, T> as_storage_args(const BoxLossArgs<scalar_t, T>& args) {
+  using In = BoxLossArgs<scalar_t, T>;
+  using Out = BoxLossArgs<storage_t, T>;
+  static_assert(sizeof(In) == sizeof(Out) && alignof(In) == alignof(Out), "layouts differ");
+  static_assert(std::is_trivially_copyable_v<In> && std::is_trivially_copyable_v<Out>,
+                "BoxLossArgs must stay trivially copyable (it is a kernel argument)");
+  Out out;
+  std::memcpy(&out, &args, sizeof(Out));
+  return out;
+}
+
+// Blocks that fit on the device at once: the cap of every grid-stride grid (and so the size
+// of box_loss's per-block partial sums).
+int64_t resident_blocks() {
+  const cudaDeviceProp* props = at::cuda::getCurrentDeviceProperties();
+  return static_cast<int64_t>(props->multiProcessorCount) *
+         (props->maxThreadsPerMultiProcessor / kThreadsPerBlock);
+}
+
+// ----------------------------------------------------------------------------- box_loss
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> box_loss_cuda(
+    const at::Tensor& pred, const at::Tensor& target, const std::optional<at::Tensor>& weight,
+    const std::optional<at::Tensor>& avg_factor, const std::optional<at::Tensor>& anchors,
+    const std::string& loss, const std::string& reduction, const std::string& box_format,
+    double eps, double beta, double alpha, double focal_gamma, at::ArrayRef<double> delta_means,
+    at::ArrayRef<double> delta_stds, double wh_ratio_clip, bool grad_pred, bool grad_target) {
+  const c10::cuda::CUDAGuard device_guard(pred.device());
+  BoxLossPlan plan = plan_box_loss(pred, target, weight, avg_factor, anchors, loss, reduction,
+                                   box_format, eps, beta, alpha, focal_gamma, delta_means,
+                                   delta_stds, wh_ratio_clip, grad_pred, grad_target);
+  const bool reduce = plan.reduction != Reduction::None;
+  if (plan.num_boxes == 0) {
+    if (reduce) plan.loss.zero_();
+    return {plan.loss, plan.grad_pred_out, plan.grad_target_out};
+  }
+  const at::Tensor pred_c = pred.contiguous();
+  const at::Tensor target_c = target.contiguous();
+  const at::Tensor weight_c =
+      weight.has_value() ? weight->to(pred.scalar_type()).contiguous() : at::Tensor();
+  const bool with_grad = grad_pred || grad_target;
+  const uint32_t blocks = cuda::capped_blocks(plan.num_boxes, kThreadsPerBlock, resident_blocks());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, pred.scalar_type(), "box_loss_cuda", [&] {
+    using storage_t = typename CudaStorage<scalar_t>::type;
+    using T = cuda::compute_t<storage_t>;
+    const auto args = as_storage_args<storage_t>(
+        make_box_loss_args<scalar_t, T>(plan, pred_c, target_c, weight_c));
+    const cuda::BoxLoader load{cuda::boxes_vector_aligned(args.pred) &&
+                               cuda::boxes_vector_aligned(args.target)};
+    // Reduced losses: one block writes the result itself; more write per-block sums that one
+    // finishing block adds in order.
+    storage_t* reduced = nullptr;
+    at::Tensor block_sums;
+    T* block_sums_ptr = nullptr;
+    if (reduce) {
+      reduced = mutable_storage_ptr<scalar_t>(plan.loss);
+      if (blocks > 1) {
+        block_sums = at::empty({blocks}, pred.options().dtype(c10::CppTypeToScalarType<T>::value));
+        block_sums_ptr = block_sums.mutable_data_ptr<T>();
+      }
+    }
+    storage_t* const single_block_out = blocks == 1 ? reduced : nullptr;
+    dispatch_loss_kind(plan.kind, [&](auto kind) {
+      constexpr LossKind K = decltype(kind)::value;
+      if (with_grad) {
+        cuda::box_loss_kernel<K, true><<<blocks, kThreadsPerBlock, 0, stream>>>(
+            args, load, block_sums_ptr, single_block_out);
+      } else {
+        cuda::box_loss_kernel<K, false><<<blocks, kThreadsPerBlock, 0, stream>>>(
+            args, load, block_sums_ptr, single_block_out);
+      }
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+    if (block_sums_ptr != nullptr) {
+      cuda::box_loss_finish_kernel<<<1, kThreadsPerBlock, 0, stream>>>(
+          args, block_sums_ptr, static_cast<int>(blocks), reduced);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+  });
+  return {plan.loss, plan.grad_pred_out, plan.grad_target_out};
+}
+
+// ----------------------------------------------------------------------------- box_iou
+
+at::Tensor box_iou_cuda(const at::Tensor& boxes1, const at::Tensor& boxes2,
+                        const std::string& kind, const std::string& box_format, double eps) {
+  const c10::cuda::CUDAGuard device_guard(boxes1.device());
+  const LossKind loss_kind = check_box_iou_args(boxes1, boxes2, kind, eps);
+  const BoxFormat format = parse_iou_box_format(box_format);
+  const int64_t m = boxes1.size(0), n = boxes2.size(0);
+  at::Tensor out = at::empty({m, n}, boxes1.options());
+  if (m == 0 || n == 0) return out;
+  const at::Tensor b1 = boxes1.contiguous(), b2 = boxes2.contiguous();
+  const dim3 grid(cuda::capped_blocks(n, kThreadsPerBlock, cuda::kMaxGridDim),
+                  cuda::capped_blocks(m, cuda::kIouTileRows, cuda::kMaxGridDim));
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b1.scalar_type(), "box_iou_cuda", [&] {
+    using T = cuda::compute_t<typename CudaStorage<scalar_t>::type>;
+    dispatch_iou_kind(loss_kind, [&](auto kind_constant) {
+      constexpr LossKind K = decltype(kind_constant)::value;
+      cuda::box_iou_kernel<K><<<grid, kThreadsPerBlock, 0, stream>>>(
+          storage_ptr<scalar_t>(b1), storage_ptr<scalar_t>(b2), m, n, format,
+          static_cast<T>(eps), mutable_storage_ptr<scalar_t>(out));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+  return out;
+}
+
+// d out / d boxes1 (row sums) and d out / d boxes2 (column sums), each in a fixed order.
+std::tuple<at::Tensor, at::Tensor> box_iou_backward_cuda(
+    const at::Tensor& grad, const at::Tensor& boxes1, const at::Tensor& boxes2,
+    const std::string& kind, const std::string& box_format, double eps, bool grad_boxes1,
+    bool grad_boxes2) {
+  const c10::cuda::CUDAGuard device_guard(boxes1.device());
+  const LossKind loss_kind = check_box_iou_args(boxes1, boxes2, kind, eps);
+  const BoxFormat format = parse_iou_box_format(box_format);
+  const int64_t m = boxes1.size(0), n = boxes2.size(0);
+  TORCH_CHECK_VALUE(grad.sizes() == at::IntArrayRef({m, n}), "grad: expected shape (", m, ", ",
+                    n, "), got ", grad.sizes());
+  TORCH_CHECK_VALUE(grad.device() == boxes1.device(), "grad: expected the device of boxes1 (",
+                    boxes1.device(), "), got ", grad.device());
+  at::Tensor grad1 = grad_boxes1 ? at::empty({m, 4}, boxes1.options()) : at::empty({0}, boxes1.options());
+  at::Tensor grad2 = grad_boxes2 ? at::empty({n, 4}, boxes2.options()) : at::empty({0}, boxes2.options());
+  if (m == 0 || n == 0) {
+    if (grad_boxes1) grad1.zero_();
+    if (grad_boxes2) grad2.zero_();
+    return {grad1, grad2};
+  }
+  const at::Tensor b1 = boxes1.contiguous(), b2 = boxes2.contiguous();
+  const at::Tensor g = grad.to(boxes1.scalar_type()).contiguous();
+  const int64_t target_blocks = resident_blocks();
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  // Each chunk spans at least 4 staged tiles, so the partial sums stay small beside the pairs.
+  const cuda::IouGradSplit split1 = cuda::split_iou_grad(
+      m, n, cuda::kWarpsPerBlock, cuda::kIouTileCols, target_blocks, 4 * cuda::kIouTileCols);
+  const cuda::IouGradSplit split2 = cuda::split_iou_grad(
+      n, m, kThreadsPerBlock, cuda::kIouTileRows, target_blocks, 4 * cuda::kIouTileRows);
+
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b1.scalar_type(), "box_iou_backward_cuda", [&] {
+    using T = cuda::compute_t<typename CudaStorage<scalar_t>::type>;
+    const auto acc_dtype = b1.options().dtype(c10::CppTypeToScalarType<T>::value);
+    const auto* g_ptr = storage_ptr<scalar_t>(g);
+    const auto* b1_ptr = storage_ptr<scalar_t>(b1);
+    const auto* b2_ptr = storage_ptr<scalar_t>(b2);
+    const T eps_t = static_cast<T>(eps);
+    dispatch_iou_kind(loss_kind, [&](auto kind_constant) {
+      constexpr LossKind K = decltype(kind_constant)::value;
+      // One chunk: the kernel writes the gradient; more: partial sums, added in chunk order.
+      auto launch = [&](const cuda::IouGradSplit& split, int64_t num_boxes, const at::Tensor& out,
+                        auto kernel) {
+        auto* out_ptr = mutable_storage_ptr<scalar_t>(out);
+        at::Tensor partial;
+        T* partial_ptr = nullptr;
+        if (split.num_chunks > 1) {
+          partial = at::empty({split.num_chunks, num_boxes, 4}, acc_dtype);
+          partial_ptr = partial.mutable_data_ptr<T>();
+        }
+        const dim3 grid(split.blocks_x, static_cast<uint32_t>(split.num_chunks));
+        kernel<<<grid, kThreadsPerBlock, 0, stream>>>(g_ptr, b1_ptr, b2_ptr, m, n, format, eps_t,
+                                                      split.chunk, partial_ptr,
+                                                      partial_ptr == nullptr ? out_ptr : nullptr);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        if (partial_ptr != nullptr) {
+          const uint32_t blocks = cuda::capped_blocks(num_boxes, kThreadsPerBlock, target_blocks);
+          cuda::box_iou_grad_finish_kernel<<<blocks, kThreadsPerBlock, 0, stream>>>(
+              partial_ptr, split.num_chunks, num_boxes, format, out_ptr);
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
+        }
+      };
+      using storage_t = typename CudaStorage<scalar_t>::type;
+      if (grad_boxes1) launch(split1, m, grad1, cuda::box_iou_grad_boxes1_kernel<K, storage_t, T>);
+      if (grad_boxes2) launch(split2, n, grad2, cuda::box_iou_grad_boxes2_kernel<K, storage_t, T>);
+    });
+  });
+  return {grad1, grad2};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(alwa, CUDA, m) {
+  m.impl("box_loss", &box_loss_cuda);
+  m.impl("box_iou", &box_iou_cuda);
+  m.impl("box_iou_backward", &box_iou_backward_cuda);
+}
+
+}  // namespace alwa
