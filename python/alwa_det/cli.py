@@ -1,0 +1,292 @@
+"""Command line: ``alwa-train train | eval | compare`` (also ``python -m alwa_det``).
+
+``train`` with no options is the demo (RetinaNet, CIoU, ALWA_2, synthetic data, CPU). Options the
+user gives override the preset of the chosen dataset and detector (see :mod:`alwa_det.config`).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+from typing import Dict, List, Optional, Sequence
+
+from .backbone import BACKBONES
+from .config import DETECTORS, make_config
+from .data import DATASETS
+from .losses import REGRESSION_LOSSES
+from .weighting import ALWA_UPDATES, WEIGHTINGS
+
+METRICS = ("map50", "map50_11pt", "map")
+WEIGHTING_TITLES = {"fixed": "Fixed", "alwa1": "ALWA_1", "alwa2": "ALWA_2"}
+LOSS_TITLES = {"l1": "L1", "smooth_l1": "SmoothL1", "iou": "IoU", "giou": "GIoU", "diou": "DIoU", "ciou": "CIoU",
+               "eiou": "EIoU", "siou": "SIoU"}
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _number(minimum_exclusive: Optional[float] = None, minimum: Optional[float] = None):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if minimum_exclusive is not None and value <= minimum_exclusive:
+            raise argparse.ArgumentTypeError(f"expected a number above {minimum_exclusive}, got {text!r}")
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a number of at least {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _int_list(text: str) -> tuple:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _choice_list(allowed: Sequence[str]):
+    def parse(text: str) -> List[str]:
+        items = [part.strip() for part in text.split(",") if part.strip()]
+        unknown = [item for item in items if item not in allowed]
+        if not items or unknown:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {', '.join(allowed)}, got {text!r}")
+        return items
+
+    return parse
+
+
+def _add_training_options(parser: argparse.ArgumentParser, with_weighting: bool) -> None:
+    """Options shared by train and compare; absent ones fall back to the preset (SUPPRESS keeps them out)."""
+    add = lambda *names, **kw: parser.add_argument(*names, default=argparse.SUPPRESS, **kw)  # noqa: E731
+    add("--detector", choices=DETECTORS, help="detector (default retinanet)")
+    if with_weighting:
+        add("--loss", choices=REGRESSION_LOSSES, help="box-regression loss (default ciou)")
+        add("--weighting", choices=WEIGHTINGS, help="loss weighting (default alwa2)")
+    add("--cls-weight", dest="cls_weight", type=_number(minimum_exclusive=0), help="initial λcls")
+    add("--reg-weight", dest="reg_weight", type=_number(minimum_exclusive=0), help="λreg")
+    add("--interval", type=_positive_int, help="ALWA window in iterations")
+    add("--alwa-update", dest="alwa_update", choices=ALWA_UPDATES, help="ALWA rule: paper (default) or stable")
+    add("--dataset", choices=DATASETS, help="dataset (default synthetic)")
+    add("--data-root", dest="data_root", help="VOC year folder or COCO folder")
+    add("--train-split", dest="train_split", help="training split name (VOC trainval, COCO train2017)")
+    add("--eval-split", dest="eval_split", help="evaluation split name (VOC test, COCO val2017)")
+    add("--synthetic-train-images", dest="synthetic_train_images", type=_positive_int)
+    add("--synthetic-eval-images", dest="synthetic_eval_images", type=_positive_int)
+    add("--iterations", type=_positive_int, help="training iterations")
+    add("--epochs", type=_positive_int, help="training epochs (converted to iterations)")
+    add("--batch-size", dest="batch_size", type=_positive_int)
+    add("--lr", type=_number(minimum_exclusive=0))
+    add("--momentum", type=_number(minimum=0))
+    add("--weight-decay", dest="weight_decay", type=_number(minimum=0))
+    add("--warmup-iterations", dest="warmup_iterations", type=_non_negative_int)
+    add("--lr-steps", dest="lr_steps", type=_int_list, help="iterations of the tenfold lr drops, e.g. 750,900")
+    add("--clip-grad", dest="clip_grad", type=_number(minimum=0), help="max gradient norm (0: off)")
+    add("--image-size", dest="image_size", type=_positive_int, help="longer image side after resizing")
+    add("--backbone", choices=BACKBONES)
+    add("--width", type=_positive_int, help="channels of the small backbone's first stage")
+    add("--fpn-channels", dest="fpn_channels", type=_positive_int)
+    add("--head-convs", dest="head_convs", type=_non_negative_int)
+    add("--min-level", dest="min_level", type=_positive_int)
+    add("--max-level", dest="max_level", type=_positive_int)
+    add("--anchor-scale", dest="anchor_scale", type=_number(minimum_exclusive=0), help="anchor size in strides")
+    add("--workers", type=_non_negative_int, help="data loader worker processes")
+    add("--seed", type=_non_negative_int)
+    add("--device", help="cpu, cuda or cuda:N")
+    add("--amp", action="store_true", help="mixed precision (CUDA only)")
+    add("--log-interval", dest="log_interval", type=_positive_int)
+    add("--checkpoint-interval", dest="checkpoint_interval", type=_positive_int)
+    add("--no-eval", dest="evaluate", action="store_false", help="skip the final evaluation")
+    add("--threads", type=_non_negative_int, help="CPU threads for torch (0: torch's default)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alwa-train", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train one detector")
+    _add_training_options(train, with_weighting=True)
+    train.add_argument("--out", default=argparse.SUPPRESS, help="run folder (default runs/demo)")
+    train.add_argument("--resume", default=None, help="checkpoint file or run folder to continue from")
+
+    evaluate = commands.add_parser("eval", help="evaluate a checkpoint")
+    evaluate.add_argument("--checkpoint", required=True, help="run folder, checkpoint file or model_final.pt")
+    evaluate.add_argument("--dataset", choices=DATASETS, default=None)
+    evaluate.add_argument("--data-root", dest="data_root", default=None)
+    evaluate.add_argument("--eval-split", dest="eval_split", default=None)
+    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--out", default=None, help="folder for eval_metrics.json")
+
+    compare = commands.add_parser("compare", help="train a grid of losses x weightings x seeds and tabulate mAP")
+    _add_training_options(compare, with_weighting=False)
+    compare.add_argument("--losses", type=_choice_list(REGRESSION_LOSSES), default=["l1", "smooth_l1", "ciou"])
+    compare.add_argument("--weightings", type=_choice_list(WEIGHTINGS), default=list(WEIGHTINGS))
+    compare.add_argument("--seeds", type=_positive_int, default=3, help="number of seeds per cell")
+    compare.add_argument("--metric", choices=METRICS, default="map50")
+    compare.add_argument("--out", default="runs/compare")
+    return parser
+
+
+def _explicit_training_values(args: argparse.Namespace) -> Dict[str, object]:
+    values = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "epochs",
+                                                                 "losses", "weightings", "seeds", "metric")}
+    if "epochs" in vars(args):
+        if "iterations" in values:
+            raise ValueError("give --iterations or --epochs, not both")
+        values["epochs"] = args.epochs
+    return values
+
+
+def _config_from(values: Dict[str, object]):
+    """A validated TrainConfig; ``epochs`` become iterations once the dataset size is known."""
+    epochs = values.pop("epochs", None)
+    config = make_config(values)
+    if epochs is not None:
+        from .data import build_dataset
+
+        dataset = build_dataset(config.dataset, config.train_split, config.image_size, config.data_root, config.seed,
+                                config.synthetic_train_images)
+        per_epoch = max(1, len(dataset) // config.batch_size)
+        config = make_config({**values, "iterations": epochs * per_epoch})
+    return config
+
+
+def _resume_config(path: str, explicit: Dict[str, object]):
+    """The checkpoint's config; only --iterations, --out, --device, --workers and logging may change."""
+    from .config import TrainConfig
+    from .train import load_checkpoint
+
+    saved = load_checkpoint(path)["config"]
+    changeable = {"iterations", "out", "device", "workers", "threads", "log_interval", "checkpoint_interval", "evaluate", "eval_batch_size"}
+    as_saved = lambda value: list(value) if isinstance(value, (tuple, list)) else value  # noqa: E731
+    conflicts = [k for k, v in explicit.items() if k not in changeable and as_saved(saved.get(k)) != as_saved(v)]
+    if conflicts:
+        raise ValueError(f"--resume continues the saved run; these options differ from its config: {', '.join(sorted(conflicts))}")
+    return TrainConfig.from_dict({**saved, **{k: v for k, v in explicit.items() if k in changeable}})
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    explicit = _explicit_training_values(args)
+    config = _resume_config(args.resume, explicit) if args.resume else _config_from(explicit)
+    metrics = train(config, resume=args.resume)
+    if metrics:
+        shown = {k: metrics[k] for k in ("map50", "map50_11pt", "map", "train_seconds", "eval_seconds") if k in metrics}
+        print(json.dumps(shown))
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from .train import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(args.checkpoint, args.dataset, args.data_root, args.eval_split, args.device, args.out)
+    print(json.dumps({k: v for k, v in metrics.items()}, indent=2))
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from .train import train
+
+    base = _explicit_training_values(args)
+    base_seed = base.pop("seed", 0)
+    detector = base.get("detector", "retinanet")
+    results: Dict[tuple, List[float]] = {}
+    for loss in args.losses:
+        for weighting in args.weightings:
+            for offset in range(args.seeds):
+                out = os.path.join(args.out, f"{detector}-{loss}-{weighting}-seed{base_seed + offset}")
+                config = _config_from({**base, "loss": loss, "weighting": weighting, "seed": base_seed + offset, "out": out})
+                metrics = _finished_metrics(out, config) or train(config)
+                if args.metric not in metrics:
+                    raise ValueError(f"metric {args.metric!r} is not in {out}/metrics.json (map needs pycocotools or faster-coco-eval)")
+                results.setdefault((loss, weighting), []).append(float(metrics[args.metric]))
+    write_comparison(results, args.losses, args.weightings, detector, args.metric, args.out)
+    print(open(os.path.join(args.out, "table.md")).read())
+    return 0
+
+
+def _finished_metrics(out: str, config) -> Optional[Dict[str, object]]:
+    """A finished run of the same config is reused, so an interrupted comparison continues."""
+    path = os.path.join(out, "metrics.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as handle:
+        metrics = json.load(handle)
+    return metrics if metrics.get("config") == json.loads(json.dumps(config.to_dict())) else None
+
+
+def write_comparison(results: Dict[tuple, List[float]], losses: Sequence[str], weightings: Sequence[str], detector: str,
+                     metric: str, out: str) -> None:
+    """table.md (the paper's Table 2 layout: a row per loss, a column per weighting, mean ± std and
+    the change against fixed weights) and table.csv (one row per cell), values in percent."""
+    os.makedirs(out, exist_ok=True)
+
+    def stats(values: List[float]):
+        array = [100 * v for v in values]
+        mean = sum(array) / len(array)
+        std = math.sqrt(sum((v - mean) ** 2 for v in array) / (len(array) - 1)) if len(array) > 1 else 0.0
+        return mean, std
+
+    rows = []
+    header = ["Loss"] + [WEIGHTING_TITLES[w] for w in weightings]
+    lines = [f"{detector}: {metric} (%) over seeds, mean ± std; change against fixed weights in brackets", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for loss in losses:
+        fixed_mean = stats(results[(loss, "fixed")])[0] if (loss, "fixed") in results else None
+        cells = [LOSS_TITLES.get(loss, loss)]
+        for weighting in weightings:
+            values = results[(loss, weighting)]
+            mean, std = stats(values)
+            delta = None if fixed_mean is None or weighting == "fixed" else mean - fixed_mean
+            cells.append(f"{mean:.1f} ± {std:.1f}" + ("" if delta is None else f" ({delta:+.1f})"))
+            rows.append({"detector": detector, "loss": loss, "weighting": weighting, "metric": metric,
+                         "mean": round(mean, 3), "std": round(std, 3),
+                         "change_vs_fixed": "" if delta is None else round(delta, 3), "seeds": len(values),
+                         "values": " ".join(f"{100 * v:.3f}" for v in values)})
+        lines.append("| " + " | ".join(cells) + " |")
+    with open(os.path.join(out, "table.md"), "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    with open(os.path.join(out, "table.csv"), "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    commands = {"train": run_train, "eval": run_eval, "compare": run_compare}
+    try:
+        return commands[args.command](args)
+    except ValueError as error:  # bad configuration or data: a message, not a traceback
+        print(f"alwa-train {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

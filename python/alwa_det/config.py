@@ -1,0 +1,170 @@
+"""Run configuration: one dataclass, the presets that fill what the user left out, and validation.
+
+Presets depend on the dataset and detector: the synthetic preset *is* the demo (RetinaNet + CIoU
++ ALWA_2, small images and a small network, sized to train on two CPU cores in under five
+minutes); the VOC / COCO presets are ordinary detector settings for real images.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from .backbone import BACKBONES
+from .data import DATASETS
+from .losses import REGRESSION_LOSSES
+from .weighting import ALWA_UPDATES, WEIGHTINGS
+
+DETECTORS = ("retinanet", "faster_rcnn")
+
+
+@dataclass
+class TrainConfig:
+    detector: str = "retinanet"
+    loss: str = "ciou"
+    weighting: str = "alwa2"
+    cls_weight: float = 1.0
+    reg_weight: float = 1.0
+    interval: int = 50  # ALWA window, in iterations
+    alwa_update: str = "paper"  # ALWA's rule: "paper" (published) or "stable" (on unweighted losses)
+    dataset: str = "synthetic"
+    data_root: Optional[str] = None
+    train_split: str = "train"
+    eval_split: str = "eval"
+    synthetic_train_images: int = 2000
+    synthetic_eval_images: int = 200
+    out: str = "runs/demo"
+    iterations: int = 1500
+    batch_size: int = 8
+    lr: float = 0.04
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iterations: int = 100
+    warmup_ratio: float = 0.001
+    lr_steps: Tuple[int, ...] = (1125, 1350)  # iterations at which the lr drops tenfold
+    clip_grad: float = 10.0  # max gradient norm; 0 turns clipping off
+    image_size: int = 128
+    backbone: str = "small"
+    width: int = 16
+    blocks: Tuple[int, ...] = (1, 1, 1, 1)
+    fpn_channels: int = 32
+    head_convs: int = 2
+    min_level: int = 3
+    max_level: int = 5
+    anchor_scale: float = 2.0
+    roi_samples: int = 128
+    roi_hidden: int = 256
+    rpn_pre_nms: int = 300
+    rpn_post_nms: int = 300
+    # The demo loads in the training process (the synthetic images are drawn once and kept, so a
+    # loader process would only add transfer costs) on one thread: OpenMP's barriers collapse
+    # when the two cores are shared with other work. threads 0 leaves torch's default.
+    workers: int = 0
+    threads: int = 1
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = False
+    log_interval: int = 10
+    checkpoint_interval: int = 200
+    evaluate: bool = True
+    eval_batch_size: int = 16
+
+    def to_dict(self) -> Dict[str, object]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, object]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown configuration key(s): {', '.join(unknown)}")
+        values = dict(values)
+        for key in ("lr_steps", "blocks"):
+            if key in values and values[key] is not None:
+                values[key] = tuple(values[key])
+        return cls(**values).validated()
+
+    def validated(self) -> "TrainConfig":
+        """Self, after checking every field; raises ValueError naming the bad one."""
+        choices = {
+            "detector": DETECTORS, "loss": REGRESSION_LOSSES, "weighting": WEIGHTINGS,
+            "dataset": DATASETS, "backbone": BACKBONES, "alwa_update": ALWA_UPDATES,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}: {getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        positive_ints = ("interval", "iterations", "batch_size", "image_size", "width", "fpn_channels", "log_interval",
+                         "checkpoint_interval", "eval_batch_size", "synthetic_train_images", "synthetic_eval_images",
+                         "roi_samples", "roi_hidden", "rpn_pre_nms", "rpn_post_nms")
+        for name in positive_ints:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        for name in ("lr", "cls_weight", "reg_weight", "anchor_scale"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
+        for name in ("momentum", "weight_decay", "warmup_ratio", "clip_grad"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name}: expected a non-negative finite number, got {value!r}")
+        for name in ("warmup_iterations", "workers", "threads", "head_convs", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}: expected a non-negative integer, got {value!r}")
+        if self.interval < 2:
+            raise ValueError(f"interval: ALWA needs at least 2 iterations per window, got {self.interval}")
+        if self.image_size < 32:
+            raise ValueError(f"image_size: expected at least 32, got {self.image_size}")
+        if not 2 <= self.min_level <= 5 or self.max_level < self.min_level or self.max_level > 8:
+            raise ValueError(f"levels: need 2 <= min_level <= 5 and min_level <= max_level <= 8, got {self.min_level}..{self.max_level}")
+        if len(self.blocks) != 4 or any(b < 1 for b in self.blocks):
+            raise ValueError(f"blocks: expected four positive block counts, got {self.blocks!r}")
+        if any(s < 1 for s in self.lr_steps) or list(self.lr_steps) != sorted(self.lr_steps):
+            raise ValueError(f"lr_steps: expected increasing positive iterations, got {self.lr_steps!r}")
+        if self.dataset in ("voc", "coco") and not self.data_root:
+            raise ValueError(f"data_root: the {self.dataset} dataset needs --data-root")
+        if self.amp and not self.device.startswith("cuda"):
+            raise ValueError(f"amp: mixed precision is for CUDA devices; device is {self.device!r}")
+        return self
+
+
+def preset(dataset: str, detector: str) -> Dict[str, object]:
+    """Defaults for a dataset and detector; the user's explicit choices override them."""
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset: {dataset!r} is not one of {', '.join(DATASETS)}")
+    if detector not in DETECTORS:
+        raise ValueError(f"detector: {detector!r} is not one of {', '.join(DETECTORS)}")
+    values: Dict[str, object] = {}
+    if dataset == "synthetic":
+        if detector == "faster_rcnn":
+            # Levels from stride 4, one anchor scale: 16..128 pixel anchors for 12..64 pixel shapes.
+            # 64 RoIs per image: RoIAlign is most of a CPU step.
+            values.update(min_level=2, max_level=5, anchor_scale=4.0, roi_samples=64, lr=0.02)
+        return values
+    split = {"voc": ("trainval", "test"), "coco": ("train2017", "val2017")}[dataset]
+    values.update(
+        train_split=split[0], eval_split=split[1], out=f"runs/{dataset}-{detector}", image_size=512, width=32,
+        blocks=(2, 2, 2, 2), fpn_channels=128, head_convs=4, iterations=20000, lr_steps=(15000, 18000),
+        interval=100, warmup_iterations=500, log_interval=20, checkpoint_interval=1000, roi_samples=512,
+        roi_hidden=1024, rpn_pre_nms=1000, rpn_post_nms=1000, threads=0, workers=4, lr=0.01,
+    )
+    if detector == "retinanet":
+        values.update(min_level=3, max_level=7, anchor_scale=4.0)
+    else:
+        values.update(min_level=2, max_level=6, anchor_scale=8.0)
+    return values
+
+
+def make_config(explicit: Dict[str, object]) -> TrainConfig:
+    """A validated config: dataclass defaults, then the preset, then the ``explicit`` values."""
+    dataset = explicit.get("dataset", TrainConfig.dataset)
+    detector = explicit.get("detector", TrainConfig.detector)
+    values = preset(dataset, detector)
+    values.update(explicit)
+    if "iterations" in explicit and "lr_steps" not in explicit:
+        # Keep the presets' schedule shape (drops at 75% and 90%) for any length.
+        iterations = int(explicit["iterations"])
+        values["lr_steps"] = (max(1, int(iterations * 0.75)), max(1, int(iterations * 0.9)))
+    return TrainConfig.from_dict(values)

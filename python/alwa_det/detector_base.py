@@ -1,0 +1,86 @@
+"""What RetinaNet and Faster R-CNN share: input normalisation, level flattening and the
+inference tail (score threshold, top-k per level, class-wise NMS, a cap on detections)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .box_coder import DeltaBoxCoder
+from .nms import batched_nms
+
+# ImageNet statistics: harmless for synthetic data and right for a torchvision backbone.
+PIXEL_MEAN = (0.485, 0.456, 0.406)
+PIXEL_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class Detections:
+    """One image's detections, in the (resized) input frame."""
+
+    boxes: Tensor  # (K, 4) xyxy
+    scores: Tensor  # (K,)
+    labels: Tensor  # (K,) long, 0-based class ids
+
+
+@dataclass
+class InferenceSettings:
+    score_threshold: float = 0.05
+    topk_per_level: int = 1000
+    nms_threshold: float = 0.5
+    max_detections: int = 100
+
+
+class DetectorBase(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), persistent=False)
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """uint8 (B, 3, H, W) images, or floats in [0, 1], to normalised floats."""
+        if images.dtype == torch.uint8:
+            images = images.float() / 255.0
+        return (images - self.pixel_mean) / self.pixel_std
+
+
+def flatten_levels(per_level: Sequence[Tensor], channels: int) -> Tensor:
+    """Head outputs (B, A*channels, H, W) per level to (B, sum H*W*A, channels), in anchor order."""
+    flat = []
+    for x in per_level:
+        batch, _, height, width = x.shape
+        flat.append(x.view(batch, -1, channels, height, width).permute(0, 3, 4, 1, 2).reshape(batch, -1, channels))
+    return torch.cat(flat, dim=1)
+
+
+def select_detections(
+    level_scores: List[Tensor],
+    level_deltas: List[Tensor],
+    level_reference: List[Tensor],
+    coder: DeltaBoxCoder,
+    image_size: Sequence[int],
+    settings: InferenceSettings,
+) -> Detections:
+    """One image's detections from per-level scores (N_l, C), deltas (N_l, 4) or (N_l, C, 4), references (N_l, 4)."""
+    boxes, scores, labels = [], [], []
+    for cls_scores, deltas, reference in zip(level_scores, level_deltas, level_reference):
+        num_classes = cls_scores.shape[1]
+        flat_scores = cls_scores.reshape(-1)
+        top_scores, top_index = flat_scores.topk(min(settings.topk_per_level, flat_scores.numel()))
+        confident = top_scores > settings.score_threshold
+        top_scores, top_index = top_scores[confident], top_index[confident]
+        box_index = top_index // num_classes
+        class_index = top_index % num_classes
+        chosen_deltas = deltas[box_index] if deltas.dim() == 2 else deltas[box_index, class_index]
+        boxes.append(coder.decode(reference[box_index], chosen_deltas, image_size))
+        scores.append(top_scores)
+        labels.append(class_index)
+    boxes = torch.cat(boxes)
+    scores = torch.cat(scores)
+    labels = torch.cat(labels)
+    non_empty = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    boxes, scores, labels = boxes[non_empty], scores[non_empty], labels[non_empty]
+    keep = batched_nms(boxes, scores, labels, settings.nms_threshold, settings.max_detections)
+    return Detections(boxes=boxes[keep], scores=scores[keep], labels=labels[keep])

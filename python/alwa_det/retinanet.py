@@ -1,0 +1,115 @@
+"""RetinaNet: backbone + FPN, shared classification and box heads, focal loss, and the chosen
+box-regression loss; the (classification, regression) pair is what the loss weighting sees."""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .anchors import AnchorGenerator
+from .backbone import FPN
+from .box_coder import DeltaBoxCoder
+from .detector_base import DetectorBase, Detections, InferenceSettings, flatten_levels, select_detections
+from .losses import regression_loss, sigmoid_focal_loss_sum
+from .matcher import IoUMatcher, batched_iou, gather_gt
+
+# Initial foreground probability of the classifier: keeps the many background anchors from
+# swamping the first iterations (the RetinaNet paper's prior).
+PRIOR_PROBABILITY = 0.01
+
+
+class RetinaHead(nn.Module):
+    def __init__(self, channels: int, num_anchors: int, num_classes: int, num_convs: int):
+        super().__init__()
+
+        def tower():
+            layers = []
+            for _ in range(num_convs):
+                layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(min(32, channels // 4), channels), nn.ReLU(inplace=True)]
+            return nn.Sequential(*layers)
+
+        self.cls_tower = tower()
+        self.reg_tower = tower()
+        self.cls_out = nn.Conv2d(channels, num_anchors * num_classes, 3, padding=1)
+        self.reg_out = nn.Conv2d(channels, num_anchors * 4, 3, padding=1)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.normal_(module.weight, std=0.01)
+                nn.init.zeros_(module.bias)
+        nn.init.constant_(self.cls_out.bias, -math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY))
+
+    def forward(self, features: List[Tensor]):
+        cls = [self.cls_out(self.cls_tower(x)) for x in features]
+        reg = [self.reg_out(self.reg_tower(x)) for x in features]
+        return cls, reg
+
+
+class RetinaNet(DetectorBase):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        regression_loss_kind: str,
+        fpn_channels: int = 64,
+        min_level: int = 3,
+        max_level: int = 7,
+        head_convs: int = 4,
+        anchor_base_scale: float = 4.0,
+        inference: Optional[InferenceSettings] = None,
+    ):
+        super().__init__()
+        self.num_classes = num_classes
+        self.regression_loss_kind = regression_loss_kind
+        self.backbone = backbone
+        self.fpn = FPN(backbone.out_channels, fpn_channels, min_level, max_level)
+        self.anchor_generator = AnchorGenerator(
+            self.fpn.strides, anchor_base_scale, scales=(1.0, 2 ** (1 / 3), 2 ** (2 / 3)), ratios=(0.5, 1.0, 2.0)
+        )
+        self.head = RetinaHead(fpn_channels, self.anchor_generator.anchors_per_location, num_classes, head_convs)
+        self.coder = DeltaBoxCoder()
+        self.matcher = IoUMatcher(pos_threshold=0.5, neg_threshold=0.4, allow_low_quality=True)
+        self.inference = inference or InferenceSettings()
+
+    def forward(self, images: Tensor, gt_boxes: Tensor, gt_labels: Tensor, gt_valid: Tensor) -> Dict[str, Tensor]:
+        """Training losses: {'cls': focal loss, 'reg': box loss}, both averaged over positives."""
+        features = self.fpn(self.backbone(self.normalize(images)))
+        cls_levels, reg_levels = self.head(features)
+        anchors = torch.cat(self.anchor_generator.grid_anchors([f.shape[-2:] for f in features], images.device))
+        cls_logits = flatten_levels(cls_levels, self.num_classes)
+        deltas = flatten_levels(reg_levels, 4)
+
+        with torch.no_grad():
+            match = self.matcher(batched_iou(gt_boxes, anchors), gt_valid)
+            labels = gather_gt(gt_labels, match.gt_index)
+            targets = F.one_hot(labels, self.num_classes) * match.positive[..., None]
+            target_boxes = gather_gt(gt_boxes, match.gt_index)
+            # Kept on the device and clamped, so an image without objects neither syncs nor divides by 0.
+            num_positive = match.positive.sum().float().clamp(min=1.0)
+        cls_weight = (match.positive | match.negative).float()
+        loss_cls = sigmoid_focal_loss_sum(cls_logits, targets, cls_weight) / num_positive
+        loss_reg = regression_loss(
+            self.regression_loss_kind,
+            self.coder,
+            anchors.expand_as(deltas),
+            deltas,
+            target_boxes,
+            match.positive.float(),
+            num_positive,
+        )
+        return {"cls": loss_cls, "reg": loss_reg}
+
+    @torch.no_grad()
+    def detect(self, images: Tensor) -> List[Detections]:
+        features = self.fpn(self.backbone(self.normalize(images)))
+        cls_levels, reg_levels = self.head(features)
+        anchors = self.anchor_generator.grid_anchors([f.shape[-2:] for f in features], images.device)
+        image_size = images.shape[-2:]
+        results = []
+        for index in range(images.shape[0]):
+            scores = [flatten_levels([c[index : index + 1]], self.num_classes)[0].float().sigmoid() for c in cls_levels]
+            deltas = [flatten_levels([r[index : index + 1]], 4)[0].float() for r in reg_levels]
+            results.append(select_detections(scores, deltas, anchors, self.coder, image_size, self.inference))
+        return results

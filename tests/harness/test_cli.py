@@ -1,0 +1,147 @@
+"""The command line: clear errors for bad input, eval of a finished run, and the comparison table."""
+
+from harness_helpers import COCO_CONTENT, make_coco, make_voc, single_thread  # noqa: F401  (first: puts alwa_det on the path)
+import csv
+import json
+
+import pytest
+
+from alwa_det import cli
+from alwa_det.config import TrainConfig, make_config
+
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--iterations", "0"], "expected a positive integer"),
+    (["train", "--lr", "-1"], "expected a number above 0"),
+    (["train", "--lr", "nan"], "expected a finite number"),
+    (["train", "--loss", "l3"], "invalid choice: 'l3'"),
+    (["train", "--weighting", "alwa3"], "invalid choice"),
+    (["compare", "--losses", "l1,huber"], "expected a comma-separated subset"),
+    (["train", "--lr-steps", "5,x"], "expected comma-separated integers"),
+])
+def test_bad_arguments_exit_with_a_message(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--dataset", "voc"], "the voc dataset needs --data-root"),
+    (["train", "--amp"], "mixed precision is for CUDA"),
+    (["train", "--interval", "1"], "at least 2 iterations per window"),
+    (["train", "--min-level", "4", "--max-level", "3"], "min_level <= max_level"),
+    (["train", "--iterations", "5", "--epochs", "1"], "not both"),
+    (["train", "--lr-steps", "9,3"], "increasing"),
+    (["train", "--dataset", "coco", "--data-root", "/nonexistent/coco"], "/nonexistent/coco: COCO data root not found"),
+    (["eval", "--checkpoint", "/nonexistent/run"], "checkpoint /nonexistent/run not found"),
+])
+def test_bad_configuration_returns_2_with_a_message(capsys, argv, message):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_config_rejects_unknown_and_wrong_values():
+    with pytest.raises(ValueError, match="unknown configuration key"):
+        TrainConfig.from_dict({"learning_rate": 0.1})
+    with pytest.raises(ValueError, match="batch_size: expected a positive integer"):
+        make_config({"batch_size": 0})
+    with pytest.raises(ValueError, match="detector"):
+        make_config({"detector": "yolo"})
+
+
+def test_defaults_are_the_demo():
+    config = make_config({})
+    assert (config.detector, config.loss, config.weighting, config.dataset, config.device) == (
+        "retinanet", "ciou", "alwa2", "synthetic", "cpu")
+    assert config.out == "runs/demo"
+    voc = make_config({"dataset": "voc", "data_root": "x", "detector": "faster_rcnn"})
+    assert (voc.train_split, voc.eval_split, voc.min_level, voc.anchor_scale) == ("trainval", "test", 2, 8.0)
+
+
+def test_train_then_eval_and_resume_conflicts(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--out", str(out), "--iterations", "2", "--image-size", "64", "--width", "8", "--fpn-channels", "16",
+            "--head-convs", "1", "--batch-size", "2", "--synthetic-train-images", "8", "--synthetic-eval-images", "4",
+            "--workers", "0", "--log-interval", "1", "--interval", "2"]
+    assert cli.main(argv) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "map50" in printed
+    assert cli.main(["eval", "--checkpoint", str(out), "--out", str(tmp_path / "eval")]) == 0
+    evaluated = json.loads((tmp_path / "eval" / "eval_metrics.json").read_text())
+    # The same weights on the same data give the same score.
+    assert evaluated["map50"] == pytest.approx(json.loads((out / "metrics.json").read_text())["map50"])
+    assert cli.main(["eval", "--checkpoint", str(out / "model_final.pt")]) == 0
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", str(out), "--lr", "0.5", "--iterations", "3"]) == 2
+    assert "differ from its config: lr" in capsys.readouterr().err
+    # Repeating the saved values (tuples included) is no conflict; the run continues to 3.
+    saved_steps = ",".join(str(s) for s in json.loads((out / "config.json").read_text())["lr_steps"])
+    assert cli.main(["train", "--resume", str(out), "--lr-steps", saved_steps, "--image-size", "64", "--iterations", "3"]) == 0
+    assert int((out / "log.csv").read_text().strip().splitlines()[-1].split(",")[0]) == 3
+
+
+def test_compare_writes_the_table(tmp_path, monkeypatch):
+    made = []
+
+    def fake_train(config):
+        made.append(config)
+        # fixed: 0.50/0.52/0.54, alwa2 one point better per seed, by loss offset.
+        base = {"l1": 0.50, "ciou": 0.60}[config.loss] + 0.02 * config.seed
+        return {"map50": base + (0.01 if config.weighting == "alwa2" else 0.0)}
+
+    monkeypatch.setattr("alwa_det.train.train", fake_train)
+    out = tmp_path / "cmp"
+    assert cli.main(["compare", "--losses", "l1,ciou", "--weightings", "fixed,alwa2", "--seeds", "3", "--out", str(out),
+                     "--iterations", "7"]) == 0
+    assert len(made) == 12 and {c.seed for c in made} == {0, 1, 2} and all(c.iterations == 7 for c in made)
+    assert len({c.out for c in made}) == 12
+    table = (out / "table.md").read_text()
+    assert "| Loss | Fixed | ALWA_2 |" in table
+    assert "| L1 | 52.0 ± 2.0 | 53.0 ± 2.0 (+1.0) |" in table
+    assert "| CIoU | 62.0 ± 2.0 | 63.0 ± 2.0 (+1.0) |" in table
+    with open(out / "table.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["loss"], r["weighting"]) for r in rows] == [("l1", "fixed"), ("l1", "alwa2"), ("ciou", "fixed"), ("ciou", "alwa2")]
+    assert float(rows[1]["change_vs_fixed"]) == pytest.approx(1.0)
+
+
+
+
+def test_epochs_become_iterations():
+    config = cli._config_from({"epochs": 3, "synthetic_train_images": 16, "batch_size": 4})
+    assert config.iterations == 12 and config.lr_steps == (9, 10)
+
+
+def test_resnet50_without_torchvision_is_a_clear_error(capsys):
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        assert cli.main(["train", "--backbone", "resnet50", "--iterations", "1", "--no-eval"]) == 2
+        assert "needs torchvision" in capsys.readouterr().err
+    else:
+        pytest.skip("torchvision is installed here")
+
+
+@pytest.mark.parametrize("dataset", ["voc", "coco"])
+def test_train_and_eval_on_tiny_folders(tmp_path, capsys, dataset):
+    if dataset == "voc":
+        objects = {f"{i:06d}": [("dog", (5 + i, 6, 40, 50), False), ("cat", (40, 10, 78, 58), i == 1)] for i in range(4)}
+        objects["000009"] = []  # an image without objects
+        root = make_voc(tmp_path / "VOC2007", objects)
+        make_voc(tmp_path / "VOC2007", {"000001": objects["000001"]}, split="test")
+    else:
+        root = make_coco(tmp_path / "coco", COCO_CONTENT, split="train2017")
+        make_coco(tmp_path / "coco", COCO_CONTENT, split="val2017")
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", dataset, "--data-root", root, "--out", str(out), "--iterations", "2", "--batch-size", "2",
+            "--image-size", "64", "--width", "8", "--fpn-channels", "16", "--head-convs", "1", "--workers", "0",
+            "--log-interval", "1", "--interval", "2", "--min-level", "3", "--max-level", "5"]
+    assert cli.main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["map50"] <= 1.0
+    config = json.loads((out / "config.json").read_text())
+    assert config["eval_split"] == {"voc": "test", "coco": "val2017"}[dataset]
+    assert cli.main(["eval", "--checkpoint", str(out)]) == 0

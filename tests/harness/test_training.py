@@ -1,0 +1,207 @@
+"""Smoke training of each detector with each weighting, exact resume, no host sync in the step,
+and a two-process gloo run."""
+
+from harness_helpers import single_thread, tiny_config  # noqa: F401  (first: puts alwa_det on the path)
+import csv
+import json
+import math
+import os
+import socket
+
+import pytest
+import torch
+
+from alwa_det.data import build_dataset, collate
+from alwa_det.models import build_detector
+from alwa_det.train import load_checkpoint, train
+from alwa_det.weighting import make_weighting
+
+
+
+def _read_log(path):
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("detector", ["retinanet", "faster_rcnn"])
+@pytest.mark.parametrize("weighting", ["fixed", "alwa1", "alwa2"])
+def test_smoke_training_writes_a_complete_run(tmp_path, detector, weighting):
+    loss = {"fixed": "smooth_l1", "alwa1": "giou", "alwa2": "ciou"}[weighting]
+    config = tiny_config(tmp_path / "run", detector=detector, weighting=weighting, loss=loss, cls_weight=0.7,
+                         evaluate=(weighting == "alwa2"))
+    torch.manual_seed(0)
+    initial = build_detector(config, 3).state_dict()
+    metrics = train(config)
+    run = tmp_path / "run"
+    rows = _read_log(run / "log.csv")
+    assert [int(r["iteration"]) for r in rows] == [2, 4]
+    assert [int(r["logged_iterations"]) for r in rows] == [2, 2]
+    for row in rows:
+        for key in ("loss_cls", "loss_reg", "loss_cls_std", "loss_reg_std", "weighted_cls", "weighted_reg", "lambda_cls",
+                    "lambda_reg", "lr", "seconds"):
+            assert math.isfinite(float(row[key])), key
+    if detector == "faster_rcnn":
+        assert "loss_roi_cls" in rows[0] and "loss_roi_reg" in rows[0]
+    if weighting == "fixed":
+        assert all(float(r["lambda_cls"]) == pytest.approx(0.7) for r in rows)
+        assert float(rows[0]["weighted_cls"]) == pytest.approx(0.7 * float(rows[0]["loss_cls"]), rel=1e-5)
+    final = torch.load(run / "model_final.pt")
+    assert any(not torch.equal(final[k], initial[k]) for k in initial if initial[k].is_floating_point())
+    checkpoint = load_checkpoint(str(run))
+    assert checkpoint["iteration"] == 4 and "weighting" in checkpoint and "rng" in checkpoint
+    assert (run / "losses.png").stat().st_size > 0 and (run / "config.json").is_file()
+    saved = json.loads((run / "metrics.json").read_text())
+    if weighting == "alwa2":
+        assert {"map50", "map50_11pt"} <= set(saved) and 0.0 <= saved["map50"] <= 1.0
+        assert (run / "detections.png").stat().st_size > 0
+    assert saved["lambda_cls"] == pytest.approx(float(rows[-1]["lambda_cls"]))
+
+
+def test_alwa_changes_lambda_cls_by_the_paper_rule(tmp_path):
+    # Windows of 2 iterations: with std_cls > std_reg at the first update, lambda_cls = std_reg / std_cls.
+    weighting = make_weighting("alwa2", 1.0, 1.0, interval=2)
+    weighting(torch.tensor(1.0), torch.tensor(0.5))
+    weighting(torch.tensor(3.0), torch.tensor(0.7))
+    # stds (ddof 1): cls sqrt(2), reg 0.2 * sqrt(0.5) -> lambda_cls = 0.1.
+    assert float(weighting.weights[0]) == pytest.approx(0.1, rel=1e-5)
+    assert float(weighting.weights[1]) == 1.0
+    w_cls, w_reg = weighting(torch.tensor(2.0, requires_grad=True), torch.tensor(1.0))
+    assert float(w_cls.detach()) == pytest.approx(0.2, rel=1e-5)
+
+
+def test_resume_continues_exactly(tmp_path):
+    common = dict(detector="retinanet", weighting="alwa2", loss="ciou", interval=4, log_interval=5,
+                  checkpoint_interval=10, lr_steps=(25,), warmup_iterations=5, evaluate=False, synthetic_train_images=24)
+    straight = tiny_config(tmp_path / "straight", iterations=30, **common)
+    train(straight)
+    first_part = tiny_config(tmp_path / "resumed", iterations=20, **common)
+    train(first_part)
+    second_part = tiny_config(tmp_path / "resumed", iterations=30, **common)
+    train(second_part, resume=str(tmp_path / "resumed"))
+    a = torch.load(tmp_path / "straight" / "model_final.pt")
+    b = torch.load(tmp_path / "resumed" / "model_final.pt")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    straight_rows = _read_log(tmp_path / "straight" / "log.csv")
+    resumed_rows = _read_log(tmp_path / "resumed" / "log.csv")
+    drop_time = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert drop_time(straight_rows) == drop_time(resumed_rows)
+    wa = load_checkpoint(str(tmp_path / "straight"))["weighting"]
+    wb = load_checkpoint(str(tmp_path / "resumed"))["weighting"]
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) if torch.is_tensor(wa[k]) else wa[k] == wb[k] for k in wa)
+
+
+class HostSync(AssertionError):
+    pass
+
+
+@pytest.mark.parametrize("detector", ["retinanet", "faster_rcnn"])
+def test_training_step_makes_no_host_sync(tmp_path, monkeypatch, detector):
+    """Every way Python reads a tensor's value is made to fail during a step."""
+    config = tiny_config(tmp_path, detector=detector, weighting="alwa2")
+    dataset = build_dataset("synthetic", "train", config.image_size, None, 0, 4)
+    batch = collate([dataset[i] for i in range(2)] + [dataset[0]])
+    batch.gt_valid[2] = False  # an image without objects in the batch
+    torch.manual_seed(0)
+    model = build_detector(config, 3)
+    weighting = make_weighting("alwa2", 1.0, 1.0, interval=2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def refuse(*args, **kwargs):
+        raise HostSync("host sync in the training step")
+
+    for name in ("item", "tolist", "numpy", "__bool__", "__int__", "__float__", "__index__", "cpu"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+    original_nonzero = torch.Tensor.nonzero
+    monkeypatch.setattr(torch.Tensor, "nonzero", refuse)
+    monkeypatch.setattr(torch, "nonzero", refuse)
+    for _ in range(3):  # crosses an ALWA update (interval 2)
+        losses = model(batch.images, batch.gt_boxes, batch.gt_labels, batch.gt_valid)
+        w_cls, w_reg = weighting(losses["cls"], losses["reg"])
+        total = w_cls + w_reg + sum(v for k, v in losses.items() if k not in ("cls", "reg"))
+        optimizer.zero_grad()
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        optimizer.step()
+    monkeypatch.undo()
+    assert torch.isfinite(total.detach()).all()
+    assert original_nonzero is torch.Tensor.nonzero
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _distributed_worker(rank, world_size, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    from alwa_det.models import build_detector as build
+    from alwa_det import train as train_module
+
+    config = tiny_config(out, weighting="alwa2", interval=2, iterations=4, evaluate=False)
+    captured = {}
+    original_build = train_module.build_detector
+
+    def keep_model(*args, **kwargs):
+        captured["model"] = original_build(*args, **kwargs)
+        return captured["model"]
+
+    train_module.build_detector = keep_model
+    original_weighting = train_module.make_weighting
+
+    def keep_weighting(*args, **kwargs):
+        captured["weighting"] = original_weighting(*args, **kwargs)
+        return captured["weighting"]
+
+    train_module.make_weighting = keep_weighting
+    try:
+        train_module.train(config)
+        torch.save({"model": captured["model"].state_dict(), "weights": captured["weighting"].weights},
+                   os.path.join(out, f"rank{rank}.pt"))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    del build
+
+
+def test_two_process_gloo_training(tmp_path):
+    out = str(tmp_path / "ddp")
+    os.makedirs(out)
+    torch.multiprocessing.spawn(_distributed_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    rank0 = torch.load(os.path.join(out, "rank0.pt"))
+    rank1 = torch.load(os.path.join(out, "rank1.pt"))
+    # DDP keeps parameters identical across ranks, and ALWA's weights are synchronised.
+    for key, value in rank0["model"].items():
+        if value.is_floating_point() and "running" not in key:
+            assert torch.equal(value, rank1["model"][key]), key
+    assert torch.equal(rank0["weights"], rank1["weights"])
+    rows = _read_log(os.path.join(out, "log.csv"))
+    assert [int(r["iteration"]) for r in rows] == [2, 4]  # one log, by rank 0
+    assert load_checkpoint(out)["iteration"] == 4 and len(load_checkpoint(out)["rng"]) == 2
+
+
+def test_window_statistics_pool_log_rows_exactly():
+    import numpy as np
+
+    from alwa_det.plots import window_statistics
+
+    rng = np.random.default_rng(0)
+    per_iteration = rng.normal(1.0, 0.3, size=47)
+    # Log rows every 5 iterations (the last one partial), windows of 20 iterations.
+    ends = list(range(5, 47, 5)) + [47]
+    starts = [0] + ends[:-1]
+    rows = [per_iteration[s:e] for s, e in zip(starts, ends)]
+    centres, means, stds = window_statistics(
+        np.array(ends), np.array([r.mean() for r in rows]), np.array([r.std() for r in rows]),
+        np.array([len(r) for r in rows]), interval=20)
+    assert centres.tolist() == [10.0, 30.0, 50.0]
+    for index, (start, end) in enumerate([(0, 20), (20, 40), (40, 47)]):
+        assert means[index] == pytest.approx(per_iteration[start:end].mean(), rel=1e-12)
+        assert stds[index] == pytest.approx(per_iteration[start:end].std(ddof=1), rel=1e-9)
