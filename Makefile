@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
-DEPS   := numpy pytest hypothesis pybind11 ninja "setuptools>=64" wheel tqdm matplotlib pillow
+DEPS   := numpy pytest hypothesis pybind11 ninja "setuptools>=64" wheel tqdm matplotlib pillow pycocotools
 
 .PHONY: test demo bench build venv cmake-check nvcc-check clean
 
