@@ -64,17 +64,18 @@ class ALWA(nn.Module):
         cls_weight, reg_weight: initial λcls and the fixed λreg (finite, > 0).
         update: ``"paper"`` records the weighted losses, as the published code does;
             ``"stable"`` records the unweighted ones, so λcls settles at reg / cls instead of
-            oscillating (see docs/alwa.md).
+            oscillating (see the README, "ALWA").
         sync: when torch.distributed is initialized with more than one rank, pool the windows
             of all ranks at every update so every rank holds the same weights. The schedule
-            is then counted on the host: every `interval` calls (see docs/alwa.md).
+            is then counted on the host: every `interval` calls (see the README, "ALWA").
 
     Calling it returns the weighted losses ``(λcls·loss_cls, λreg·loss_reg)``, differentiable
     w.r.t. the losses, with the weights in force before this call's update.
 
     Buffers (``state_dict`` resumes exactly, mid-window included): ``weights`` float64
     ``[λcls, λreg]``; ``window`` float64 shifted sums (count, K, Σ(x - K), Σ(x - K)²) of the
-    recorded classification and regression values, K the first value of the window; ``step`` calls so far; ``skipped`` calls whose losses
+    recorded classification and regression values, K the first value of the window; ``step``
+    calls so far; ``skipped`` calls whose losses
     were not finite (not recorded); ``num_updates`` windows closed so far. They stay float64 /
     int64 under ``.half()`` or ``.to(dtype)``; ``.to(device)`` moves them, and the first call
     with losses on another device moves them there.

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-import alwa_ext
-from alwa_ext import reference
-from conftest import IOU_KINDS, LOSS_KINDS
+pytest.importorskip("hypothesis")  # a test dependency (make test installs it); GPU hosts may lack it
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import alwa_ext  # noqa: E402
+from alwa_ext import reference  # noqa: E402
+from conftest import IOU_KINDS, LOSS_KINDS  # noqa: E402
 
 # Small integer coordinates make ties, touching edges, zero sizes and inversions common.
 coordinate = st.one_of(st.integers(-3, 3).map(float), st.floats(-1e4, 1e4, allow_nan=False, width=32))
