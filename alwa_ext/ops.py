@@ -81,7 +81,7 @@ def _box_loss_setup_context(ctx, inputs, output):
     keep_inputs = needs[2] or needs[3] or ctx.target_vjp
     ctx.save_for_backward(
         grad_pred_out if needs[0] else None,
-        grad_target_out if needs[1] else None,
+        grad_target_out if needs[1] and not ctx.target_vjp else None,
         pred if keep_inputs else None,
         target if keep_inputs else None,
         weight if keep_inputs else None,
@@ -104,7 +104,7 @@ def _box_loss_backward(ctx, grad_loss, _grad_pred_out_grad, _grad_target_out_gra
     needs = ctx.needs_input_grad
     grad = _expand_grad(ctx, grad_loss)
     grad_pred = grad_pred_out * grad if needs[0] else None
-    grad_target = grad_target_out * grad if needs[1] else None
+    grad_target = grad_target_out * grad if needs[1] and not ctx.target_vjp else None
     if ctx.target_vjp:
         loss, box_format, *numbers = ctx.loss_args
         vjp_weight = grad_loss if weight is None else grad_loss * (weight if ctx.weight_per_coord else weight.unsqueeze(-1))
