@@ -1,14 +1,28 @@
-# make test   set up from nothing (.venv, dependencies, build) and run the test suite
-# make demo   the main job: train a detector with fused losses and ALWA on synthetic data
-# make bench  the loss benchmarks on this machine
+# make test               set up from nothing (.venv, dependencies, build) and run the test suite
+# make demo               the main job: train a detector with fused losses and ALWA on synthetic data
+# make bench              the loss benchmarks on this machine
+# make cuda-build         the CUDA extension, compiled and linked against the latest torch (no GPU needed)
+# make test-torch-latest  the whole suite again under the latest torch (with torchvision,
+#                         ultralytics and mmengine, so the framework tests run too)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
-DEPS   := numpy pytest hypothesis pybind11 ninja "setuptools>=64" wheel tqdm matplotlib pillow pycocotools
+DEPS   := numpy pytest hypothesis ninja "setuptools>=64" wheel tqdm matplotlib pillow pycocotools
 
-.PHONY: test demo bench build venv cmake-check nvcc-check clean
+# The second environment: the newest torch this machine has on disk (a CUDA 13.0 build, which
+# imports and runs on a CPU), torchvision, and the frameworks alwa_ext.integrations adapts.
+LATEST_VENV   := .venv-latest
+LATEST_PY     := $(LATEST_VENV)/bin/python
+LATEST_PIP    := $(LATEST_PY) -m pip
+LATEST_TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+LATEST_EXTRAS := ultralytics mmengine
+# The CUDA toolkit nvcc belongs to (nvcc on PATH may be a wrapper script outside it).
+CUDA_HOME ?= $(shell nvcc --dryrun -c -x cu /dev/null 2>&1 | sed -n 's/^\#\$$ TOP=//p' | head -1)
+TORCH_CUDA_ARCH_LIST ?= 9.0
+
+.PHONY: test demo bench build venv venv-latest cuda-build test-torch-latest cmake-check nvcc-check clean
 
 # Reuse a torch the system Python already has (the venv then sees system packages); else
 # install the pinned CPU build.
@@ -34,6 +48,27 @@ demo: build
 
 bench: build
 	$(PY) -m benchmarks.bench_losses
+
+$(LATEST_VENV)/.ready:
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_PIP) install -q $(LATEST_TORCH_SPEC)
+	$(LATEST_PIP) install -q $(DEPS) $(LATEST_EXTRAS)
+	@touch $@
+
+venv-latest: $(LATEST_VENV)/.ready
+
+# A regular (not editable) install into the second environment: its _C does not replace the
+# in-tree one that `make test` built against the pinned torch. setup.py keeps each torch's
+# objects in their own build/ folder.
+cuda-build: venv-latest
+	@test -n "$(CUDA_HOME)" || { echo "cuda-build: no nvcc on PATH (set CUDA_HOME)"; exit 2; }
+	CUDA_HOME=$(CUDA_HOME) FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$(TORCH_CUDA_ARCH_LIST)" \
+	  $(LATEST_PIP) install -q --no-build-isolation --no-deps .
+	$(LATEST_PY) -P tests/check_build.py --cuda
+
+# -P: the current folder is not put on sys.path, so `import alwa_ext` is the installed build.
+test-torch-latest: cuda-build
+	$(LATEST_PY) -P -m pytest -q -p no:cacheprovider
 
 # The same sources built by CMake against the installed torch, loaded with torch.ops.load_library.
 cmake-check: venv

@@ -8,25 +8,17 @@ on its own losses and the ranks drift apart, as in the published code.
 from __future__ import annotations
 
 import os
-import socket
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from alwa_reference import loss_sequences, pooled_alwa, published_alwa
+from helpers.distributed import init_gloo, leave_group, run_ranks
 
 WORLD = 2
 CALLS = 60
 INTERVAL = 7
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def rank_losses():
@@ -42,11 +34,8 @@ def rank_losses():
     return cls, reg
 
 
-def worker(rank, port, out_dir, configs):
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+def worker(rank, world_size, rendezvous, out_dir, configs):
+    init_gloo(rank, world_size, rendezvous)
     try:
         import alwa_ext
 
@@ -62,7 +51,7 @@ def worker(rank, port, out_dir, configs):
             results[name] = dict(after=np.array(after), returned=np.array(returned), skipped=alwa.skipped.item(), num_updates=alwa.num_updates.item())
         np.save(os.path.join(out_dir, f"rank{rank}.npy"), results, allow_pickle=True)
     finally:
-        dist.destroy_process_group()
+        leave_group()
 
 
 CONFIGS = {
@@ -76,7 +65,7 @@ CONFIGS = {
 @pytest.fixture(scope="module")
 def rank_results(tmp_path_factory):
     out_dir = str(tmp_path_factory.mktemp("alwa_dist"))
-    mp.spawn(worker, args=(free_port(), out_dir, CONFIGS), nprocs=WORLD, join=True)
+    run_ranks(worker, WORLD, out_dir, out_dir, CONFIGS)
     return [np.load(os.path.join(out_dir, f"rank{rank}.npy"), allow_pickle=True).item() for rank in range(WORLD)]
 
 

@@ -6,7 +6,6 @@ import csv
 import json
 import math
 import os
-import socket
 
 import pytest
 import torch
@@ -15,6 +14,7 @@ from alwa_det.data import build_dataset, collate
 from alwa_det.models import build_detector
 from alwa_det.train import load_checkpoint, train
 from alwa_det.weighting import make_weighting
+from helpers.distributed import init_gloo, leave_group, run_ranks
 
 
 
@@ -130,18 +130,11 @@ def test_training_step_makes_no_host_sync(tmp_path, monkeypatch, detector):
     assert original_nonzero is torch.Tensor.nonzero
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _distributed_worker(rank, world_size, port, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    import torch.distributed as dist
-
+def _distributed_worker(rank, world_size, rendezvous, out):
+    # The group is joined here (a file rendezvous: no port to race for); train() finds it
+    # initialised and only reads the rank from the environment, as under torchrun.
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    init_gloo(rank, world_size, rendezvous)
     from alwa_det.models import build_detector as build
     from alwa_det import train as train_module
 
@@ -166,15 +159,14 @@ def _distributed_worker(rank, world_size, port, out):
         torch.save({"model": captured["model"].state_dict(), "weights": captured["weighting"].weights},
                    os.path.join(out, f"rank{rank}.pt"))
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        leave_group()
     del build
 
 
 def test_two_process_gloo_training(tmp_path):
     out = str(tmp_path / "ddp")
     os.makedirs(out)
-    torch.multiprocessing.spawn(_distributed_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    run_ranks(_distributed_worker, 2, out, out)
     rank0 = torch.load(os.path.join(out, "rank0.pt"))
     rank1 = torch.load(os.path.join(out, "rank1.pt"))
     # DDP keeps parameters identical across ranks, and ALWA's weights are synchronised.
