@@ -19,10 +19,7 @@ import torch
 from torch import Tensor
 
 from . import _validation as check
-
-DEFAULT_MEANS = (0.0, 0.0, 0.0, 0.0)
-DEFAULT_STDS = (1.0, 1.0, 1.0, 1.0)
-DEFAULT_WH_RATIO_CLIP = 16 / 1000
+from .kinds import DEFAULT_DELTA_MEANS, DEFAULT_DELTA_STDS, DEFAULT_WH_RATIO_CLIP
 
 
 def check_coding(means: Sequence[float], stds: Sequence[float]) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
@@ -59,8 +56,8 @@ def _check_pair(name: str, boxes: Tensor, anchors: Tensor) -> None:
 def decode_deltas(
     deltas: Tensor,
     anchors: Tensor,
-    means: Sequence[float] = DEFAULT_MEANS,
-    stds: Sequence[float] = DEFAULT_STDS,
+    means: Sequence[float] = DEFAULT_DELTA_MEANS,
+    stds: Sequence[float] = DEFAULT_DELTA_STDS,
     wh_ratio_clip: float = DEFAULT_WH_RATIO_CLIP,
     max_shape: Optional[Tuple[int, int]] = None,
 ) -> Tensor:
@@ -94,8 +91,8 @@ def decode_deltas(
 def encode_deltas(
     boxes: Tensor,
     anchors: Tensor,
-    means: Sequence[float] = DEFAULT_MEANS,
-    stds: Sequence[float] = DEFAULT_STDS,
+    means: Sequence[float] = DEFAULT_DELTA_MEANS,
+    stds: Sequence[float] = DEFAULT_DELTA_STDS,
     eps: float = 1e-7,
 ) -> Tensor:
     """Deltas of ``boxes`` (..., 4, xyxy) against ``anchors`` (..., 4, xyxy).

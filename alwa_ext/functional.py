@@ -7,8 +7,18 @@ import torch
 from torch import Tensor
 
 from . import _validation as check
-from .deltas import DEFAULT_MEANS, DEFAULT_STDS, DEFAULT_WH_RATIO_CLIP, check_coding, max_log_ratio
-from .ops import ALPHA_IOU_KINDS, BOX_FORMATS, IOU_KINDS, LOSS_BOX_FORMATS, LOSS_KINDS, REDUCTIONS
+from .deltas import check_coding, max_log_ratio
+from .kinds import (
+    ALPHA_IOU_KINDS,
+    BOX_FORMATS,
+    DEFAULT_DELTA_MEANS,
+    DEFAULT_DELTA_STDS,
+    DEFAULT_WH_RATIO_CLIP,
+    IOU_KINDS,
+    LOSS_BOX_FORMATS,
+    LOSS_KINDS,
+    REDUCTIONS,
+)
 
 
 def box_loss(
@@ -25,8 +35,8 @@ def box_loss(
     alpha: float = 1.0,
     focal_gamma: float = 0.0,
     anchors: Optional[Tensor] = None,
-    delta_means: Sequence[float] = DEFAULT_MEANS,
-    delta_stds: Sequence[float] = DEFAULT_STDS,
+    delta_means: Sequence[float] = DEFAULT_DELTA_MEANS,
+    delta_stds: Sequence[float] = DEFAULT_DELTA_STDS,
     wh_ratio_clip: float = DEFAULT_WH_RATIO_CLIP,
 ) -> Tensor:
     """Box-regression loss of ``pred`` against ``target``, fused into one pass over the boxes.

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from . import _validation as check
 from .functional import box_loss
-from .ops import REDUCTIONS
+from .kinds import REDUCTIONS
 
 
 class BoxLoss(nn.Module):

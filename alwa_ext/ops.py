@@ -10,19 +10,7 @@ import torch
 from torch import Tensor
 
 from . import _C  # noqa: F401  (registers torch.ops.alwa)
-
-# Kinds with a pairwise similarity (box_iou) and an Alpha-IoU form (box_loss's alpha).
-ALPHA_IOU_KINDS = ("iou", "giou", "diou", "ciou")
-# Kinds with one loss per box (all computed from the two boxes' overlap).
-IOU_KINDS = ALPHA_IOU_KINDS + ("eiou", "siou")
-COORDINATE_KINDS = ("l1", "smooth_l1")
-LOSS_KINDS = IOU_KINDS + COORDINATE_KINDS
-REDUCTIONS = ("none", "mean", "sum")
-BOX_FORMATS = ("xyxy", "cxcywh")
-# box_loss also takes deltas against anchors (mmdet's DeltaXYWHBBoxCoder).
-LOSS_BOX_FORMATS = BOX_FORMATS + ("deltas",)
-# mmdet divides by avg_factor + float32's eps; the C++ kernels use the same constant.
-AVG_FACTOR_EPS = torch.finfo(torch.float32).eps
+from .kinds import AVG_FACTOR_EPS, COORDINATE_KINDS, IOU_KINDS
 
 
 # --------------------------------------------------------------------------- box_loss

@@ -12,10 +12,8 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from .deltas import DEFAULT_MEANS, DEFAULT_STDS, DEFAULT_WH_RATIO_CLIP, decode_deltas, encode_deltas
-
-IOU_KINDS = ("iou", "giou", "diou", "ciou", "eiou", "siou")
-AVG_FACTOR_EPS = torch.finfo(torch.float32).eps
+from .deltas import decode_deltas, encode_deltas
+from .kinds import AVG_FACTOR_EPS, DEFAULT_DELTA_MEANS, DEFAULT_DELTA_STDS, DEFAULT_WH_RATIO_CLIP, IOU_KINDS
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -129,8 +127,8 @@ def box_loss(
     alpha: float = 1.0,
     focal_gamma: float = 0.0,
     anchors: Optional[Tensor] = None,
-    delta_means: Sequence[float] = DEFAULT_MEANS,
-    delta_stds: Sequence[float] = DEFAULT_STDS,
+    delta_means: Sequence[float] = DEFAULT_DELTA_MEANS,
+    delta_stds: Sequence[float] = DEFAULT_DELTA_STDS,
     wh_ratio_clip: float = DEFAULT_WH_RATIO_CLIP,
 ) -> Tensor:
     """Eager twin of :func:`alwa_ext.box_loss` (same signature and conventions).

@@ -18,9 +18,7 @@ from torch import Tensor, nn
 
 from . import _C  # noqa: F401  (registers torch.ops.alwa)
 from ._validation import FLOAT_DTYPES, check_choice
-
-MODES = ("alwa1", "alwa2")
-UPDATES = ("paper", "stable")
+from .kinds import ALWA_MODES, ALWA_UPDATES
 # Rows and fields of the `window` buffer, as in alwa_update.h.
 WINDOW_SHAPE = (2, 4)  # (classification, regression) x (count, shift K, Σ(x - K), Σ(x - K)²)
 
@@ -91,8 +89,8 @@ class ALWA(nn.Module):
         sync: bool = True,
     ) -> None:
         super().__init__()
-        check_choice("mode", mode, MODES)
-        check_choice("update", update, UPDATES)
+        check_choice("mode", mode, ALWA_MODES)
+        check_choice("update", update, ALWA_UPDATES)
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 2:
             raise ValueError(f"interval: expected an integer >= 2 (the std of a window has ddof 1), got {interval!r}")
         _check_weight("cls_weight", cls_weight)

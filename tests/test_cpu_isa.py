@@ -14,7 +14,7 @@ import torch
 
 import alwa_ext
 from alwa_ext import cpu
-from alwa_ext.deltas import DEFAULT_MEANS, DEFAULT_STDS, DEFAULT_WH_RATIO_CLIP
+from alwa_ext.kinds import DEFAULT_DELTA_MEANS, DEFAULT_DELTA_STDS, DEFAULT_WH_RATIO_CLIP
 
 VECTOR_ISAS = ["avx2", "avx512"]
 KINDS = ["iou", "giou", "diou", "ciou", "l1", "smooth_l1"]
@@ -49,7 +49,7 @@ def run(pred, target, kind, fmt="xyxy", weight=None, reduction="mean", avg_facto
     """(loss, grad_pred, grad_target) of the raw op, plain options."""
     return torch.ops.alwa.box_loss(
         pred, target, weight, avg_factor, None, kind, reduction, fmt, 1e-7, 1.0, 1.0, 0.0,
-        list(DEFAULT_MEANS), list(DEFAULT_STDS), DEFAULT_WH_RATIO_CLIP, True, True,
+        list(DEFAULT_DELTA_MEANS), list(DEFAULT_DELTA_STDS), DEFAULT_WH_RATIO_CLIP, True, True,
     )
 
 

@@ -12,18 +12,21 @@ from typing import Optional, Sequence
 from torch import Tensor
 
 import alwa_ext
-
-# Predicted log-scale changes are clamped at |log(16 / 1000)|, so exp() cannot blow a box up by
-# more than 1000/16.
-WH_RATIO_CLIP = 16.0 / 1000.0
+from alwa_ext.kinds import DEFAULT_DELTA_MEANS, DEFAULT_DELTA_STDS, DEFAULT_WH_RATIO_CLIP
 
 
 class DeltaBoxCoder:
+    """Arguments in alwa_ext's order: ``encode(boxes, reference)``, ``decode(deltas, reference)``.
+
+    Predicted log-scale changes are clamped at ``|log(wh_ratio_clip)|`` (16/1000 by default), so
+    exp() cannot blow a box up by more than 1000/16.
+    """
+
     def __init__(
         self,
-        means: Sequence[float] = (0.0, 0.0, 0.0, 0.0),
-        stds: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
-        wh_ratio_clip: float = WH_RATIO_CLIP,
+        means: Sequence[float] = DEFAULT_DELTA_MEANS,
+        stds: Sequence[float] = DEFAULT_DELTA_STDS,
+        wh_ratio_clip: float = DEFAULT_WH_RATIO_CLIP,
     ):
         if len(means) != 4 or len(stds) != 4:
             raise ValueError(f"means and stds need 4 values each, got {means!r} and {stds!r}")
@@ -33,14 +36,14 @@ class DeltaBoxCoder:
         self.stds = tuple(float(s) for s in stds)
         self.wh_ratio_clip = float(wh_ratio_clip)
 
-    def encode(self, reference: Tensor, boxes: Tensor) -> Tensor:
+    def encode(self, boxes: Tensor, reference: Tensor) -> Tensor:
         """Deltas (..., 4) that turn ``reference`` boxes into ``boxes`` (both xyxy, same shape).
 
         Zero-size boxes (padding) give finite deltas: alwa_ext floors sizes at a tiny epsilon.
         """
         return alwa_ext.encode_deltas(boxes, reference, self.means, self.stds)
 
-    def decode(self, reference: Tensor, deltas: Tensor, image_size: Optional[Sequence[int]] = None) -> Tensor:
+    def decode(self, deltas: Tensor, reference: Tensor, image_size: Optional[Sequence[int]] = None) -> Tensor:
         """Boxes (..., 4) xyxy from ``deltas`` applied to ``reference``; clipped to (height, width) if given."""
         max_shape = None if image_size is None else (int(image_size[0]), int(image_size[1]))
         return alwa_ext.decode_deltas(deltas, reference, self.means, self.stds, self.wh_ratio_clip, max_shape)

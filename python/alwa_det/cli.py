@@ -13,10 +13,11 @@ import os
 import sys
 from typing import Dict, List, Optional, Sequence
 
+from alwa_ext.kinds import LOSS_KINDS
+
 from .backbone import BACKBONES
 from .config import DETECTORS, make_config
 from .data import DATASETS
-from .losses import REGRESSION_LOSSES
 from .weighting import ALWA_UPDATES, WEIGHTINGS
 
 METRICS = ("map50", "map50_11pt", "map")
@@ -85,7 +86,7 @@ def _add_training_options(parser: argparse.ArgumentParser, with_weighting: bool)
     add = lambda *names, **kw: parser.add_argument(*names, default=argparse.SUPPRESS, **kw)  # noqa: E731
     add("--detector", choices=DETECTORS, help="detector (default retinanet)")
     if with_weighting:
-        add("--loss", choices=REGRESSION_LOSSES, help="box-regression loss (default ciou)")
+        add("--loss", choices=LOSS_KINDS, help="box-regression loss (default ciou)")
         add("--weighting", choices=WEIGHTINGS, help="loss weighting (default alwa2)")
     add("--cls-weight", dest="cls_weight", type=_number(minimum_exclusive=0), help="initial λcls")
     add("--reg-weight", dest="reg_weight", type=_number(minimum_exclusive=0), help="λreg")
@@ -143,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = commands.add_parser("compare", help="train a grid of losses x weightings x seeds and tabulate mAP")
     _add_training_options(compare, with_weighting=False)
-    compare.add_argument("--losses", type=_choice_list(REGRESSION_LOSSES), default=["l1", "smooth_l1", "ciou"])
+    compare.add_argument("--losses", type=_choice_list(LOSS_KINDS), default=["l1", "smooth_l1", "ciou"])
     compare.add_argument("--weightings", type=_choice_list(WEIGHTINGS), default=list(WEIGHTINGS))
     compare.add_argument("--seeds", type=_positive_int, default=3, help="number of seeds per cell")
     compare.add_argument("--metric", choices=METRICS, default="map50")

@@ -11,9 +11,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from alwa_ext.kinds import LOSS_KINDS
+
 from .backbone import BACKBONES
 from .data import DATASETS
-from .losses import REGRESSION_LOSSES
 from .weighting import ALWA_UPDATES, WEIGHTINGS
 
 DETECTORS = ("retinanet", "faster_rcnn")
@@ -88,7 +89,7 @@ class TrainConfig:
     def validated(self) -> "TrainConfig":
         """Self, after checking every field; raises ValueError naming the bad one."""
         choices = {
-            "detector": DETECTORS, "loss": REGRESSION_LOSSES, "weighting": WEIGHTINGS,
+            "detector": DETECTORS, "loss": LOSS_KINDS, "weighting": WEIGHTINGS,
             "dataset": DATASETS, "backbone": BACKBONES, "alwa_update": ALWA_UPDATES,
         }
         for name, allowed in choices.items():

@@ -74,7 +74,7 @@ def select_detections(
         box_index = top_index // num_classes
         class_index = top_index % num_classes
         chosen_deltas = deltas[box_index] if deltas.dim() == 2 else deltas[box_index, class_index]
-        boxes.append(coder.decode(reference[box_index], chosen_deltas, image_size))
+        boxes.append(coder.decode(chosen_deltas, reference[box_index], image_size))
         scores.append(top_scores)
         labels.append(class_index)
     boxes = torch.cat(boxes)

@@ -170,7 +170,7 @@ class FasterRCNN(DetectorBase):
             deltas = flatten_levels([deltas], 4).float()
             top_scores, top_index = objectness.topk(min(self.rpn_pre_nms_per_level, objectness.shape[1]), dim=1)
             top_deltas = torch.gather(deltas, 1, top_index[..., None].expand(-1, -1, 4))
-            decoded = self.rpn_coder.decode(anchors[top_index], top_deltas, image_size)
+            decoded = self.rpn_coder.decode(top_deltas, anchors[top_index], image_size)
             boxes.append(decoded)
             scores.append(top_scores)
             levels.append(torch.full_like(top_index, level))

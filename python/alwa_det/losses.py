@@ -6,11 +6,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import alwa_ext
+from alwa_ext.kinds import LOSS_KINDS
 
 from .box_coder import DeltaBoxCoder
-
-# IoU-family kinds act on decoded boxes, L1 kinds on deltas (alwa_ext's delta format does both).
-REGRESSION_LOSSES = ("l1", "smooth_l1", "iou", "giou", "diou", "ciou", "eiou", "siou")
 
 
 def sigmoid_focal_loss_sum(logits: Tensor, targets: Tensor, weight: Tensor, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
@@ -46,8 +44,8 @@ def regression_loss(
     selects which count, so there is no data-dependent indexing, and ``avg_factor`` is a device
     tensor, so there is no sync.
     """
-    if kind not in REGRESSION_LOSSES:
-        raise ValueError(f"unknown regression loss {kind!r}; choose one of {', '.join(REGRESSION_LOSSES)}")
+    if kind not in LOSS_KINDS:
+        raise ValueError(f"unknown regression loss {kind!r}; choose one of {', '.join(LOSS_KINDS)}")
     deltas = deltas.float()
     return alwa_ext.box_loss(
         deltas,

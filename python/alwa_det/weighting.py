@@ -9,9 +9,10 @@ import torch
 from torch import Tensor, nn
 
 import alwa_ext
+from alwa_ext.kinds import ALWA_MODES, ALWA_UPDATES  # noqa: F401  (ALWA_UPDATES: the CLI's choices)
 
-WEIGHTINGS = ("fixed", "alwa1", "alwa2")
-ALWA_UPDATES = ("paper", "stable")
+# The harness's loss weighting: fixed weights, or ALWA in one of its modes (the same names).
+WEIGHTINGS = ("fixed",) + ALWA_MODES
 
 
 class FixedWeighting(nn.Module):

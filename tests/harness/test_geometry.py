@@ -52,7 +52,7 @@ def test_box_coder_round_trip(stds):
     boxes = torch.rand(200, 2, generator=generator) * 100
     boxes = torch.cat([boxes, boxes + 5 + torch.rand(200, 2, generator=generator) * 50], dim=1).double()
     coder = DeltaBoxCoder(means=(0.1, -0.1, 0.0, 0.05), stds=stds)
-    decoded = coder.decode(reference, coder.encode(reference, boxes))
+    decoded = coder.decode(coder.encode(boxes, reference), reference)
     assert torch.allclose(decoded, boxes, atol=1e-9)
 
 
@@ -61,11 +61,11 @@ def test_box_coder_weights_are_inverse_stds_and_clamps():
     reference = torch.tensor([[0.0, 0.0, 10.0, 20.0]])
     box = torch.tensor([[1.0, 2.0, 11.0, 22.0]])
     # dx = 1/10 -> 1.0 with weight 10; dy = 2/20 -> 1.0; sizes unchanged -> 0.
-    assert torch.allclose(coder.encode(reference, box), torch.tensor([[1.0, 1.0, 0.0, 0.0]]), atol=1e-6)
-    huge = coder.decode(reference, torch.tensor([[0.0, 0.0, 100.0, 100.0]]))
+    assert torch.allclose(coder.encode(box, reference), torch.tensor([[1.0, 1.0, 0.0, 0.0]]), atol=1e-6)
+    huge = coder.decode(torch.tensor([[0.0, 0.0, 100.0, 100.0]]), reference)
     assert torch.allclose(huge[0, 2] - huge[0, 0], torch.tensor(10.0 * 1000 / 16), rtol=1e-5)
     # Zero-size targets (padding) give finite deltas.
-    assert torch.isfinite(coder.encode(reference, torch.zeros(1, 4))).all()
+    assert torch.isfinite(coder.encode(torch.zeros(1, 4), reference)).all()
 
 
 def test_matcher_thresholds_low_quality_and_padding():
