@@ -29,8 +29,9 @@ done
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-# C++20: what torch >= 2.13 builds extensions with (setup.py lets torch choose).
-if ! "$NVCC" -std=c++20 -arch="$ARCH" -O3 -Xptxas -v \
+# C++17: the headers stay within it, so torch releases that build extensions as C++17 (before
+# 2.13) build them too; newer torch builds them as C++20 (setup.py lets torch choose).
+if ! "$NVCC" -std=c++17 -arch="$ARCH" -O3 -Xptxas -v \
     -Icsrc -Icsrc/include -c -o /dev/null .ci/nvcc_check.cu >"$log" 2>&1; then
   cat "$log"
   echo "nvcc_check: FAILED to compile .ci/nvcc_check.cu"

@@ -6,19 +6,12 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from . import _validation as check
-from .deltas import check_coding, max_log_ratio
-from .kinds import (
-    ALPHA_IOU_KINDS,
-    BOX_FORMATS,
-    DEFAULT_DELTA_MEANS,
-    DEFAULT_DELTA_STDS,
-    DEFAULT_WH_RATIO_CLIP,
-    IOU_KINDS,
-    LOSS_BOX_FORMATS,
-    LOSS_KINDS,
-    REDUCTIONS,
-)
+from . import ops  # noqa: F401  (fake kernels)
+from .kinds import DEFAULT_DELTA_MEANS, DEFAULT_DELTA_STDS, DEFAULT_WH_RATIO_CLIP
+
+# The overloads themselves: calling them skips the packet's overload resolution.
+_box_loss = torch.ops.alwa.box_loss.default
+_box_iou = torch.ops.alwa.box_iou.default
 
 
 def box_loss(
@@ -79,82 +72,19 @@ def box_loss(
     constant, as torchvision does (mmdet's CIoU also zeroes alpha where IoU < 0.5; ours does
     not). Every finite input gives a finite loss and finite gradients.
 
-    Gradients are computed in the same pass as the loss when ``pred`` (or ``target``) requires
-    grad, and backward only scales them; first-order gradients only.
+    Gradients flow to ``pred``, ``target``, ``weight`` and a tensor ``avg_factor``; the autograd
+    is in C++ (IoU kinds compute the gradient with the loss, L1 kinds in backward). First-order
+    gradients only: a second-order gradient raises. Bad arguments raise ValueError naming them.
     """
-    check.check_choice("loss", loss, LOSS_KINDS)
-    check.check_choice("reduction", reduction, REDUCTIONS)
-    check.check_choice("box_format", box_format, LOSS_BOX_FORMATS)
-    check.check_eps(eps)
-    check.check_positive("beta", beta)
-    check.check_positive("alpha", alpha)
-    if alpha != 1 and loss not in ALPHA_IOU_KINDS:
-        raise ValueError(f"alpha: only {', '.join(ALPHA_IOU_KINDS)} have an Alpha-IoU form; got alpha={alpha} with loss={loss!r}")
-    check.check_nonnegative("focal_gamma", focal_gamma)
-    if focal_gamma != 0 and loss != "eiou":
-        raise ValueError(f"focal_gamma: only used by loss='eiou'; got focal_gamma={focal_gamma} with loss={loss!r}")
-    delta_means, delta_stds = check_coding(delta_means, delta_stds)
-    max_log_ratio(wh_ratio_clip)
-    check.check_boxes("pred", pred)
-    check.check_boxes("target", target)
-    check.check_same("target", target, "pred", pred)
-    if box_format == "deltas":
-        if anchors is None:
-            raise ValueError("anchors: required with box_format='deltas'")
-        if not isinstance(anchors, Tensor) or not anchors.is_floating_point():
-            raise ValueError(f"anchors: expected a floating-point tensor, got {anchors!r:.80}")
-        if anchors.shape != pred.shape:
-            raise ValueError(f"anchors: expected the shape of pred {tuple(pred.shape)}, got {tuple(anchors.shape)}")
-        check.check_device("anchors", anchors, "pred", pred)
-        if loss not in IOU_KINDS and eps <= 0:
-            raise ValueError(
-                "eps: must be > 0 for l1/smooth_l1 with box_format='deltas' (it floors the widths "
-                "and heights of the encoded target boxes)"
-            )
-    elif anchors is not None:
-        raise ValueError(f"anchors: only used with box_format='deltas', got box_format={box_format!r}")
-    if weight is not None:
-        if not isinstance(weight, Tensor) or not weight.is_floating_point():
-            raise ValueError(f"weight: expected a floating-point tensor, got {weight!r:.80}")
-        if weight.shape != pred.shape and weight.shape != pred.shape[:-1]:
-            raise ValueError(
-                f"weight: expected shape {tuple(pred.shape[:-1])} (per box) or {tuple(pred.shape)} "
-                f"(per coordinate), got {tuple(weight.shape)}"
-            )
-        check.check_device("weight", weight, "pred", pred)
-    if reduction == "none":
-        avg_factor = None
-    elif avg_factor is not None:
-        if reduction == "sum":
-            raise ValueError("avg_factor: cannot be used with reduction='sum'")
-        if isinstance(avg_factor, Tensor):
-            if avg_factor.dim() != 0:
-                raise ValueError(f"avg_factor: expected a 0-dim tensor, got shape {tuple(avg_factor.shape)}")
-            check.check_device("avg_factor", avg_factor, "pred", pred)
-        else:
-            # A fill kernel on the device: no host-to-device copy, no sync.
-            avg_factor = torch.full((), float(avg_factor), dtype=torch.float64, device=pred.device)
-    grad_enabled = torch.is_grad_enabled()
-    out, _, _ = torch.ops.alwa.box_loss(
-        pred,
-        target,
-        weight,
-        avg_factor,
-        anchors,
-        loss,
-        reduction,
-        box_format,
-        float(eps),
-        float(beta),
-        float(alpha),
-        float(focal_gamma),
-        list(delta_means),
-        list(delta_stds),
-        float(wh_ratio_clip),
-        grad_enabled and pred.requires_grad,
-        grad_enabled and target.requires_grad,
+    # Every argument is checked by the C++ kernel (csrc/box_loss_plan.cpp), which raises
+    # ValueError naming it; here only a Python number avg_factor becomes a device tensor (a
+    # fill kernel: no host-to-device copy, no sync).
+    if avg_factor is not None and reduction != "none" and not isinstance(avg_factor, Tensor):
+        avg_factor = torch.full((), float(avg_factor), dtype=torch.float64, device=pred.device)
+    return _box_loss(
+        pred, target, weight, avg_factor, anchors, loss, reduction, box_format, eps, beta, alpha, focal_gamma,
+        delta_means, delta_stds, wh_ratio_clip,
     )
-    return out
 
 
 def box_iou(boxes1: Tensor, boxes2: Tensor, kind: str = "iou", *, box_format: str = "xyxy", eps: float = 1e-7) -> Tensor:
@@ -163,14 +93,4 @@ def box_iou(boxes1: Tensor, boxes2: Tensor, kind: str = "iou", *, box_format: st
     ``kind`` is ``"iou"``, ``"giou"``, ``"diou"`` or ``"ciou"``; each value is 1 minus the
     corresponding :func:`box_loss`, with the same conventions and ``eps``. Differentiable.
     """
-    check.check_choice("kind", kind, ALPHA_IOU_KINDS)
-    check.check_choice("box_format", box_format, BOX_FORMATS)
-    check.check_eps(eps)
-    check.check_boxes("boxes1", boxes1)
-    check.check_boxes("boxes2", boxes2)
-    if boxes1.dim() != 2:
-        raise ValueError(f"boxes1: expected shape (M, 4), got {tuple(boxes1.shape)}")
-    if boxes2.dim() != 2:
-        raise ValueError(f"boxes2: expected shape (N, 4), got {tuple(boxes2.shape)}")
-    check.check_same("boxes2", boxes2, "boxes1", boxes1, shape=False)
-    return torch.ops.alwa.box_iou(boxes1, boxes2, kind, box_format, float(eps))
+    return _box_iou(boxes1, boxes2, kind, box_format, eps)

@@ -27,12 +27,12 @@ WINDOW_SHAPE = (2, 4)  # (classification, regression) x (count, shift K, Σ(x - 
 
 
 @torch.library.register_fake("alwa::alwa_step")
-def _alwa_step_fake(loss_cls, loss_reg, weights, window, step, skipped, num_updates, interval, mode, update):
+def _alwa_step_fake(loss_cls, loss_reg, weights, window, step, skipped, num_updates, interval, alwa_mode, update):
     return loss_cls.new_empty(()), loss_reg.new_empty(())
 
 
 @torch.library.register_fake("alwa::alwa_pooled_update")
-def _alwa_pooled_update_fake(rank_windows, weights, window, num_updates, mode):
+def _alwa_pooled_update_fake(rank_windows, weights, window, num_updates, alwa_mode):
     return None
 
 

@@ -1,6 +1,6 @@
 // The whole op surface of torch.ops.alwa: every schema is declared here, once. Backends
-// register their kernels in cpu/ and cuda/ with TORCH_LIBRARY_IMPL; fake kernels and
-// autograd formulas are registered from Python (alwa_ext/ops.py).
+// register their kernels in cpu/ and cuda/, autograd in autograd/ (TORCH_LIBRARY_IMPL);
+// fake kernels, for torch.compile, are registered from Python (alwa_ext/ops.py).
 #include <torch/library.h>
 
 #ifdef ALWA_PYTHON_MODULE
@@ -16,36 +16,50 @@ extern "C" PyObject* PyInit__C(void) {
 
 TORCH_LIBRARY(alwa, m) {
   const std::vector<at::Tag> tags = {at::Tag::pt2_compliant_tag};
-  // Returns (loss, grad_pred, grad_target); each gradient is that of the weighted, reduced
-  // loss, or an empty tensor when not asked for. With box_format "deltas", pred holds deltas
-  // against `anchors` (mmdet DeltaXYWHBBoxCoder: delta_means, delta_stds, wh_ratio_clip) and
-  // grad_pred is w.r.t. the deltas; anchors are constants.
-  m.def(
-      "box_loss(Tensor pred, Tensor target, Tensor? weight, Tensor? avg_factor, Tensor? anchors, "
+  // The box-regression loss (alwa_ext.box_loss). Its autograd (csrc/autograd/) computes the
+  // gradient in the same pass as the loss (box_loss_with_grad) or in box_loss_backward,
+  // whichever is faster for the kind. With box_format "deltas", pred holds deltas against
+  // `anchors` (mmdet DeltaXYWHBBoxCoder: delta_means, delta_stds, wh_ratio_clip) and the
+  // gradient is w.r.t. the deltas; anchors are constants.
+  const std::string box_loss_args =
+      "Tensor pred, Tensor target, Tensor? weight, Tensor? avg_factor, Tensor? anchors, "
       "str loss, str reduction, str box_format, float eps, float beta, float alpha, "
-      "float focal_gamma, float[] delta_means, float[] delta_stds, float wh_ratio_clip, "
-      "bool grad_pred, bool grad_target) -> (Tensor, Tensor, Tensor)",
-      tags);
+      "float focal_gamma, float[] delta_means, float[] delta_stds, float wh_ratio_clip";
+  m.def(("box_loss(" + box_loss_args + ") -> Tensor").c_str(), tags);
+  // The loss and, where asked for, the gradients of the (weighted, reduced) loss w.r.t. pred
+  // and target (else empty tensors).
+  m.def(("box_loss_with_grad(" + box_loss_args +
+         ", bool grad_pred, bool grad_target) -> (Tensor, Tensor, Tensor)")
+            .c_str(),
+        tags);
+  // The vector-Jacobian products of box_loss for grad_loss = d output / d loss.
+  m.def(("box_loss_backward(Tensor grad_loss, " + box_loss_args +
+         ", bool grad_pred, bool grad_target) -> (Tensor, Tensor)")
+            .c_str(),
+        tags);
   m.def("box_iou(Tensor boxes1, Tensor boxes2, str kind, str box_format, float eps) -> Tensor",
         tags);
   m.def(
       "box_iou_backward(Tensor grad, Tensor boxes1, Tensor boxes2, str kind, str box_format, "
       "float eps, bool grad_boxes1, bool grad_boxes2) -> (Tensor, Tensor)",
       tags);
+  // ALWA's mode ("alwa1" or "alwa2", alwa_ext.ALWA's `mode`) is `alwa_mode` here: torch's
+  // dispatch machinery takes `mode` as a keyword of its own, and an argument of that name
+  // breaks opcheck and torch.compile.
   // ALWA, one training iteration (alwa_ext.ALWA): returns the weights in force (λcls in the
   // dtype of loss_cls, λreg in that of loss_reg), records the losses in the float64 window
   // (or counts them in `skipped` when not finite) and, once `interval` values are recorded,
   // reassigns λcls and empties the window. interval = 0 records only (distributed path).
   m.def(
       "alwa_step(Tensor loss_cls, Tensor loss_reg, Tensor(a!) weights, Tensor(b!) window, "
-      "Tensor(c!) step, Tensor(d!) skipped, Tensor(e!) num_updates, int interval, str variant, "
+      "Tensor(c!) step, Tensor(d!) skipped, Tensor(e!) num_updates, int interval, str alwa_mode, "
       "str update) -> (Tensor, Tensor)",
       tags);
   // ALWA, end of a window pooled across ranks: rank_windows stacks every rank's window
   // (num_ranks, 2, 4); they are merged in rank order, λcls is reassigned, the window emptied.
   m.def(
       "alwa_pooled_update(Tensor rank_windows, Tensor(a!) weights, Tensor(b!) window, "
-      "Tensor(c!) num_updates, str variant) -> ()",
+      "Tensor(c!) num_updates, str alwa_mode) -> ()",
       tags);
   // The CPU kernels' SIMD path (cpu/cpu_isa.h): the one in use, those available, and an
   // override that returns the previous one.

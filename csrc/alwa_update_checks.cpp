@@ -3,14 +3,14 @@
 namespace alwa {
 
 AlwaMode parse_alwa_mode(const std::string& name) {
-  if (name == "alwa1") return AlwaMode::MeanPlusStd;
-  if (name == "alwa2") return AlwaMode::Std;
+  if (name == "alwa1") return AlwaMode::Alwa1;
+  if (name == "alwa2") return AlwaMode::Alwa2;
   TORCH_CHECK_VALUE(false, "mode: expected 'alwa1' or 'alwa2', got '", name, "'");
 }
 
-AlwaRecord parse_alwa_update(const std::string& name) {
-  if (name == "paper") return AlwaRecord::Weighted;
-  if (name == "stable") return AlwaRecord::Unweighted;
+AlwaUpdate parse_alwa_update(const std::string& name) {
+  if (name == "paper") return AlwaUpdate::Paper;
+  if (name == "stable") return AlwaUpdate::Stable;
   TORCH_CHECK_VALUE(false, "update: expected 'paper' or 'stable', got '", name, "'");
 }
 

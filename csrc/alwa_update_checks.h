@@ -14,7 +14,7 @@
 namespace alwa {
 
 AlwaMode parse_alwa_mode(const std::string& name);
-AlwaRecord parse_alwa_update(const std::string& name);
+AlwaUpdate parse_alwa_update(const std::string& name);
 
 // The ALWA state tensors: weights float64 (2,), window float64 (2, 4), step/skipped/
 // num_updates int64 0-dim, all contiguous and on `device`.

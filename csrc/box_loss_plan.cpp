@@ -4,6 +4,21 @@
 
 namespace alwa {
 
+std::string shape_str(at::IntArrayRef shape) {
+  std::string out = "(";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i > 0) out += ", ";
+    out += std::to_string(shape[i]);
+  }
+  return out + (shape.size() == 1 ? ",)" : ")");
+}
+
+namespace {
+
+constexpr const char* kLossKinds = "'iou', 'giou', 'diou', 'ciou', 'eiou', 'siou', 'l1', 'smooth_l1'";
+
+}  // namespace
+
 LossKind parse_loss_kind(const std::string& name) {
   if (name == "iou") return LossKind::IoU;
   if (name == "giou") return LossKind::GIoU;
@@ -13,46 +28,181 @@ LossKind parse_loss_kind(const std::string& name) {
   if (name == "smooth_l1") return LossKind::SmoothL1;
   if (name == "eiou") return LossKind::EIoU;
   if (name == "siou") return LossKind::SIoU;
-  TORCH_CHECK_VALUE(false,
-                    "loss: expected one of iou, giou, diou, ciou, eiou, siou, l1, smooth_l1, got '",
-                    name, "'");
+  TORCH_CHECK_VALUE(false, "loss: expected one of ", kLossKinds, ", got '", name, "'");
 }
 
 Reduction parse_reduction(const std::string& name) {
   if (name == "none") return Reduction::None;
   if (name == "sum") return Reduction::Sum;
   if (name == "mean") return Reduction::Mean;
-  TORCH_CHECK_VALUE(false, "reduction: expected one of none, mean, sum, got '", name, "'");
+  TORCH_CHECK_VALUE(false, "reduction: expected one of 'none', 'mean', 'sum', got '", name, "'");
 }
 
 BoxFormat parse_box_format(const std::string& name) {
   if (name == "xyxy") return BoxFormat::XYXY;
   if (name == "cxcywh") return BoxFormat::CXCYWH;
   if (name == "deltas") return BoxFormat::Deltas;
-  TORCH_CHECK_VALUE(false, "box_format: expected 'xyxy', 'cxcywh' or 'deltas', got '", name, "'");
+  TORCH_CHECK_VALUE(false, "box_format: expected one of 'xyxy', 'cxcywh', 'deltas', got '", name,
+                    "'");
 }
 
 BoxFormat parse_iou_box_format(const std::string& name) {
-  const BoxFormat format = parse_box_format(name);
-  TORCH_CHECK_VALUE(format != BoxFormat::Deltas, "box_format: expected 'xyxy' or 'cxcywh', got '",
-                    name, "'");
-  return format;
+  TORCH_CHECK_VALUE(name == "xyxy" || name == "cxcywh",
+                    "box_format: expected one of 'xyxy', 'cxcywh', got '", name, "'");
+  return parse_box_format(name);
 }
 
 namespace {
 
 void check_boxes(const at::Tensor& boxes, const char* name) {
   TORCH_CHECK_VALUE(boxes.dim() >= 1 && boxes.size(-1) == 4, name,
-                    ": expected boxes of shape (..., 4), got shape ", boxes.sizes());
+                    ": expected boxes of shape (..., 4), got shape ", shape_str(boxes.sizes()));
   const auto dtype = boxes.scalar_type();
   TORCH_CHECK_VALUE(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf ||
                         dtype == at::kBFloat16,
-                    name, ": expected float32, float64, float16 or bfloat16, got ", dtype);
+                    name, ": expected float32, float64, float16 or bfloat16 boxes, got ", dtype);
 }
 
-void check_eps(double eps) {
-  TORCH_CHECK_VALUE(std::isfinite(eps) && eps >= 0, "eps: expected a finite value >= 0, got ",
-                    eps);
+// `other` has the shape (optionally), dtype and device of `ref`.
+void check_like(const at::Tensor& other, const char* name, const at::Tensor& ref,
+                const char* ref_name, bool shape = true) {
+  TORCH_CHECK_VALUE(!shape || other.sizes() == ref.sizes(), name, ": expected the shape of ",
+                    ref_name, " ", shape_str(ref.sizes()), ", got ", shape_str(other.sizes()));
+  TORCH_CHECK_VALUE(other.scalar_type() == ref.scalar_type(), name, ": expected the dtype of ",
+                    ref_name, " (", ref.scalar_type(), "), got ", other.scalar_type());
+  TORCH_CHECK_VALUE(other.device() == ref.device(), name, ": expected the device of ", ref_name,
+                    " (", ref.device(), "), got ", other.device());
+}
+
+void check_device(const at::Tensor& other, const char* name, const at::Tensor& ref,
+                  const char* ref_name) {
+  TORCH_CHECK_VALUE(other.device() == ref.device(), name, ": expected the device of ", ref_name,
+                    " (", ref.device(), "), got ", other.device());
+}
+
+void check_nonnegative(double value, const char* name) {
+  TORCH_CHECK_VALUE(std::isfinite(value) && value >= 0, name,
+                    ": expected a finite number >= 0, got ", value);
+}
+
+void check_positive(double value, const char* name) {
+  TORCH_CHECK_VALUE(std::isfinite(value) && value > 0, name, ": expected a finite number > 0, got ",
+                    value);
+}
+
+// Everything but the outputs: what box_loss and box_loss_backward share.
+BoxLossPlan plan_inputs(const at::Tensor& pred, const at::Tensor& target,
+                        const std::optional<at::Tensor>& weight,
+                        const std::optional<at::Tensor>& avg_factor,
+                        const std::optional<at::Tensor>& anchors, const std::string& loss,
+                        const std::string& reduction, const std::string& box_format, double eps,
+                        double beta, double alpha, double focal_gamma,
+                        at::ArrayRef<double> delta_means, at::ArrayRef<double> delta_stds,
+                        double wh_ratio_clip, bool grad_pred, bool grad_target) {
+  BoxLossPlan plan;
+  plan.kind = parse_loss_kind(loss);
+  plan.reduction = parse_reduction(reduction);
+  plan.format = parse_box_format(box_format);
+  check_nonnegative(eps, "eps");
+  check_positive(beta, "beta");
+  check_positive(alpha, "alpha");
+  TORCH_CHECK_VALUE(alpha == 1.0 || has_alpha_form(plan.kind),
+                    "alpha: only 'iou', 'giou', 'diou', 'ciou' have an Alpha-IoU form; got alpha=",
+                    alpha, " with loss='", loss, "'");
+  check_nonnegative(focal_gamma, "focal_gamma");
+  TORCH_CHECK_VALUE(focal_gamma == 0.0 || plan.kind == LossKind::EIoU,
+                    "focal_gamma: only used by loss='eiou'; got focal_gamma=", focal_gamma,
+                    " with loss='", loss, "'");
+  plan.eps = eps;
+  plan.beta = beta;
+  plan.alpha = alpha;
+  plan.focal_gamma = focal_gamma;
+
+  TORCH_CHECK_VALUE(delta_means.size() == 4, "delta_means: expected 4 finite numbers, got ",
+                    delta_means);
+  TORCH_CHECK_VALUE(delta_stds.size() == 4, "delta_stds: expected 4 finite numbers > 0, got ",
+                    delta_stds);
+  for (int k = 0; k < 4; ++k) {
+    TORCH_CHECK_VALUE(std::isfinite(delta_means[k]), "delta_means: expected 4 finite numbers, got ",
+                      delta_means);
+    TORCH_CHECK_VALUE(std::isfinite(delta_stds[k]) && delta_stds[k] > 0,
+                      "delta_stds: expected 4 finite numbers > 0, got ", delta_stds);
+    plan.delta_means[k] = delta_means[k];
+    plan.delta_stds[k] = delta_stds[k];
+  }
+  check_positive(wh_ratio_clip, "wh_ratio_clip");
+  plan.max_log_ratio = std::abs(std::log(wh_ratio_clip));
+
+  check_boxes(pred, "pred");
+  check_boxes(target, "target");
+  check_like(target, "target", pred, "pred");
+  plan.num_boxes = pred.numel() / 4;
+  plan.pred = pred.contiguous();
+  plan.target = target.contiguous();
+
+  if (plan.format == BoxFormat::Deltas) {
+    TORCH_CHECK_VALUE(anchors.has_value(), "anchors: required with box_format='deltas'");
+    const auto& a = *anchors;
+    TORCH_CHECK_VALUE(a.is_floating_point(), "anchors: expected a floating-point tensor, got ",
+                      a.scalar_type());
+    TORCH_CHECK_VALUE(a.sizes() == pred.sizes(), "anchors: expected the shape of pred ",
+                      shape_str(pred.sizes()), ", got ", shape_str(a.sizes()));
+    check_device(a, "anchors", pred, "pred");
+    TORCH_CHECK_VALUE(is_iou_family(plan.kind) || eps > 0,
+                      "eps: must be > 0 for l1/smooth_l1 with box_format='deltas' (it floors the "
+                      "widths and heights of the encoded target boxes)");
+    // Anchors are constants: no gradient flows to them.
+    plan.anchors = a.detach().to(pred.scalar_type()).contiguous();
+  } else {
+    TORCH_CHECK_VALUE(!anchors.has_value(), "anchors: only used with box_format='deltas', got "
+                      "box_format='", box_format, "'");
+  }
+
+  const auto box_shape = pred.sizes().slice(0, pred.dim() - 1);
+  plan.weight_per_coord = false;
+  if (weight.has_value()) {
+    const auto& w = *weight;
+    TORCH_CHECK_VALUE(w.is_floating_point(), "weight: expected a floating-point tensor, got ",
+                      w.scalar_type());
+    plan.weight_per_coord = w.sizes() == pred.sizes();
+    TORCH_CHECK_VALUE(plan.weight_per_coord || w.sizes() == box_shape, "weight: expected shape ",
+                      shape_str(box_shape), " (per box) or ", shape_str(pred.sizes()),
+                      " (per coordinate), got ", shape_str(w.sizes()));
+    check_device(w, "weight", pred, "pred");
+    plan.weight = w.to(pred.scalar_type()).contiguous();
+  }
+
+  const bool coordinate_wise = !is_iou_family(plan.kind);
+  plan.scale = 1.0;
+  if (avg_factor.has_value()) {
+    const auto& a = *avg_factor;
+    TORCH_CHECK_VALUE(plan.reduction != Reduction::Sum,
+                      "avg_factor: cannot be used with reduction='sum'");
+    TORCH_CHECK_VALUE(a.dim() == 0, "avg_factor: expected a 0-dim tensor, got shape ",
+                      shape_str(a.sizes()));
+    TORCH_CHECK_VALUE(a.is_floating_point(), "avg_factor: expected a floating-point tensor, got ",
+                      a.scalar_type());
+    check_device(a, "avg_factor", pred, "pred");
+    // "none" ignores avg_factor, as mmdet's weight_reduce_loss does.
+    if (plan.reduction == Reduction::Mean) plan.avg_factor = a.to(at::kDouble).contiguous();
+  } else if (plan.reduction == Reduction::Mean && plan.num_boxes > 0) {
+    plan.scale = 1.0 / static_cast<double>(coordinate_wise ? plan.num_boxes * 4 : plan.num_boxes);
+  }
+  plan.grad_pred = grad_pred;
+  plan.grad_target = grad_target;
+  return plan;
+}
+
+at::IntArrayRef loss_shape(const BoxLossPlan& plan, const at::Tensor& pred) {
+  if (plan.reduction != Reduction::None) return {};
+  return is_iou_family(plan.kind) ? pred.sizes().slice(0, pred.dim() - 1) : pred.sizes();
+}
+
+void allocate_gradients(BoxLossPlan& plan, const at::Tensor& pred) {
+  const auto options = pred.options();
+  plan.grad_pred_out = plan.grad_pred ? at::empty(pred.sizes(), options) : at::empty({0}, options);
+  plan.grad_target_out =
+      plan.grad_target ? at::empty(pred.sizes(), options) : at::empty({0}, options);
 }
 
 }  // namespace
@@ -65,131 +215,61 @@ BoxLossPlan plan_box_loss(const at::Tensor& pred, const at::Tensor& target,
                           double beta, double alpha, double focal_gamma,
                           at::ArrayRef<double> delta_means, at::ArrayRef<double> delta_stds,
                           double wh_ratio_clip, bool grad_pred, bool grad_target) {
-  BoxLossPlan plan;
-  plan.kind = parse_loss_kind(loss);
-  plan.reduction = parse_reduction(reduction);
-  plan.format = parse_box_format(box_format);
-  check_eps(eps);
-  TORCH_CHECK_VALUE(std::isfinite(beta) && beta > 0, "beta: expected a finite value > 0, got ",
-                    beta);
-  TORCH_CHECK_VALUE(std::isfinite(alpha) && alpha > 0, "alpha: expected a finite value > 0, got ",
-                    alpha);
-  TORCH_CHECK_VALUE(alpha == 1.0 || has_alpha_form(plan.kind),
-                    "alpha: only iou, giou, diou and ciou have an Alpha-IoU form; got alpha=",
-                    alpha, " with loss '", loss, "'");
-  TORCH_CHECK_VALUE(std::isfinite(focal_gamma) && focal_gamma >= 0,
-                    "focal_gamma: expected a finite value >= 0, got ", focal_gamma);
-  TORCH_CHECK_VALUE(focal_gamma == 0.0 || plan.kind == LossKind::EIoU,
-                    "focal_gamma: only used by loss='eiou'; got focal_gamma=", focal_gamma,
-                    " with loss '", loss, "'");
-  plan.eps = eps;
-  plan.beta = beta;
-  plan.alpha = alpha;
-  plan.focal_gamma = focal_gamma;
+  BoxLossPlan plan = plan_inputs(pred, target, weight, avg_factor, anchors, loss, reduction,
+                                 box_format, eps, beta, alpha, focal_gamma, delta_means,
+                                 delta_stds, wh_ratio_clip, grad_pred, grad_target);
+  plan.loss = at::empty(loss_shape(plan, pred), pred.options());
+  allocate_gradients(plan, pred);
+  return plan;
+}
 
-  TORCH_CHECK_VALUE(delta_means.size() == 4, "delta_means: expected 4 numbers, got ",
-                    delta_means.size());
-  TORCH_CHECK_VALUE(delta_stds.size() == 4, "delta_stds: expected 4 numbers, got ",
-                    delta_stds.size());
-  for (int k = 0; k < 4; ++k) {
-    TORCH_CHECK_VALUE(std::isfinite(delta_means[k]), "delta_means: expected finite numbers, got ",
-                      delta_means);
-    TORCH_CHECK_VALUE(std::isfinite(delta_stds[k]) && delta_stds[k] > 0,
-                      "delta_stds: expected finite numbers > 0, got ", delta_stds);
-    plan.delta_means[k] = delta_means[k];
-    plan.delta_stds[k] = delta_stds[k];
-  }
-  TORCH_CHECK_VALUE(std::isfinite(wh_ratio_clip) && wh_ratio_clip > 0,
-                    "wh_ratio_clip: expected a finite value > 0, got ", wh_ratio_clip);
-  plan.max_log_ratio = std::abs(std::log(wh_ratio_clip));
-
-  check_boxes(pred, "pred");
-  check_boxes(target, "target");
-  TORCH_CHECK_VALUE(pred.sizes() == target.sizes(), "target: expected the shape of pred ",
-                    pred.sizes(), ", got ", target.sizes());
-  TORCH_CHECK_VALUE(pred.scalar_type() == target.scalar_type(),
-                    "target: expected the dtype of pred (", pred.scalar_type(), "), got ",
-                    target.scalar_type());
-  TORCH_CHECK_VALUE(pred.device() == target.device(), "target: expected the device of pred (",
-                    pred.device(), "), got ", target.device());
-  plan.num_boxes = pred.numel() / 4;
-
-  if (plan.format == BoxFormat::Deltas) {
-    TORCH_CHECK_VALUE(anchors.has_value(), "anchors: required with box_format='deltas'");
-    const auto& a = *anchors;
-    TORCH_CHECK_VALUE(a.sizes() == pred.sizes(), "anchors: expected the shape of pred ",
-                      pred.sizes(), ", got ", a.sizes());
-    TORCH_CHECK_VALUE(a.is_floating_point(), "anchors: expected a floating-point tensor, got ",
-                      a.scalar_type());
-    TORCH_CHECK_VALUE(a.device() == pred.device(), "anchors: expected the device of pred (",
-                      pred.device(), "), got ", a.device());
-    TORCH_CHECK_VALUE(is_iou_family(plan.kind) || eps > 0,
-                      "eps: must be > 0 for l1/smooth_l1 with box_format='deltas' (it floors the "
-                      "widths and heights of the encoded target boxes)");
-    plan.anchors = a.detach().to(pred.scalar_type()).contiguous();
-  } else {
-    TORCH_CHECK_VALUE(!anchors.has_value(), "anchors: only used with box_format='deltas'");
-  }
-
-  const auto box_shape = pred.sizes().slice(0, pred.dim() - 1);
-  plan.weight_per_coord = false;
-  if (weight.has_value()) {
-    const auto& w = *weight;
-    TORCH_CHECK_VALUE(w.device() == pred.device(), "weight: expected the device of pred (",
-                      pred.device(), "), got ", w.device());
-    TORCH_CHECK_VALUE(w.is_floating_point(), "weight: expected a floating-point tensor, got ",
-                      w.scalar_type());
-    plan.weight_per_coord = w.sizes() == pred.sizes();
-    TORCH_CHECK_VALUE(plan.weight_per_coord || w.sizes() == box_shape,
-                      "weight: expected shape ", box_shape, " (per box) or ", pred.sizes(),
-                      " (per coordinate), got ", w.sizes());
-  }
-
-  const bool coordinate_wise = !is_iou_family(plan.kind);
-  plan.scale = 1.0;
-  if (avg_factor.has_value()) {
-    const auto& a = *avg_factor;
-    TORCH_CHECK_VALUE(a.dim() == 0, "avg_factor: expected a 0-dim tensor, got shape ",
-                      a.sizes());
-    TORCH_CHECK_VALUE(a.device() == pred.device(), "avg_factor: expected the device of pred (",
-                      pred.device(), "), got ", a.device());
-    TORCH_CHECK_VALUE(plan.reduction != Reduction::Sum,
-                      "avg_factor: cannot be used with reduction='sum'");
-    // "none" ignores avg_factor, as mmdet's weight_reduce_loss does.
-    if (plan.reduction == Reduction::Mean) plan.avg_factor = a.to(at::kDouble).contiguous();
-  } else if (plan.reduction == Reduction::Mean && plan.num_boxes > 0) {
-    plan.scale = 1.0 / static_cast<double>(coordinate_wise ? plan.num_boxes * 4 : plan.num_boxes);
-  }
-
-  plan.grad_pred = grad_pred;
-  plan.grad_target = grad_target;
-  const auto options = pred.options();
-  if (plan.reduction == Reduction::None) {
-    plan.loss = coordinate_wise ? at::empty(pred.sizes(), options) : at::empty(box_shape, options);
-  } else {
-    plan.loss = at::empty({}, options);
-  }
-  plan.grad_pred_out = grad_pred ? at::empty(pred.sizes(), options) : at::empty({0}, options);
-  plan.grad_target_out = grad_target ? at::empty(pred.sizes(), options) : at::empty({0}, options);
+BoxLossPlan plan_box_loss_backward(const at::Tensor& grad_loss, const at::Tensor& pred,
+                                   const at::Tensor& target,
+                                   const std::optional<at::Tensor>& weight,
+                                   const std::optional<at::Tensor>& avg_factor,
+                                   const std::optional<at::Tensor>& anchors,
+                                   const std::string& loss, const std::string& reduction,
+                                   const std::string& box_format, double eps, double beta,
+                                   double alpha, double focal_gamma,
+                                   at::ArrayRef<double> delta_means,
+                                   at::ArrayRef<double> delta_stds, double wh_ratio_clip,
+                                   bool grad_pred, bool grad_target) {
+  BoxLossPlan plan = plan_inputs(pred, target, weight, avg_factor, anchors, loss, reduction,
+                                 box_format, eps, beta, alpha, focal_gamma, delta_means,
+                                 delta_stds, wh_ratio_clip, grad_pred, grad_target);
+  const auto expected = loss_shape(plan, pred);
+  TORCH_CHECK_VALUE(grad_loss.sizes() == expected, "grad_loss: expected the shape of the loss ",
+                    shape_str(expected), ", got ", shape_str(grad_loss.sizes()));
+  check_like(grad_loss, "grad_loss", pred, "pred", /*shape=*/false);
+  plan.upstream = grad_loss.contiguous();
+  allocate_gradients(plan, pred);
   return plan;
 }
 
 LossKind check_box_iou_args(const at::Tensor& boxes1, const at::Tensor& boxes2,
-                            const std::string& kind, double eps) {
-  const LossKind loss_kind = parse_loss_kind(kind);
-  TORCH_CHECK_VALUE(has_alpha_form(loss_kind), "kind: expected one of iou, giou, diou, ciou, got '",
-                    kind, "'");
-  check_eps(eps);
+                            const std::string& kind, const std::string& box_format, double eps) {
+  TORCH_CHECK_VALUE(kind == "iou" || kind == "giou" || kind == "diou" || kind == "ciou",
+                    "kind: expected one of 'iou', 'giou', 'diou', 'ciou', got '", kind, "'");
+  parse_iou_box_format(box_format);
+  check_nonnegative(eps, "eps");
   check_boxes(boxes1, "boxes1");
   check_boxes(boxes2, "boxes2");
-  TORCH_CHECK_VALUE(boxes1.dim() == 2, "boxes1: expected shape (M, 4), got ", boxes1.sizes());
-  TORCH_CHECK_VALUE(boxes2.dim() == 2, "boxes2: expected shape (N, 4), got ", boxes2.sizes());
-  TORCH_CHECK_VALUE(boxes1.scalar_type() == boxes2.scalar_type(),
-                    "boxes2: expected the dtype of boxes1 (", boxes1.scalar_type(), "), got ",
-                    boxes2.scalar_type());
-  TORCH_CHECK_VALUE(boxes1.device() == boxes2.device(), "boxes2: expected the device of boxes1 (",
-                    boxes1.device(), "), got ", boxes2.device());
-  return loss_kind;
+  TORCH_CHECK_VALUE(boxes1.dim() == 2, "boxes1: expected shape (M, 4), got ",
+                    shape_str(boxes1.sizes()));
+  TORCH_CHECK_VALUE(boxes2.dim() == 2, "boxes2: expected shape (N, 4), got ",
+                    shape_str(boxes2.sizes()));
+  check_like(boxes2, "boxes2", boxes1, "boxes1", /*shape=*/false);
+  return parse_loss_kind(kind);
+}
+
+void check_box_iou_grad(const at::Tensor& grad, const at::Tensor& boxes1,
+                        const at::Tensor& boxes2) {
+  const int64_t m = boxes1.size(0), n = boxes2.size(0);
+  TORCH_CHECK_VALUE(grad.dim() == 2 && grad.size(0) == m && grad.size(1) == n,
+                    "grad: expected shape (", m, ", ", n, "), got ", shape_str(grad.sizes()));
+  check_device(grad, "grad", boxes1, "boxes1");
+  TORCH_CHECK_VALUE(grad.is_floating_point(), "grad: expected a floating-point tensor, got ",
+                    grad.scalar_type());
 }
 
 }  // namespace alwa

@@ -1,6 +1,6 @@
-// Argument parsing, validation and output allocation shared by the CPU and CUDA launchers of
-// box_loss and box_iou. The Python wrappers check the same things first and raise ValueError;
-// these checks keep direct calls of torch.ops.alwa.* safe.
+// Argument parsing, validation and output allocation of box_loss, box_loss_backward, box_iou
+// and box_iou_backward, shared by the CPU and CUDA launchers: the one place these ops check
+// their arguments (the Python wrappers check nothing the C++ checks here again).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -8,6 +8,7 @@
 #include <array>
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #include "alwa/box_math.h"
 
@@ -18,6 +19,9 @@ struct StorageRange<c10::Half> {
   static constexpr bool kNarrow = true;
   static constexpr double kMax = 65504.0;
 };
+
+// A shape as Python prints it: (5,), (2, 4). Error messages name shapes this way.
+std::string shape_str(at::IntArrayRef shape);
 
 LossKind parse_loss_kind(const std::string& name);
 Reduction parse_reduction(const std::string& name);
@@ -34,8 +38,6 @@ struct BoxLossPlan {
   double beta;
   double alpha;        // Alpha-IoU power (iou, giou, diou, ciou); 1 = plain
   double focal_gamma;  // Focal-EIoU power (eiou); 0 = none
-  // BoxFormat::Deltas: anchors (contiguous, pred's dtype), normalisation and dw/dh clamp.
-  at::Tensor anchors;
   std::array<double, 4> delta_means;
   std::array<double, 4> delta_stds;
   double max_log_ratio;  // |log(wh_ratio_clip)|
@@ -44,18 +46,22 @@ struct BoxLossPlan {
   // "mean" without avg_factor divides by the element count; with avg_factor the kernel
   // divides by (avg_factor + kAvgFactorEps) read from the tensor itself (no host sync on CUDA).
   double scale;
-  at::Tensor avg_factor;  // float64 0-dim copy on pred's device, undefined when not used
+  // Inputs as the kernels read them: contiguous; weight and anchors in pred's dtype; avg_factor
+  // a float64 0-dim tensor on pred's device. Undefined where not given or not used.
+  at::Tensor pred, target, weight, anchors, avg_factor;
+  // box_loss_backward: the gradient of the output w.r.t. the loss, contiguous.
+  at::Tensor upstream;
   bool grad_pred;
   bool grad_target;
-  // Outputs: the loss (per element for "none", 0-dim otherwise) and, when asked for, the
-  // gradients of the (weighted, scaled) loss w.r.t. pred and target.
+  // Outputs: the loss (per element for "none", 0-dim otherwise; undefined in the backward)
+  // and, when asked for, the gradients w.r.t. pred and target (else empty tensors).
   at::Tensor loss;
   at::Tensor grad_pred_out;
   at::Tensor grad_target_out;
 };
 
-// Validates the inputs (shapes, dtypes, devices, strings, numbers) and allocates the outputs.
-// Takes the arguments of the alwa::box_loss schema, in its order.
+// Validates box_loss's inputs (shapes, dtypes, devices, strings, numbers) and allocates its
+// outputs. Takes the arguments of the alwa::box_loss schema, in its order.
 BoxLossPlan plan_box_loss(const at::Tensor& pred, const at::Tensor& target,
                           const std::optional<at::Tensor>& weight,
                           const std::optional<at::Tensor>& avg_factor,
@@ -65,21 +71,33 @@ BoxLossPlan plan_box_loss(const at::Tensor& pred, const at::Tensor& target,
                           at::ArrayRef<double> delta_means, at::ArrayRef<double> delta_stds,
                           double wh_ratio_clip, bool grad_pred, bool grad_target);
 
-// The kernel arguments of a planned call; pred/target/weight are the contiguous inputs
-// (weight already in pred's dtype, or undefined).
+// The same for box_loss_backward, whose first argument is d output / d loss (the loss's shape).
+BoxLossPlan plan_box_loss_backward(const at::Tensor& grad_loss, const at::Tensor& pred,
+                                   const at::Tensor& target,
+                                   const std::optional<at::Tensor>& weight,
+                                   const std::optional<at::Tensor>& avg_factor,
+                                   const std::optional<at::Tensor>& anchors,
+                                   const std::string& loss, const std::string& reduction,
+                                   const std::string& box_format, double eps, double beta,
+                                   double alpha, double focal_gamma,
+                                   at::ArrayRef<double> delta_means,
+                                   at::ArrayRef<double> delta_stds, double wh_ratio_clip,
+                                   bool grad_pred, bool grad_target);
+
+// The kernel arguments of a planned call.
 template <class scalar_t, class T>
-BoxLossArgs<scalar_t, T> make_box_loss_args(const BoxLossPlan& plan, const at::Tensor& pred,
-                                            const at::Tensor& target, const at::Tensor& weight) {
+BoxLossArgs<scalar_t, T> make_box_loss_args(const BoxLossPlan& plan) {
   const bool reduce = plan.reduction != Reduction::None;
   BoxLossArgs<scalar_t, T> args;
-  args.pred = pred.const_data_ptr<scalar_t>();
-  args.target = target.const_data_ptr<scalar_t>();
-  args.weight = weight.defined() ? weight.const_data_ptr<scalar_t>() : nullptr;
+  args.pred = plan.pred.const_data_ptr<scalar_t>();
+  args.target = plan.target.const_data_ptr<scalar_t>();
+  args.weight = plan.weight.defined() ? plan.weight.const_data_ptr<scalar_t>() : nullptr;
   args.anchors = plan.anchors.defined() ? plan.anchors.const_data_ptr<scalar_t>() : nullptr;
-  args.loss = reduce ? nullptr : plan.loss.template mutable_data_ptr<scalar_t>();
+  args.loss = reduce || !plan.loss.defined() ? nullptr : plan.loss.template mutable_data_ptr<scalar_t>();
   args.grad_pred = plan.grad_pred ? plan.grad_pred_out.template mutable_data_ptr<scalar_t>() : nullptr;
   args.grad_target =
       plan.grad_target ? plan.grad_target_out.template mutable_data_ptr<scalar_t>() : nullptr;
+  args.upstream = plan.upstream.defined() ? plan.upstream.const_data_ptr<scalar_t>() : nullptr;
   args.num_boxes = plan.num_boxes;
   args.format = plan.format;
   args.weight_per_coord = plan.weight_per_coord;
@@ -96,18 +114,16 @@ BoxLossArgs<scalar_t, T> make_box_loss_args(const BoxLossPlan& plan, const at::T
   args.deltas.max_log_ratio = static_cast<T>(plan.max_log_ratio);
   args.grad_scale = static_cast<T>(plan.scale);
   args.avg_factor = plan.avg_factor.defined() ? plan.avg_factor.const_data_ptr<double>() : nullptr;
+  args.reduce = reduce;
   return args;
 }
 
-// Validates box_iou's inputs; returns the kind (an IoU-family kind).
+// Validates box_iou's inputs; returns the kind (an IoU-family kind with a pairwise form).
 LossKind check_box_iou_args(const at::Tensor& boxes1, const at::Tensor& boxes2,
-                            const std::string& kind, double eps);
-
-}  // namespace alwa
-
-#include <type_traits>
-
-namespace alwa {
+                            const std::string& kind, const std::string& box_format, double eps);
+// And box_iou_backward's gradient (shape (M, N), boxes1's dtype and device).
+void check_box_iou_grad(const at::Tensor& grad, const at::Tensor& boxes1,
+                        const at::Tensor& boxes2);
 
 // Calls f(std::integral_constant<LossKind, kind>{}) so kernels can be templates on the kind.
 template <class F>
@@ -125,7 +141,7 @@ void dispatch_loss_kind(LossKind kind, F&& f) {
   }
 }
 
-// Same for the IoU-family kinds only (box_iou).
+// Same for the kinds with a pairwise form (box_iou).
 template <class F>
 void dispatch_iou_kind(LossKind kind, F&& f) {
   using K = LossKind;
@@ -134,7 +150,7 @@ void dispatch_iou_kind(LossKind kind, F&& f) {
     case K::GIoU: f(std::integral_constant<K, K::GIoU>{}); break;
     case K::DIoU: f(std::integral_constant<K, K::DIoU>{}); break;
     case K::CIoU: f(std::integral_constant<K, K::CIoU>{}); break;
-    default: TORCH_CHECK_VALUE(false, "kind: expected one of iou, giou, diou, ciou");
+    default: TORCH_CHECK_VALUE(false, "kind: expected one of 'iou', 'giou', 'diou', 'ciou'");
   }
 }
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import alwa_ext
+from helpers.opcheck import opcheck_box_loss
 from alwa_ext import reference
 from conftest import (
     BOX_FORMATS,
@@ -24,8 +25,8 @@ from conftest import (
 
 def call_op(pred, target, loss="giou", reduction="mean", box_format="xyxy", *, weight=None, avg_factor=None,
             eps=1e-7, beta=1.0, grad_pred=False, grad_target=False):
-    """torch.ops.alwa.box_loss called directly, with the defaults of the public wrapper."""
-    return torch.ops.alwa.box_loss(
+    """torch.ops.alwa.box_loss_with_grad called directly, with the defaults of the public wrapper."""
+    return torch.ops.alwa.box_loss_with_grad(
         pred, target, weight, avg_factor, None, loss, reduction, box_format, eps, beta, 1.0, 0.0,
         [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0], 16 / 1000, grad_pred, grad_target,
     )
@@ -341,7 +342,7 @@ def test_opcheck(loss):
         a = torch.tensor(4.0, dtype=torch.float64) if avg and reduction == "mean" else None
         args = (pred.requires_grad_(), target, w, a, None, loss, reduction, fmt, 1e-7, 1.0, 1.0, 0.0,
                 [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0], 0.016, True, False)
-        torch.library.opcheck(torch.ops.alwa.box_loss.default, args)
+        opcheck_box_loss(args)
 
 
 def test_compile_fullgraph_dynamic_matches_eager():

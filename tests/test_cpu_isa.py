@@ -47,7 +47,7 @@ def awkward_boxes(n, seed):
 
 def run(pred, target, kind, fmt="xyxy", weight=None, reduction="mean", avg_factor=None):
     """(loss, grad_pred, grad_target) of the raw op, plain options."""
-    return torch.ops.alwa.box_loss(
+    return torch.ops.alwa.box_loss_with_grad(
         pred, target, weight, avg_factor, None, kind, reduction, fmt, 1e-7, 1.0, 1.0, 0.0,
         list(DEFAULT_DELTA_MEANS), list(DEFAULT_DELTA_STDS), DEFAULT_WH_RATIO_CLIP, True, True,
     )

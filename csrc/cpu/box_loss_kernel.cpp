@@ -1,5 +1,7 @@
-// CPU kernels of box_loss and box_iou: one pass over the boxes computes the loss, applies the
-// weight, reduces and (when asked) writes the gradients. The math is in alwa/box_math.h.
+// CPU kernels of box_loss, box_loss_backward, box_iou and box_iou_backward. One pass over the
+// boxes computes the loss, applies the weight, reduces and (when asked) writes the gradients;
+// box_loss_backward is the same pass writing the vector-Jacobian products instead. The math is
+// in alwa/box_math.h; float32 goes through the SIMD path of this CPU where it has one.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -19,11 +21,10 @@ namespace {
 constexpr int64_t kBoxesPerBlock = 2048;
 
 template <typename scalar_t, LossKind K, bool kGrad>
-void box_loss_cpu_typed(const BoxLossPlan& plan, const at::Tensor& pred, const at::Tensor& target,
-                        const at::Tensor& weight) {
+void box_loss_cpu_typed(const BoxLossPlan& plan) {
   using acc_t = at::opmath_type<scalar_t>;
-  const auto args = make_box_loss_args<scalar_t, acc_t>(plan, pred, target, weight);
-  const acc_t grad_scale = reduction_scale(args);
+  const auto args = make_box_loss_args<scalar_t, acc_t>(plan);
+  const acc_t grad_scale = gradient_scale(args);
   const int64_t num_blocks = (plan.num_boxes + kBoxesPerBlock - 1) / kBoxesPerBlock;
   // float32 goes through the SIMD path of this CPU where it vectorises the kind and format
   // (cpu_isa.h); other dtypes, kinds and formats, and ALWA_CPU_ISA=scalar, through the loop.
@@ -31,7 +32,8 @@ void box_loss_cpu_typed(const BoxLossPlan& plan, const at::Tensor& pred, const a
   if constexpr (std::is_same_v<scalar_t, float>) {
     vec_fn = cpu::box_loss_vec_fn(K, args, kGrad);
   }
-  std::vector<double> block_sums(num_blocks, 0.0);
+  const bool reduce = plan.loss.defined() && plan.reduction != Reduction::None;
+  std::vector<double> block_sums(reduce ? num_blocks : 0, 0.0);
   // A thread takes at least torch's grain of boxes: below it, waking threads costs more than
   // the work (and on shared cores a late thread stalls the call). The blocks, and so the sum,
   // stay the same whatever the grain and thread count.
@@ -41,28 +43,45 @@ void box_loss_cpu_typed(const BoxLossPlan& plan, const at::Tensor& pred, const a
       const int64_t begin = block * kBoxesPerBlock;
       const int64_t end = std::min(plan.num_boxes, begin + kBoxesPerBlock);
       double block_sum = 0.0;
-      if constexpr (std::is_same_v<scalar_t, float>) {
-        if (vec_fn != nullptr) {
-          block_sums[block] = vec_fn(args, begin, end, grad_scale);
-          continue;
+      if (vec_fn != nullptr) {
+        if constexpr (std::is_same_v<scalar_t, float>) block_sum = vec_fn(args, begin, end, grad_scale);
+      } else {
+        for (int64_t i = begin; i < end; ++i) {
+          block_sum += static_cast<double>(box_loss_element<K, kGrad>(args, i, grad_scale));
         }
       }
-      for (int64_t i = begin; i < end; ++i) {
-        block_sum += static_cast<double>(box_loss_element<K, kGrad>(args, i, grad_scale));
-      }
-      block_sums[block] = block_sum;
+      if (reduce) block_sums[block] = block_sum;
     }
   });
-  if (plan.reduction != Reduction::None) {
+  if (reduce) {
     double total = 0.0;
     for (double s : block_sums) total += s;
     double scale = plan.scale;
     if (args.avg_factor != nullptr) scale /= *args.avg_factor + kAvgFactorEps;
-    plan.loss.mutable_data_ptr<scalar_t>()[0] = store_cast<scalar_t>(total * scale);
+    // A reduced loss is never saturated: one beyond float16's range is inf, as torch's is.
+    plan.loss.mutable_data_ptr<scalar_t>()[0] = static_cast<scalar_t>(total * scale);
   }
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> box_loss_cpu(
+void run_box_loss_cpu(BoxLossPlan& plan) {
+  if (plan.num_boxes == 0) {
+    if (plan.loss.defined() && plan.reduction != Reduction::None) plan.loss.zero_();
+    return;
+  }
+  const bool with_grad = plan.grad_pred || plan.grad_target;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, plan.pred.scalar_type(), "box_loss_cpu", [&] {
+    dispatch_loss_kind(plan.kind, [&](auto kind) {
+      constexpr LossKind K = decltype(kind)::value;
+      if (with_grad) {
+        box_loss_cpu_typed<scalar_t, K, true>(plan);
+      } else {
+        box_loss_cpu_typed<scalar_t, K, false>(plan);
+      }
+    });
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> box_loss_with_grad_cpu(
     const at::Tensor& pred, const at::Tensor& target, const std::optional<at::Tensor>& weight,
     const std::optional<at::Tensor>& avg_factor, const std::optional<at::Tensor>& anchors,
     const std::string& loss, const std::string& reduction, const std::string& box_format,
@@ -71,31 +90,45 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> box_loss_cpu(
   BoxLossPlan plan = plan_box_loss(pred, target, weight, avg_factor, anchors, loss, reduction,
                                    box_format, eps, beta, alpha, focal_gamma, delta_means,
                                    delta_stds, wh_ratio_clip, grad_pred, grad_target);
-  if (plan.num_boxes == 0) {
-    if (plan.reduction != Reduction::None) plan.loss.zero_();
-    return {plan.loss, plan.grad_pred_out, plan.grad_target_out};
-  }
-  const at::Tensor pred_c = pred.contiguous();
-  const at::Tensor target_c = target.contiguous();
-  const at::Tensor weight_c =
-      weight.has_value() ? weight->to(pred.scalar_type()).contiguous() : at::Tensor();
-  const bool with_grad = grad_pred || grad_target;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, pred.scalar_type(), "box_loss_cpu", [&] {
-    dispatch_loss_kind(plan.kind, [&](auto kind) {
-      constexpr LossKind K = decltype(kind)::value;
-      if (with_grad) {
-        box_loss_cpu_typed<scalar_t, K, true>(plan, pred_c, target_c, weight_c);
-      } else {
-        box_loss_cpu_typed<scalar_t, K, false>(plan, pred_c, target_c, weight_c);
-      }
-    });
-  });
+  run_box_loss_cpu(plan);
   return {plan.loss, plan.grad_pred_out, plan.grad_target_out};
+}
+
+at::Tensor box_loss_cpu(const at::Tensor& pred, const at::Tensor& target,
+                        const std::optional<at::Tensor>& weight,
+                        const std::optional<at::Tensor>& avg_factor,
+                        const std::optional<at::Tensor>& anchors, const std::string& loss,
+                        const std::string& reduction, const std::string& box_format, double eps,
+                        double beta, double alpha, double focal_gamma,
+                        at::ArrayRef<double> delta_means, at::ArrayRef<double> delta_stds,
+                        double wh_ratio_clip) {
+  return std::get<0>(box_loss_with_grad_cpu(pred, target, weight, avg_factor, anchors, loss,
+                                            reduction, box_format, eps, beta, alpha, focal_gamma,
+                                            delta_means, delta_stds, wh_ratio_clip, false, false));
+}
+
+std::tuple<at::Tensor, at::Tensor> box_loss_backward_cpu(
+    const at::Tensor& grad_loss, const at::Tensor& pred, const at::Tensor& target,
+    const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& avg_factor,
+    const std::optional<at::Tensor>& anchors, const std::string& loss,
+    const std::string& reduction, const std::string& box_format, double eps, double beta,
+    double alpha, double focal_gamma, at::ArrayRef<double> delta_means,
+    at::ArrayRef<double> delta_stds, double wh_ratio_clip, bool grad_pred, bool grad_target) {
+  BoxLossPlan plan = plan_box_loss_backward(grad_loss, pred, target, weight, avg_factor, anchors,
+                                            loss, reduction, box_format, eps, beta, alpha,
+                                            focal_gamma, delta_means, delta_stds, wh_ratio_clip,
+                                            grad_pred, grad_target);
+  if (plan.num_boxes == 0) {
+    if (grad_pred) plan.grad_pred_out.zero_();
+    if (grad_target) plan.grad_target_out.zero_();
+  }
+  run_box_loss_cpu(plan);
+  return {plan.grad_pred_out, plan.grad_target_out};
 }
 
 at::Tensor box_iou_cpu(const at::Tensor& boxes1, const at::Tensor& boxes2, const std::string& kind,
                        const std::string& box_format, double eps) {
-  const LossKind loss_kind = check_box_iou_args(boxes1, boxes2, kind, eps);
+  const LossKind loss_kind = check_box_iou_args(boxes1, boxes2, kind, box_format, eps);
   const BoxFormat format = parse_iou_box_format(box_format);
   const int64_t m = boxes1.size(0), n = boxes2.size(0);
   at::Tensor out = at::empty({m, n}, boxes1.options());
@@ -116,7 +149,7 @@ at::Tensor box_iou_cpu(const at::Tensor& boxes1, const at::Tensor& boxes2, const
           for (int64_t j = 0; j < n; ++j) {
             acc_t b[4];
             load_box(b2_ptr + 4 * j, b);
-            out_ptr[i * n + j] = store_cast<scalar_t>(iou_value<K>(a, b, format, eps_t));
+            out_ptr[i * n + j] = static_cast<scalar_t>(iou_value<K>(a, b, format, eps_t));
           }
         }
       });
@@ -131,11 +164,10 @@ std::tuple<at::Tensor, at::Tensor> box_iou_backward_cpu(
     const at::Tensor& grad, const at::Tensor& boxes1, const at::Tensor& boxes2,
     const std::string& kind, const std::string& box_format, double eps, bool grad_boxes1,
     bool grad_boxes2) {
-  const LossKind loss_kind = check_box_iou_args(boxes1, boxes2, kind, eps);
+  const LossKind loss_kind = check_box_iou_args(boxes1, boxes2, kind, box_format, eps);
+  check_box_iou_grad(grad, boxes1, boxes2);
   const BoxFormat format = parse_iou_box_format(box_format);
   const int64_t m = boxes1.size(0), n = boxes2.size(0);
-  TORCH_CHECK_VALUE(grad.sizes() == at::IntArrayRef({m, n}), "grad: expected shape (", m, ", ",
-                    n, "), got ", grad.sizes());
   at::Tensor grad1 = grad_boxes1 ? at::zeros_like(boxes1, at::MemoryFormat::Contiguous)
                                  : at::empty({0}, boxes1.options());
   at::Tensor grad2 = grad_boxes2 ? at::zeros_like(boxes2, at::MemoryFormat::Contiguous)
@@ -148,44 +180,36 @@ std::tuple<at::Tensor, at::Tensor> box_iou_backward_cpu(
     const scalar_t* b1_ptr = b1.const_data_ptr<scalar_t>();
     const scalar_t* b2_ptr = b2.const_data_ptr<scalar_t>();
     const scalar_t* g_ptr = g.const_data_ptr<scalar_t>();
-    const acc_t eps_t = static_cast<acc_t>(eps);
+    const auto params = plain_iou_params(static_cast<acc_t>(eps));
     dispatch_iou_kind(loss_kind, [&](auto kind_constant) {
       constexpr LossKind K = decltype(kind_constant)::value;
       const int64_t grain = std::max<int64_t>(1, 4096 / std::max(m, n));
-      if (grad_boxes1) {
-        scalar_t* out = grad1.mutable_data_ptr<scalar_t>();
-        at::parallel_for(0, m, grain, [&](int64_t begin, int64_t end) {
-          for (int64_t i = begin; i < end; ++i) {
+      // Box `own` of `owners` summed over its pairs with every box of `others`; value = 1 - loss.
+      auto sum_over_pairs = [&](const scalar_t* owners, const scalar_t* others, int64_t count,
+                                int64_t other_count, bool owner_is_first, scalar_t* out) {
+        at::parallel_for(0, count, grain, [&](int64_t begin, int64_t end) {
+          for (int64_t own = begin; own < end; ++own) {
             acc_t a[4], acc[4] = {0, 0, 0, 0};
-            load_box(b1_ptr + 4 * i, a);
-            for (int64_t j = 0; j < n; ++j) {
-              acc_t b[4], ga[4], gb[4];
-              load_box(b2_ptr + 4 * j, b);
-              iou_loss<K, true>(a, b, format, eps_t, ga, gb);
+            load_box(owners + 4 * own, a);
+            for (int64_t other = 0; other < other_count; ++other) {
+              acc_t b[4], grad_first[4], grad_second[4];
+              load_box(others + 4 * other, b);
+              const int64_t i = owner_is_first ? own : other, j = owner_is_first ? other : own;
+              if (owner_is_first) {
+                iou_loss<K, true>(a, b, format, params, grad_first, grad_second);
+              } else {
+                iou_loss<K, true>(b, a, format, params, grad_first, grad_second);
+              }
               const acc_t go = static_cast<acc_t>(g_ptr[i * n + j]);
-              for (int k = 0; k < 4; ++k) acc[k] -= go * ga[k];  // value = 1 - loss
+              const acc_t(&mine)[4] = owner_is_first ? grad_first : grad_second;
+              for (int k = 0; k < 4; ++k) acc[k] -= go * mine[k];
             }
-            for (int k = 0; k < 4; ++k) out[4 * i + k] = store_cast<scalar_t>(acc[k]);
+            for (int k = 0; k < 4; ++k) out[4 * own + k] = saturating_cast<scalar_t>(acc[k]);
           }
         });
-      }
-      if (grad_boxes2) {
-        scalar_t* out = grad2.mutable_data_ptr<scalar_t>();
-        at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) {
-          for (int64_t j = begin; j < end; ++j) {
-            acc_t b[4], acc[4] = {0, 0, 0, 0};
-            load_box(b2_ptr + 4 * j, b);
-            for (int64_t i = 0; i < m; ++i) {
-              acc_t a[4], ga[4], gb[4];
-              load_box(b1_ptr + 4 * i, a);
-              iou_loss<K, true>(a, b, format, eps_t, ga, gb);
-              const acc_t go = static_cast<acc_t>(g_ptr[i * n + j]);
-              for (int k = 0; k < 4; ++k) acc[k] -= go * gb[k];
-            }
-            for (int k = 0; k < 4; ++k) out[4 * j + k] = store_cast<scalar_t>(acc[k]);
-          }
-        });
-      }
+      };
+      if (grad_boxes1) sum_over_pairs(b1_ptr, b2_ptr, m, n, true, grad1.mutable_data_ptr<scalar_t>());
+      if (grad_boxes2) sum_over_pairs(b2_ptr, b1_ptr, n, m, false, grad2.mutable_data_ptr<scalar_t>());
     });
   });
   return {grad1, grad2};
@@ -195,6 +219,8 @@ std::tuple<at::Tensor, at::Tensor> box_iou_backward_cpu(
 
 TORCH_LIBRARY_IMPL(alwa, CPU, m) {
   m.impl("box_loss", &box_loss_cpu);
+  m.impl("box_loss_with_grad", &box_loss_with_grad_cpu);
+  m.impl("box_loss_backward", &box_loss_backward_cpu);
   m.impl("box_iou", &box_iou_cpu);
   m.impl("box_iou_backward", &box_iou_backward_cpu);
 }

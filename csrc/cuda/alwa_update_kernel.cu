@@ -32,10 +32,10 @@ std::tuple<at::Tensor, at::Tensor> alwa_step_cuda(const at::Tensor& loss_cls,
                                                   const at::Tensor& loss_reg, at::Tensor& weights,
                                                   at::Tensor& window, at::Tensor& step,
                                                   at::Tensor& skipped, at::Tensor& num_updates,
-                                                  int64_t interval, const std::string& mode,
+                                                  int64_t interval, const std::string& alwa_mode,
                                                   const std::string& update) {
-  const AlwaMode parsed_mode = parse_alwa_mode(mode);
-  const AlwaRecord record = parse_alwa_update(update);
+  const AlwaMode parsed_mode = parse_alwa_mode(alwa_mode);
+  const AlwaUpdate parsed_update = parse_alwa_update(update);
   check_alwa_step_args(loss_cls, loss_reg, interval);
   check_alwa_state(weights, window, step, skipped, num_updates, loss_cls.device());
 
@@ -49,15 +49,15 @@ std::tuple<at::Tensor, at::Tensor> alwa_step_cuda(const at::Tensor& loss_cls,
                         step.mutable_data_ptr<int64_t>(), skipped.mutable_data_ptr<int64_t>(),
                         num_updates.mutable_data_ptr<int64_t>()};
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  alwa_step_kernel<<<1, 1, 0, stream>>>(losses, state, interval, parsed_mode, record);
+  alwa_step_kernel<<<1, 1, 0, stream>>>(losses, state, interval, parsed_mode, parsed_update);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {applied_cls, applied_reg};
 }
 
 void alwa_pooled_update_cuda(const at::Tensor& rank_windows, at::Tensor& weights,
                              at::Tensor& window, at::Tensor& num_updates,
-                             const std::string& mode) {
-  const AlwaMode parsed_mode = parse_alwa_mode(mode);
+                             const std::string& alwa_mode) {
+  const AlwaMode parsed_mode = parse_alwa_mode(alwa_mode);
   check_pooled_update_args(rank_windows, weights, window, num_updates);
 
   const c10::cuda::CUDAGuard device_guard(weights.device());

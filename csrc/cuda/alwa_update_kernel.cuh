@@ -61,10 +61,10 @@ struct LossArgs {
 };
 
 __global__ void alwa_step_kernel(LossArgs losses, AlwaState state, int64_t interval, AlwaMode mode,
-                                 AlwaRecord record) {
+                                 AlwaUpdate update) {
   double applied[2];
   record_and_update(load_loss(losses.loss_cls, losses.cls_dtype),
-                    load_loss(losses.loss_reg, losses.reg_dtype), state, interval, mode, record,
+                    load_loss(losses.loss_reg, losses.reg_dtype), state, interval, mode, update,
                     applied);
   store_weight(losses.applied_cls, losses.cls_dtype, applied[kWeightCls]);
   store_weight(losses.applied_reg, losses.reg_dtype, applied[kWeightReg]);

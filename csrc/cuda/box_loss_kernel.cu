@@ -1,4 +1,5 @@
-// CUDA launchers of box_loss, box_iou and box_iou_backward: validate and allocate through
+// CUDA launchers of box_loss (and its _with_grad and _backward forms), box_iou and
+// box_iou_backward: validate and allocate through
 // box_loss_plan.h (shared with the CPU kernels), pick the grid, launch the kernels of
 // box_loss_kernels.cuh on the current stream. Nothing here reads device memory, so no call
 // synchronises with the host, and every temporary comes from the caching allocator, so the
@@ -69,34 +70,25 @@ int64_t resident_blocks() {
 
 // ----------------------------------------------------------------------------- box_loss
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> box_loss_cuda(
-    const at::Tensor& pred, const at::Tensor& target, const std::optional<at::Tensor>& weight,
-    const std::optional<at::Tensor>& avg_factor, const std::optional<at::Tensor>& anchors,
-    const std::string& loss, const std::string& reduction, const std::string& box_format,
-    double eps, double beta, double alpha, double focal_gamma, at::ArrayRef<double> delta_means,
-    at::ArrayRef<double> delta_stds, double wh_ratio_clip, bool grad_pred, bool grad_target) {
-  const c10::cuda::CUDAGuard device_guard(pred.device());
-  BoxLossPlan plan = plan_box_loss(pred, target, weight, avg_factor, anchors, loss, reduction,
-                                   box_format, eps, beta, alpha, focal_gamma, delta_means,
-                                   delta_stds, wh_ratio_clip, grad_pred, grad_target);
-  const bool reduce = plan.reduction != Reduction::None;
+// Runs a planned box_loss or box_loss_backward call.
+void run_box_loss_cuda(BoxLossPlan& plan) {
+  const bool reduce = plan.loss.defined() && plan.reduction != Reduction::None;
   if (plan.num_boxes == 0) {
     if (reduce) plan.loss.zero_();
-    return {plan.loss, plan.grad_pred_out, plan.grad_target_out};
+    if (!plan.loss.defined()) {  // backward of an empty call: zero gradients
+      if (plan.grad_pred) plan.grad_pred_out.zero_();
+      if (plan.grad_target) plan.grad_target_out.zero_();
+    }
+    return;
   }
-  const at::Tensor pred_c = pred.contiguous();
-  const at::Tensor target_c = target.contiguous();
-  const at::Tensor weight_c =
-      weight.has_value() ? weight->to(pred.scalar_type()).contiguous() : at::Tensor();
-  const bool with_grad = grad_pred || grad_target;
+  const bool with_grad = plan.grad_pred || plan.grad_target;
   const uint32_t blocks = cuda::capped_blocks(plan.num_boxes, kThreadsPerBlock, resident_blocks());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
 
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, pred.scalar_type(), "box_loss_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, plan.pred.scalar_type(), "box_loss_cuda", [&] {
     using storage_t = typename CudaStorage<scalar_t>::type;
     using T = cuda::compute_t<storage_t>;
-    const auto args = as_storage_args<storage_t>(
-        make_box_loss_args<scalar_t, T>(plan, pred_c, target_c, weight_c));
+    const auto args = as_storage_args<storage_t>(make_box_loss_args<scalar_t, T>(plan));
     const cuda::BoxLoader load{cuda::boxes_vector_aligned(args.pred) &&
                                cuda::boxes_vector_aligned(args.target)};
     // Reduced losses: one block writes the result itself; more write per-block sums that one
@@ -107,7 +99,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> box_loss_cuda(
     if (reduce) {
       reduced = mutable_storage_ptr<scalar_t>(plan.loss);
       if (blocks > 1) {
-        block_sums = at::empty({blocks}, pred.options().dtype(c10::CppTypeToScalarType<T>::value));
+        block_sums = at::empty({blocks}, plan.pred.options().dtype(c10::CppTypeToScalarType<T>::value));
         block_sums_ptr = block_sums.mutable_data_ptr<T>();
       }
     }
@@ -129,7 +121,49 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> box_loss_cuda(
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> box_loss_with_grad_cuda(
+    const at::Tensor& pred, const at::Tensor& target, const std::optional<at::Tensor>& weight,
+    const std::optional<at::Tensor>& avg_factor, const std::optional<at::Tensor>& anchors,
+    const std::string& loss, const std::string& reduction, const std::string& box_format,
+    double eps, double beta, double alpha, double focal_gamma, at::ArrayRef<double> delta_means,
+    at::ArrayRef<double> delta_stds, double wh_ratio_clip, bool grad_pred, bool grad_target) {
+  const c10::cuda::CUDAGuard device_guard(pred.device());
+  BoxLossPlan plan = plan_box_loss(pred, target, weight, avg_factor, anchors, loss, reduction,
+                                   box_format, eps, beta, alpha, focal_gamma, delta_means,
+                                   delta_stds, wh_ratio_clip, grad_pred, grad_target);
+  run_box_loss_cuda(plan);
   return {plan.loss, plan.grad_pred_out, plan.grad_target_out};
+}
+
+at::Tensor box_loss_cuda(const at::Tensor& pred, const at::Tensor& target,
+                         const std::optional<at::Tensor>& weight,
+                         const std::optional<at::Tensor>& avg_factor,
+                         const std::optional<at::Tensor>& anchors, const std::string& loss,
+                         const std::string& reduction, const std::string& box_format, double eps,
+                         double beta, double alpha, double focal_gamma,
+                         at::ArrayRef<double> delta_means, at::ArrayRef<double> delta_stds,
+                         double wh_ratio_clip) {
+  return std::get<0>(box_loss_with_grad_cuda(pred, target, weight, avg_factor, anchors, loss,
+                                             reduction, box_format, eps, beta, alpha, focal_gamma,
+                                             delta_means, delta_stds, wh_ratio_clip, false, false));
+}
+
+std::tuple<at::Tensor, at::Tensor> box_loss_backward_cuda(
+    const at::Tensor& grad_loss, const at::Tensor& pred, const at::Tensor& target,
+    const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& avg_factor,
+    const std::optional<at::Tensor>& anchors, const std::string& loss,
+    const std::string& reduction, const std::string& box_format, double eps, double beta,
+    double alpha, double focal_gamma, at::ArrayRef<double> delta_means,
+    at::ArrayRef<double> delta_stds, double wh_ratio_clip, bool grad_pred, bool grad_target) {
+  const c10::cuda::CUDAGuard device_guard(pred.device());
+  BoxLossPlan plan = plan_box_loss_backward(grad_loss, pred, target, weight, avg_factor, anchors,
+                                            loss, reduction, box_format, eps, beta, alpha,
+                                            focal_gamma, delta_means, delta_stds, wh_ratio_clip,
+                                            grad_pred, grad_target);
+  run_box_loss_cuda(plan);
+  return {plan.grad_pred_out, plan.grad_target_out};
 }
 
 // ----------------------------------------------------------------------------- box_iou
@@ -137,7 +171,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> box_loss_cuda(
 at::Tensor box_iou_cuda(const at::Tensor& boxes1, const at::Tensor& boxes2,
                         const std::string& kind, const std::string& box_format, double eps) {
   const c10::cuda::CUDAGuard device_guard(boxes1.device());
-  const LossKind loss_kind = check_box_iou_args(boxes1, boxes2, kind, eps);
+  const LossKind loss_kind = check_box_iou_args(boxes1, boxes2, kind, box_format, eps);
   const BoxFormat format = parse_iou_box_format(box_format);
   const int64_t m = boxes1.size(0), n = boxes2.size(0);
   at::Tensor out = at::empty({m, n}, boxes1.options());
@@ -165,13 +199,10 @@ std::tuple<at::Tensor, at::Tensor> box_iou_backward_cuda(
     const std::string& kind, const std::string& box_format, double eps, bool grad_boxes1,
     bool grad_boxes2) {
   const c10::cuda::CUDAGuard device_guard(boxes1.device());
-  const LossKind loss_kind = check_box_iou_args(boxes1, boxes2, kind, eps);
+  const LossKind loss_kind = check_box_iou_args(boxes1, boxes2, kind, box_format, eps);
+  check_box_iou_grad(grad, boxes1, boxes2);
   const BoxFormat format = parse_iou_box_format(box_format);
   const int64_t m = boxes1.size(0), n = boxes2.size(0);
-  TORCH_CHECK_VALUE(grad.sizes() == at::IntArrayRef({m, n}), "grad: expected shape (", m, ", ",
-                    n, "), got ", grad.sizes());
-  TORCH_CHECK_VALUE(grad.device() == boxes1.device(), "grad: expected the device of boxes1 (",
-                    boxes1.device(), "), got ", grad.device());
   at::Tensor grad1 = grad_boxes1 ? at::empty({m, 4}, boxes1.options()) : at::empty({0}, boxes1.options());
   at::Tensor grad2 = grad_boxes2 ? at::empty({n, 4}, boxes2.options()) : at::empty({0}, boxes2.options());
   if (m == 0 || n == 0) {
@@ -232,6 +263,8 @@ std::tuple<at::Tensor, at::Tensor> box_iou_backward_cuda(
 
 TORCH_LIBRARY_IMPL(alwa, CUDA, m) {
   m.impl("box_loss", &box_loss_cuda);
+  m.impl("box_loss_with_grad", &box_loss_with_grad_cuda);
+  m.impl("box_loss_backward", &box_loss_backward_cuda);
   m.impl("box_iou", &box_iou_cuda);
   m.impl("box_iou_backward", &box_iou_backward_cuda);
 }

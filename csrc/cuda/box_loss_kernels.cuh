@@ -27,7 +27,7 @@
 
 namespace alwa {
 
-// float16 stores saturate at its largest finite value (see StorageRange in box_math.h).
+// float16 gradient stores saturate at its largest finite value (StorageRange, box_loss_element.h).
 template <>
 struct StorageRange<__half> {
   static constexpr bool kNarrow = true;
@@ -204,8 +204,8 @@ template <LossKind K, bool kGrad, class scalar_t, class T>
 __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm<T>)
     box_loss_kernel(const BoxLossArgs<scalar_t, T> args, const BoxLoader load,
                     T* __restrict__ block_sums, scalar_t* __restrict__ reduced) {
-  // The factor on every gradient and on the reduced loss (reads avg_factor where it lives).
-  const T scale = reduction_scale(args);
+  // The factor on every gradient (reads avg_factor and a reduced upstream where they live).
+  const T scale = gradient_scale(args);
   const int64_t step = grid_stride_step(gridDim.x, blockDim.x);
   T sum = T(0);
   for (int64_t i = grid_stride_begin(blockIdx.x, blockDim.x, threadIdx.x); i < args.num_boxes;
@@ -216,7 +216,8 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm<T>)
   sum = block_sum(sum);
   if (threadIdx.x == 0) {
     if (reduced != nullptr) {
-      *reduced = store_cast<scalar_t>(sum * scale);
+      // (only in the forward, where the upstream gradient is absent and scale is the reduction's)
+      *reduced = static_cast<scalar_t>(sum * scale);
     } else {
       block_sums[blockIdx.x] = sum;
     }
@@ -232,7 +233,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm<T>)
   T sum = T(0);
   for (int b = threadIdx.x; b < num_blocks; b += blockDim.x) sum += block_sums[b];
   sum = block_sum(sum);
-  if (threadIdx.x == 0) *reduced = store_cast<scalar_t>(sum * reduction_scale(args));
+  if (threadIdx.x == 0) *reduced = static_cast<scalar_t>(sum * reduction_scale(args));
 }
 
 // ----------------------------------------------------------------------------- box_iou
@@ -284,7 +285,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm<T>)
       if (j < n) {
         for (int r = 0; r < count; ++r) {
           out[(row0 + r) * n + j] =
-              store_cast<scalar_t>(iou_value<K>(rows[r], b, BoxFormat::XYXY, eps));
+              static_cast<scalar_t>(iou_value<K>(rows[r], b, BoxFormat::XYXY, eps));
         }
       }
     }
@@ -306,7 +307,7 @@ __device__ __forceinline__ void store_box_grad(T (&acc)[4], BoxFormat format,
                                                scalar_t* __restrict__ out) {
   if (format == BoxFormat::CXCYWH) xyxy_grad_to_cxcywh(acc);
 #pragma unroll
-  for (int k = 0; k < 4; ++k) out[k] = store_cast<scalar_t>(acc[k]);
+  for (int k = 0; k < 4; ++k) out[k] = saturating_cast<scalar_t>(acc[k]);
 }
 
 // How a box_iou_backward kernel splits its sums, decided on the host.
@@ -360,7 +361,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm<T>)
       if (j < n) {
         for (int r = 0; r < count; ++r) {
           T grad_a[4], grad_b[4];
-          iou_loss<K, true>(rows[r], b, BoxFormat::XYXY, eps, grad_a, grad_b);
+          iou_loss<K, true>(rows[r], b, BoxFormat::XYXY, plain_iou_params(eps), grad_a, grad_b);
           const T g = static_cast<T>(grad[(row0 + r) * n + j]);
 #pragma unroll
           for (int k = 0; k < 4; ++k) acc[k] -= g * grad_b[k];
@@ -407,7 +408,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm<T>)
       if (i < m) {
         for (int c = lane; c < count; c += kWarpSize) {
           T grad_a[4], grad_b[4];
-          iou_loss<K, true>(a, cols[c], BoxFormat::XYXY, eps, grad_a, grad_b);
+          iou_loss<K, true>(a, cols[c], BoxFormat::XYXY, plain_iou_params(eps), grad_a, grad_b);
           const T g = static_cast<T>(grad[i * n + col0 + c]);
 #pragma unroll
           for (int k = 0; k < 4; ++k) acc[k] -= g * grad_a[k];

@@ -1,5 +1,4 @@
-// atan2 for the SIMD types of simd_*.h, written once over their primitives (and `lanewise`,
-// the scalar fallback for primitives without a vector version).
+// atan2 for the SIMD vectors of simd.h, written once over their primitives.
 //
 // atan(a) on [0, 1] is a + a s P(s) with s = a^2 and P of degree 7, fitted for minimax relative
 // error (1.7e-8 in exact arithmetic, below float's half ulp); the octant and quadrant are then
@@ -10,6 +9,7 @@
 #pragma once
 
 #include "alwa/macros.h"
+#include "cpu/vec/simd.h"
 
 namespace alwa {
 namespace vec {
@@ -40,14 +40,10 @@ ALWA_INLINE V atan2_poly(V y, V x) {
   return select(unordered_(x, y), x + y, r);
 }
 
-// f applied lane by lane (a scalar fallback for primitives without a vector version).
-template <class V>
-ALWA_INLINE V lanewise(V x, V y, float (*f)(float, float)) {
-  alignas(64) float xs[V::kWidth], ys[V::kWidth];
-  x.store(xs);
-  y.store(ys);
-  for (int j = 0; j < V::kWidth; ++j) xs[j] = f(xs[j], ys[j]);
-  return V::load(xs);
+// The atan2 alwa/box_math.h's CIoU calls on Vec<Isa>.
+template <class Isa>
+inline Vec<Isa> atan2_(Vec<Isa> y, Vec<Isa> x) {
+  return atan2_poly(y, x);
 }
 
 }  // namespace vec

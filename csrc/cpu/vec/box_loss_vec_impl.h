@@ -1,8 +1,8 @@
-// The vector box_loss driver, written once over a SIMD type V (simd_avx2.h, simd_avx512.h):
-// W = V::kWidth boxes at a time, the per-box math instantiated from alwa/box_math.h on V.
+// The vector box_loss driver, written once over the SIMD vectors of simd.h: W = V::kWidth boxes
+// at a time, the per-box math instantiated from alwa/box_math.h on V = Vec<Isa>.
 // It mirrors box_loss_element (same weighting, outputs and gradient scaling; see there) for
 // the kinds, formats and options listed in box_loss_vec_kernel(); box_loss_element stays the
-// definition. Included once per ISA translation unit, after that ISA's SIMD header.
+// definition. Included once per ISA translation unit, after that ISA's isa_*.h.
 //
 // Everything here is a template on V, so each ISA's instantiations have their own names and
 // no code compiled for one ISA can be picked by the linker for another.
@@ -16,6 +16,7 @@
 #include "alwa/box_math.h"
 #include "cpu/box_loss_vec.h"
 #include "cpu/vec/atan2.h"
+#include "cpu/vec/simd.h"
 
 namespace alwa {
 namespace vec {
@@ -41,7 +42,7 @@ constexpr size_t field_count() {
 }
 // The driver below handles exactly these fields of BoxLossArgs. A new one (a loss option)
 // must be handled here, or refused in box_loss_vec_kernel() so such calls stay scalar.
-static_assert(field_count<BoxLossArgs<float, float>>() == 15,
+static_assert(field_count<BoxLossArgs<float, float>>() == 17,
               "BoxLossArgs changed: teach csrc/cpu/vec/box_loss_vec_impl.h the new field (or "
               "refuse it in box_loss_vec_kernel), then update this count");
 
@@ -73,7 +74,8 @@ ALWA_INLINE void box_loss_group(const BoxLossArgs<float, float>& args, int64_t i
     const V loss = iou_loss<K, kGrad>(p, t, args.format, params, grad_p, grad_t) * weight;
     if (args.loss != nullptr) loss.store(args.loss + i);
     if constexpr (kGrad) {
-      const V g = weight * V(grad_scale);
+      V g = weight * V(grad_scale);
+      if (args.upstream != nullptr && !args.reduce) g = g * V::load(args.upstream + i);
       if (args.grad_pred != nullptr) {
         for (int k = 0; k < 4; ++k) grad_p[k] = grad_p[k] * g;
         store_boxes(args.grad_pred + 4 * i, grad_p);
@@ -103,6 +105,11 @@ ALWA_INLINE void box_loss_group(const BoxLossArgs<float, float>& args, int64_t i
     }
     if (args.loss != nullptr) store_boxes(args.loss + 4 * i, loss);
     if constexpr (kGrad) {
+      if (args.upstream != nullptr && !args.reduce) {
+        V up[4];
+        load_boxes(args.upstream + 4 * i, up);
+        for (int k = 0; k < 4; ++k) w[k] = w[k] * up[k];
+      }
       for (int k = 0; k < 4; ++k) grad[k] = grad[k] * w[k] * V(grad_scale);
       if (args.grad_pred != nullptr) store_boxes(args.grad_pred + 4 * i, grad);
       if (args.grad_target != nullptr) {
@@ -126,7 +133,7 @@ double box_loss_range(const BoxLossArgs<float, float>& args, int64_t begin, int6
   for (; i + W <= end; i += W) box_loss_group<K, kGrad, V>(args, i, grad_scale, sum);
   if (i < end) {
     const int n = static_cast<int>(end - i);
-    alignas(64) float pred[4 * W], target[4 * W], weight[4 * W];
+    alignas(64) float pred[4 * W], target[4 * W], weight[4 * W], upstream[4 * W];
     alignas(64) float loss[4 * W], grad_pred[4 * W], grad_target[4 * W];
     for (int j = 0; j < W; ++j) {
       const float unit_box[4] = {0.0f, 0.0f, 1.0f, 1.0f};
@@ -139,7 +146,15 @@ double box_loss_range(const BoxLossArgs<float, float>& args, int64_t begin, int6
       const bool valid = j < weights_per_box * n;
       weight[j] = !valid ? 0.0f : args.weight != nullptr ? args.weight[weights_per_box * i + j] : 1.0f;
     }
+    const bool per_element_upstream = args.upstream != nullptr && !args.reduce;
+    const int upstream_per_box = is_iou_family(K) ? 1 : 4;
+    if (per_element_upstream) {
+      for (int j = 0; j < upstream_per_box * W; ++j) {
+        upstream[j] = j < upstream_per_box * n ? args.upstream[upstream_per_box * i + j] : 0.0f;
+      }
+    }
     BoxLossArgs<float, float> tail = args;
+    if (per_element_upstream) tail.upstream = upstream;
     tail.pred = pred;
     tail.target = target;
     tail.weight = weight;
@@ -159,8 +174,10 @@ double box_loss_range(const BoxLossArgs<float, float>& args, int64_t begin, int6
 // The kinds, formats and options vectorised: IoU, GIoU, DIoU, CIoU, L1 and SmoothL1 on xyxy or
 // cxcywh boxes, without Alpha-IoU powers or focal factors. Anything else (deltas, EIoU, SIoU,
 // kinds added later) returns nullptr and runs through the scalar box_loss_element.
-template <class V, class Sum>
+template <class Isa>
 cpu::BoxLossVecFn box_loss_vec_kernel(LossKind kind, const BoxLossArgs<float, float>& args, bool grad) {
+  using V = Vec<Isa>;
+  using Sum = DoubleSum<Isa>;
   if (args.format != BoxFormat::XYXY && args.format != BoxFormat::CXCYWH) return nullptr;
   if (args.anchors != nullptr || args.iou.alpha_power || args.iou.focal) return nullptr;
 #define ALWA_VEC_KIND(KIND)                                                         \

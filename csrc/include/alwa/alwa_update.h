@@ -26,8 +26,10 @@
 
 namespace alwa {
 
-enum class AlwaMode : int { MeanPlusStd = 1, Std = 2 };        // "alwa1", "alwa2"
-enum class AlwaRecord : int { Weighted = 0, Unweighted = 1 };  // update "paper", "stable"
+// mode: "alwa1" compares mean + std, "alwa2" the std alone.
+enum class AlwaMode : int { Alwa1 = 1, Alwa2 = 2 };
+// update: "paper" records the weighted losses, "stable" the unweighted ones.
+enum class AlwaUpdate : int { Paper = 0, Stable = 1 };
 
 // Layout of the `window` tensor: kWindowRows rows (classification, regression) of
 // kWindowFields doubles each.
@@ -87,7 +89,7 @@ ALWA_HD_INLINE Moments merge_moments(Moments a, Moments b) {
 // Needs count >= 2.
 ALWA_HD_INLINE double window_statistic(Moments m, AlwaMode mode) {
   const double std_dev = sqrt(m.m2 / (m.count - 1.0));
-  return mode == AlwaMode::MeanPlusStd ? (m.shift + m.mean_offset) + std_dev : std_dev;
+  return mode == AlwaMode::Alwa1 ? (m.shift + m.mean_offset) + std_dev : std_dev;
 }
 
 // The paper's rule: λcls is reassigned (not scaled) when the classification statistic is
@@ -126,7 +128,7 @@ struct AlwaState {
 // window has `interval` values closes it: new λcls, windows emptied. interval == 0 records
 // only; the caller then closes windows itself (the distributed path, which pools first).
 ALWA_HD_INLINE void record_and_update(double loss_cls, double loss_reg, AlwaState state,
-                                      int64_t interval, AlwaMode mode, AlwaRecord record,
+                                      int64_t interval, AlwaMode mode, AlwaUpdate update,
                                       double* applied) {
   const double cls_weight = state.weights[kWeightCls];
   const double reg_weight = state.weights[kWeightReg];
@@ -134,7 +136,7 @@ ALWA_HD_INLINE void record_and_update(double loss_cls, double loss_reg, AlwaStat
   applied[kWeightReg] = reg_weight;
   *state.step += 1;
 
-  const bool weighted = record == AlwaRecord::Weighted;
+  const bool weighted = update == AlwaUpdate::Paper;
   const double cls_value = weighted ? cls_weight * loss_cls : loss_cls;
   const double reg_value = weighted ? reg_weight * loss_reg : loss_reg;
   // The raw losses are checked too: 0 * inf is NaN, but a huge weight can also overflow a

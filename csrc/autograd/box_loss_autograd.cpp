@@ -1,0 +1,338 @@
+// Autograd of box_loss and box_iou, in C++ (registered at the Autograd key, as torchvision
+// registers roi_align's): a training call crosses from Python into C++ once, and the backward
+// runs without Python. torch.compile traces through these functions to the ops below them,
+// whose fake kernels are in alwa_ext/ops.py.
+//
+// Where box_loss's gradient is computed is chosen per kind (benchmarks/bench_losses.py,
+// README "Per-call cost"):
+//   - IoU-family kinds compute it in the forward pass, with the loss (box_loss_with_grad): their
+//     per-box math is expensive and runs once; backward scales the gradient by grad_output in
+//     place (one pass, no new tensor).
+//   - L1 and SmoothL1 compute it in the backward (box_loss_backward): they are a few
+//     instructions a coordinate, so time is memory traffic, and a forward that writes a gradient
+//     only for backward to read it again costs a full extra pass and tensor. The backward
+//     reads the boxes once more and writes the scaled gradient once, as torch's own losses do.
+// Second-order gradients are not supported: asking for one raises instead of returning zeros.
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+#include <string>
+#include <vector>
+
+#include "alwa/kinds.h"
+#include "box_loss_plan.h"
+
+namespace alwa {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// The non-tensor arguments of a box_loss call, in schema order.
+struct BoxLossOptions {
+  std::string loss, reduction, box_format;
+  double eps, beta, alpha, focal_gamma;
+  std::vector<double> delta_means, delta_stds;
+  double wh_ratio_clip;
+};
+
+// ----------------------------------------------------------------------------- the ops below
+
+at::Tensor call_box_loss(const at::Tensor& pred, const at::Tensor& target,
+                         const std::optional<at::Tensor>& weight,
+                         const std::optional<at::Tensor>& avg_factor,
+                         const std::optional<at::Tensor>& anchors, const BoxLossOptions& o,
+                         const std::string& reduction) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("alwa::box_loss", "")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
+                                         const std::optional<at::Tensor>&,
+                                         const std::optional<at::Tensor>&,
+                                         const std::optional<at::Tensor>&, const std::string&,
+                                         const std::string&, const std::string&, double, double,
+                                         double, double, at::ArrayRef<double>,
+                                         at::ArrayRef<double>, double)>();
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return op.call(pred, target, weight, avg_factor, anchors, o.loss, reduction, o.box_format, o.eps,
+                 o.beta, o.alpha, o.focal_gamma, o.delta_means, o.delta_stds, o.wh_ratio_clip);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> call_box_loss_with_grad(
+    const at::Tensor& pred, const at::Tensor& target, const std::optional<at::Tensor>& weight,
+    const std::optional<at::Tensor>& avg_factor, const std::optional<at::Tensor>& anchors,
+    const BoxLossOptions& o, bool grad_pred, bool grad_target) {
+  static auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("alwa::box_loss_with_grad", "")
+          .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+              const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+              const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
+              const std::string&, const std::string&, const std::string&, double, double, double,
+              double, at::ArrayRef<double>, at::ArrayRef<double>, double, bool, bool)>();
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return op.call(pred, target, weight, avg_factor, anchors, o.loss, o.reduction, o.box_format,
+                 o.eps, o.beta, o.alpha, o.focal_gamma, o.delta_means, o.delta_stds,
+                 o.wh_ratio_clip, grad_pred, grad_target);
+}
+
+std::tuple<at::Tensor, at::Tensor> call_box_loss_backward(
+    const at::Tensor& grad_loss, const at::Tensor& pred, const at::Tensor& target,
+    const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& avg_factor,
+    const std::optional<at::Tensor>& anchors, const BoxLossOptions& o, bool grad_pred,
+    bool grad_target) {
+  static auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("alwa::box_loss_backward", "")
+          .typed<std::tuple<at::Tensor, at::Tensor>(
+              const at::Tensor&, const at::Tensor&, const at::Tensor&,
+              const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
+              const std::optional<at::Tensor>&, const std::string&, const std::string&,
+              const std::string&, double, double, double, double, at::ArrayRef<double>,
+              at::ArrayRef<double>, double, bool, bool)>();
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return op.call(grad_loss, pred, target, weight, avg_factor, anchors, o.loss, o.reduction,
+                 o.box_format, o.eps, o.beta, o.alpha, o.focal_gamma, o.delta_means,
+                 o.delta_stds, o.wh_ratio_clip, grad_pred, grad_target);
+}
+
+std::optional<at::Tensor> optional_of(const at::Tensor& t) {
+  return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
+}
+
+// ----------------------------------------------------------------------------- double backward
+
+// Passes a computed gradient through and refuses to be differentiated: with create_graph=True
+// the first-order gradients are returned as usual, and a gradient of them raises.
+class NoDoubleBackward : public torch::autograd::Function<NoDoubleBackward> {
+ public:
+  // `first` and `second` (the op's inputs) are there so that the output depends on them in the
+  // graph: differentiating the gradient then reaches backward (and raises) instead of finding
+  // nothing to differentiate and returning zeros.
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& grad,
+                               const std::string& op_name, const at::Tensor& first,
+                               const at::Tensor& second) {
+    ctx->saved_data["op"] = op_name;
+    return {grad.clone()};
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list) {
+    TORCH_CHECK(false, ctx->saved_data["op"].toStringRef(),
+                ": double backward (a gradient of its gradient, create_graph=True) is not "
+                "supported");
+  }
+};
+
+variable_list guard_double_backward(variable_list grads, const char* op_name,
+                                    const at::Tensor& first, const at::Tensor& second) {
+  if (!at::GradMode::is_enabled()) return grads;  // create_graph=False: nothing to guard
+  for (auto& g : grads) {
+    if (g.defined()) g = NoDoubleBackward::apply(g, std::string(op_name), first, second)[0];
+  }
+  return grads;
+}
+
+// ----------------------------------------------------------------------------- box_loss
+
+bool gradient_in_forward(const std::string& loss) { return loss != "l1" && loss != "smooth_l1"; }
+
+class BoxLossFunction : public torch::autograd::Function<BoxLossFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& pred,
+                               const at::Tensor& target, const std::optional<at::Tensor>& weight,
+                               const std::optional<at::Tensor>& avg_factor,
+                               const std::optional<at::Tensor>& anchors, BoxLossOptions options) {
+    const bool need_pred = pred.requires_grad(), need_target = target.requires_grad();
+    const bool need_avg_factor = avg_factor.has_value() && avg_factor->requires_grad();
+    at::Tensor loss;
+    if (gradient_in_forward(options.loss) && (need_pred || need_target)) {
+      at::Tensor grad_pred, grad_target;
+      std::tie(loss, grad_pred, grad_target) = call_box_loss_with_grad(
+          pred, target, weight, avg_factor, anchors, options, need_pred, need_target);
+      // Kept out of save_for_backward: they are ours alone, so backward may scale them in place.
+      if (need_pred) ctx->saved_data["grad_pred"] = grad_pred;
+      if (need_target) ctx->saved_data["grad_target"] = grad_target;
+    } else {
+      loss = call_box_loss(pred, target, weight, avg_factor, anchors, options, options.reduction);
+    }
+    ctx->save_for_backward({pred, target, weight.value_or(at::Tensor()),
+                            avg_factor.value_or(at::Tensor()), anchors.value_or(at::Tensor()),
+                            need_avg_factor ? loss : at::Tensor()});
+    save_options(ctx, options);
+    return {loss};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &pred = saved[0], &target = saved[1], &weight = saved[2];
+    const at::Tensor &avg_factor = saved[3], &anchors = saved[4], &loss_out = saved[5];
+    const BoxLossOptions o = load_options(ctx);
+    const at::Tensor grad_loss = grad_outputs[0];
+    // needs_input_grad counts the tensors given (None weight or avg_factor has no edge).
+    const bool need_pred = ctx->needs_input_grad(0), need_target = ctx->needs_input_grad(1);
+    const bool need_weight = weight.defined() && ctx->needs_input_grad(2);
+    const bool need_avg_factor = avg_factor.defined() && ctx->needs_input_grad(weight.defined() ? 3 : 2);
+    const bool none = o.reduction == "none";
+    const bool iou_kind = gradient_in_forward(o.loss);
+
+    at::Tensor grad_pred, grad_target;
+    auto take = [&](const char* key) -> at::Tensor {
+      auto it = ctx->saved_data.find(key);
+      if (it == ctx->saved_data.end()) return at::Tensor();
+      at::Tensor t = it->second.toTensor();
+      ctx->saved_data.erase(it);  // a second backward (retain_graph) recomputes instead
+      return t;
+    };
+    at::Tensor scaled_pred = need_pred ? take("grad_pred") : at::Tensor();
+    at::Tensor scaled_target = need_target ? take("grad_target") : at::Tensor();
+    const bool have_forward_grads = (!need_pred || scaled_pred.defined()) &&
+                                    (!need_target || scaled_target.defined());
+    if ((need_pred || need_target) && have_forward_grads && iou_kind) {
+      const at::Tensor factor = none ? grad_loss.unsqueeze(-1) : grad_loss;
+      if (need_pred) grad_pred = scaled_pred.mul_(factor);
+      if (need_target) grad_target = scaled_target.mul_(factor);
+    } else if (need_pred || need_target) {
+      std::tie(grad_pred, grad_target) =
+          call_box_loss_backward(grad_loss, pred, target, optional_of(weight),
+                                 optional_of(avg_factor), optional_of(anchors), o, need_pred,
+                                 need_target);
+      if (!need_pred) grad_pred = at::Tensor();
+      if (!need_target) grad_target = at::Tensor();
+    }
+
+    at::Tensor grad_weight, grad_avg_factor;
+    if (need_weight) {
+      // d loss / d weight: the unweighted element losses times the upstream gradient of each
+      // element, through the reduction.
+      const at::Tensor unweighted =
+          call_box_loss(pred, target, std::nullopt, std::nullopt, optional_of(anchors), o, "none");
+      at::Tensor scaled = grad_loss;
+      if (o.reduction == "mean") {
+        scaled = avg_factor.defined()
+                     ? grad_loss / (avg_factor + kAvgFactorEps)
+                     : grad_loss / static_cast<double>(std::max<int64_t>(unweighted.numel(), 1));
+      }
+      grad_weight = unweighted * scaled;
+      const bool per_coord = weight.sizes() == pred.sizes();
+      if (per_coord && iou_kind) {
+        grad_weight = (grad_weight * 0.25).unsqueeze(-1).expand(weight.sizes());
+      } else if (!per_coord && !iou_kind) {
+        grad_weight = grad_weight.sum(-1);
+      }
+      grad_weight = grad_weight.to(weight.scalar_type());
+    }
+    if (need_avg_factor) {
+      grad_avg_factor =
+          (-grad_loss * loss_out / (avg_factor + kAvgFactorEps)).to(avg_factor.scalar_type());
+    }
+    variable_list grads = guard_double_backward({grad_pred, grad_target, grad_weight, grad_avg_factor},
+                                                "alwa::box_loss", pred, target);
+    // anchors and the options are constants.
+    return {grads[0], grads[1], grads[2], grads[3], at::Tensor(), at::Tensor()};
+  }
+
+ private:
+  static void save_options(AutogradContext* ctx, const BoxLossOptions& o) {
+    ctx->saved_data["loss"] = o.loss;
+    ctx->saved_data["reduction"] = o.reduction;
+    ctx->saved_data["box_format"] = o.box_format;
+    std::vector<double> numbers = {o.eps, o.beta, o.alpha, o.focal_gamma, o.wh_ratio_clip};
+    numbers.insert(numbers.end(), o.delta_means.begin(), o.delta_means.end());
+    numbers.insert(numbers.end(), o.delta_stds.begin(), o.delta_stds.end());
+    ctx->saved_data["numbers"] = numbers;
+  }
+  static BoxLossOptions load_options(AutogradContext* ctx) {
+    const std::vector<double> n = ctx->saved_data["numbers"].toDoubleVector();
+    return BoxLossOptions{ctx->saved_data["loss"].toStringRef(),
+                          ctx->saved_data["reduction"].toStringRef(),
+                          ctx->saved_data["box_format"].toStringRef(),
+                          n[0], n[1], n[2], n[3],
+                          std::vector<double>(n.begin() + 5, n.begin() + 9),
+                          std::vector<double>(n.begin() + 9, n.begin() + 13),
+                          n[4]};
+  }
+};
+
+at::Tensor box_loss_autograd(const at::Tensor& pred, const at::Tensor& target,
+                             const std::optional<at::Tensor>& weight,
+                             const std::optional<at::Tensor>& avg_factor,
+                             const std::optional<at::Tensor>& anchors, const std::string& loss,
+                             const std::string& reduction, const std::string& box_format, double eps,
+                             double beta, double alpha, double focal_gamma,
+                             at::ArrayRef<double> delta_means, at::ArrayRef<double> delta_stds,
+                             double wh_ratio_clip) {
+  BoxLossOptions options{std::string(loss), std::string(reduction), std::string(box_format),
+                         eps, beta, alpha, focal_gamma, delta_means.vec(), delta_stds.vec(),
+                         wh_ratio_clip};
+  const bool differentiable =
+      at::GradMode::is_enabled() &&
+      (pred.requires_grad() || target.requires_grad() ||
+       (weight.has_value() && weight->requires_grad()) ||
+       (avg_factor.has_value() && avg_factor->requires_grad()));
+  if (!differentiable) {  // inference: the loss alone, no graph
+    return call_box_loss(pred, target, weight, avg_factor, anchors, options, options.reduction);
+  }
+  return BoxLossFunction::apply(pred, target, weight, avg_factor, anchors, std::move(options))[0];
+}
+
+// ----------------------------------------------------------------------------- box_iou
+
+at::Tensor call_box_iou(const at::Tensor& boxes1, const at::Tensor& boxes2, const std::string& kind,
+                        const std::string& box_format, double eps) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("alwa::box_iou", "")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::string&,
+                                         const std::string&, double)>();
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return op.call(boxes1, boxes2, kind, box_format, eps);
+}
+
+class BoxIouFunction : public torch::autograd::Function<BoxIouFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& boxes1,
+                               const at::Tensor& boxes2, std::string kind, std::string box_format,
+                               double eps) {
+    ctx->save_for_backward({boxes1, boxes2});
+    ctx->saved_data["kind"] = kind;
+    ctx->saved_data["box_format"] = box_format;
+    ctx->saved_data["eps"] = eps;
+    return {call_box_iou(boxes1, boxes2, kind, box_format, eps)};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("alwa::box_iou_backward", "")
+                         .typed<std::tuple<at::Tensor, at::Tensor>(
+                             const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                             const std::string&, const std::string&, double, bool, bool)>();
+    const auto saved = ctx->get_saved_variables();
+    const bool need1 = ctx->needs_input_grad(0), need2 = ctx->needs_input_grad(1);
+    at::Tensor grad1, grad2;
+    {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      std::tie(grad1, grad2) =
+          op.call(grad_outputs[0], saved[0], saved[1], ctx->saved_data["kind"].toStringRef(),
+                  ctx->saved_data["box_format"].toStringRef(), ctx->saved_data["eps"].toDouble(),
+                  need1, need2);
+    }
+    variable_list grads = guard_double_backward({need1 ? grad1 : at::Tensor(), need2 ? grad2 : at::Tensor()},
+                                                "alwa::box_iou", saved[0], saved[1]);
+    return {grads[0], grads[1], at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor box_iou_autograd(const at::Tensor& boxes1, const at::Tensor& boxes2,
+                            const std::string& kind, const std::string& box_format, double eps) {
+  if (!(at::GradMode::is_enabled() && (boxes1.requires_grad() || boxes2.requires_grad()))) {
+    return call_box_iou(boxes1, boxes2, kind, box_format, eps);
+  }
+  return BoxIouFunction::apply(boxes1, boxes2, std::string(kind), std::string(box_format), eps)[0];
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(alwa, Autograd, m) {
+  m.impl("box_loss", &box_loss_autograd);
+  m.impl("box_iou", &box_iou_autograd);
+}
+
+}  // namespace alwa
