@@ -15,8 +15,8 @@ if ! command -v "$NVCC" >/dev/null 2>&1; then
   exit 0
 fi
 
-# Every enumerator of LossKind in box_math.h must be instantiated by nvcc_check.cu.
-kinds=$(tr '\n' ' ' <csrc/include/alwa/box_math.h | sed -e 's/.*enum class LossKind[^{]*{//' -e 's/}.*//' |
+# Every enumerator of LossKind in kinds.h must be instantiated by nvcc_check.cu.
+kinds=$(tr '\n' ' ' <csrc/include/alwa/kinds.h | sed -e 's/.*enum class LossKind[^{]*{//' -e 's/}.*//' |
   sed -e 's:/[*][^*]*[*]/::g' | tr ',' '\n' | sed -e 's/=.*//' -e 's/[[:space:]]//g' | grep -v '^$')
 missing=0
 for kind in $kinds; do

@@ -17,35 +17,32 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from . import _C  # noqa: F401  (registers torch.ops.alwa)
-from ._validation import FLOAT_DTYPES, check_choice
+from ._validation import check_choice
 from .kinds import ALWA_MODES, ALWA_UPDATES
+
 # Rows and fields of the `window` buffer, as in alwa_update.h.
 WINDOW_SHAPE = (2, 4)  # (classification, regression) x (count, shift K, Σ(x - K), Σ(x - K)²)
+# The int64 counters among the buffers.
+COUNTERS = ("step", "skipped", "num_updates", "held")
+
+_alwa_step = torch.ops.alwa.alwa_step.default
+_alwa_pooled_update = torch.ops.alwa.alwa_pooled_update.default
 
 
 # --------------------------------------------------------------------------- fake kernels
 
 
 @torch.library.register_fake("alwa::alwa_step")
-def _alwa_step_fake(loss_cls, loss_reg, weights, window, step, skipped, num_updates, interval, alwa_mode, update):
+def _alwa_step_fake(loss_cls, loss_reg, weights, window, step, skipped, num_updates, held, interval, alwa_mode, update):
     return loss_cls.new_empty(()), loss_reg.new_empty(())
 
 
 @torch.library.register_fake("alwa::alwa_pooled_update")
-def _alwa_pooled_update_fake(rank_windows, weights, window, num_updates, alwa_mode):
+def _alwa_pooled_update_fake(rank_windows, weights, window, num_updates, held, alwa_mode):
     return None
 
 
 # --------------------------------------------------------------------------- module
-
-
-def _check_loss(name: str, loss) -> None:
-    if not isinstance(loss, torch.Tensor):
-        raise ValueError(f"{name}: expected a torch.Tensor, got {type(loss).__name__}")
-    if loss.dim() != 0:
-        raise ValueError(f"{name}: expected a 0-dim tensor (sum the per-level losses first), got shape {tuple(loss.shape)}")
-    if loss.dtype not in FLOAT_DTYPES:
-        raise ValueError(f"{name}: expected a float32, float64, float16 or bfloat16 tensor, got {loss.dtype}")
 
 
 def _check_weight(name: str, value) -> None:
@@ -73,10 +70,13 @@ class ALWA(nn.Module):
     Buffers (``state_dict`` resumes exactly, mid-window included): ``weights`` float64
     ``[λcls, λreg]``; ``window`` float64 shifted sums (count, K, Σ(x - K), Σ(x - K)²) of the
     recorded classification and regression values, K the first value of the window; ``step``
-    calls so far; ``skipped`` calls whose losses
-    were not finite (not recorded); ``num_updates`` windows closed so far. They stay float64 /
-    int64 under ``.half()`` or ``.to(dtype)``; ``.to(device)`` moves them, and the first call
-    with losses on another device moves them there.
+    calls so far; ``skipped`` calls whose losses were not finite (not recorded);
+    ``num_updates`` windows closed so far; ``held`` those of them that left λcls as it was for
+    want of a usable statistic (a regression statistic of 0, e.g. a window of images without
+    objects, where the published rule would set λcls to 0 for good). They stay float64 / int64
+    under ``.half()`` or ``.to(dtype)``; ``.to(device)`` moves them, and the first call with
+    losses on another device moves them there. ``load_state_dict`` refuses a state that is not
+    a valid ALWA state, or one saved with another mode, interval or update.
     """
 
     def __init__(
@@ -101,9 +101,8 @@ class ALWA(nn.Module):
         self.sync = bool(sync)
         self.register_buffer("weights", torch.tensor([float(cls_weight), float(reg_weight)], dtype=torch.float64))
         self.register_buffer("window", torch.zeros(WINDOW_SHAPE, dtype=torch.float64))
-        self.register_buffer("step", torch.zeros((), dtype=torch.int64))
-        self.register_buffer("skipped", torch.zeros((), dtype=torch.int64))
-        self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
+        for name in COUNTERS:
+            self.register_buffer(name, torch.zeros((), dtype=torch.int64))
         # Calls since the last pooled update, counted on the host: it is what lets every rank
         # know, without reading a device value, when to all-gather (distributed path only).
         self._calls_in_window = 0
@@ -116,18 +115,18 @@ class ALWA(nn.Module):
         return self.sync and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
     def forward(self, loss_cls: Tensor, loss_reg: Tensor) -> tuple[Tensor, Tensor]:
-        _check_loss("loss_cls", loss_cls)
-        _check_loss("loss_reg", loss_reg)
-        if loss_reg.device != loss_cls.device:
-            raise ValueError(f"loss_reg: expected the device of loss_cls ({loss_cls.device}), got {loss_reg.device}")
-        state = self._buffers  # one dict lookup instead of five nn.Module.__getattr__ calls
+        # The op checks shapes, dtypes and devices; only a non-tensor would fail before it.
+        if not isinstance(loss_cls, Tensor) or not isinstance(loss_reg, Tensor):
+            name, value = ("loss_cls", loss_cls) if not isinstance(loss_cls, Tensor) else ("loss_reg", loss_reg)
+            raise ValueError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
+        state = self._buffers  # one dict lookup instead of six nn.Module.__getattr__ calls
         if state["weights"].device != loss_cls.device:
             # Once, on the first call: later calls find the state where the losses are.
             self.to(loss_cls.device)
         pooled = self._pools_across_ranks()
         # The op sees detached losses: the weights it returns are constants for autograd, and
         # the weighting below is an ordinary (differentiable, compilable) product.
-        applied_cls, applied_reg = torch.ops.alwa.alwa_step(
+        applied_cls, applied_reg = _alwa_step(
             loss_cls.detach(),
             loss_reg.detach(),
             state["weights"],
@@ -135,6 +134,7 @@ class ALWA(nn.Module):
             state["step"],
             state["skipped"],
             state["num_updates"],
+            state["held"],
             0 if pooled else self.interval,
             self.mode,
             self.update,
@@ -154,15 +154,28 @@ class ALWA(nn.Module):
         # The list form works with every backend (gloo included); the outputs are views of
         # rank_windows, so the gathered windows land in it in rank order.
         dist.all_gather(list(rank_windows.unbind(0)), self.window)
-        torch.ops.alwa.alwa_pooled_update(rank_windows, self.weights, self.window, self.num_updates, self.mode)
+        _alwa_pooled_update(rank_windows, self.weights, self.window, self.num_updates, self.held, self.mode)
 
     # ----------------------------------------------------------------------- state
 
     def get_extra_state(self):
-        return {"calls_in_window": self._calls_in_window}
+        # The configuration travels with the state: a state only means something for the mode,
+        # interval and update that produced it.
+        return {"calls_in_window": self._calls_in_window, "mode": self.mode, "interval": self.interval, "update": self.update}
 
     def set_extra_state(self, state) -> None:
         self._calls_in_window = int(state.get("calls_in_window", 0))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        # Loading is not the training path: reading the values here costs nothing that matters.
+        errors = _state_errors(self, state_dict, prefix)
+        if errors:
+            error_msgs.extend(errors)
+            return
+        if prefix + "held" not in state_dict:  # saved before `held` existed
+            state_dict = dict(state_dict)
+            state_dict[prefix + "held"] = torch.zeros((), dtype=torch.int64)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
     def _apply(self, fn, recurse=True):
         # nn.Module.half()/.to(dtype) would cast the float64 statistics and the weights: keep
@@ -174,3 +187,42 @@ class ALWA(nn.Module):
             out = fn(buffer)
             self._buffers[name] = out if out.dtype == buffer.dtype else buffer.to(out.device)
         return self
+
+
+def _state_errors(alwa: ALWA, state_dict, prefix: str) -> list:
+    """What makes `state_dict` (at `prefix`) no state of `alwa`; empty when it is one."""
+    errors = []
+    extra = state_dict.get(prefix + "_extra_state", {})
+    if not isinstance(extra, dict):
+        return [f"ALWA: _extra_state: expected a dict, got {type(extra).__name__}"]
+    calls = extra.get("calls_in_window", 0)
+    if isinstance(calls, bool) or not isinstance(calls, int) or not 0 <= calls < alwa.interval:
+        errors.append(f"ALWA: _extra_state['calls_in_window']: expected an integer in [0, {alwa.interval}), got {calls!r}")
+    for key in ("mode", "interval", "update"):
+        if key in extra and extra[key] != getattr(alwa, key):
+            errors.append(f"ALWA: the state was saved with {key}={extra[key]!r}, this module has {key}={getattr(alwa, key)!r}")
+
+    def tensor(name, dtype, shape):
+        value = state_dict.get(prefix + name)
+        if value is None:
+            return None
+        if not isinstance(value, Tensor) or value.dtype != dtype or tuple(value.shape) != shape:
+            errors.append(f"ALWA: {name}: expected a {dtype} tensor of shape {shape}, got {value!r:.80}")
+            return None
+        return value.detach().cpu()
+
+    weights = tensor("weights", torch.float64, (2,))
+    if weights is not None and not (torch.isfinite(weights).all() and (weights > 0).all()):
+        errors.append(f"ALWA: weights: expected finite numbers > 0, got {weights.tolist()}")
+    window = tensor("window", torch.float64, WINDOW_SHAPE)
+    if window is not None:
+        counts = window[:, 0]
+        if not torch.isfinite(window).all():
+            errors.append(f"ALWA: window: expected finite numbers, got {window.tolist()}")
+        elif not ((counts >= 0) & (counts == counts.round()) & (counts < alwa.interval)).all() or counts[0] != counts[1]:
+            errors.append(f"ALWA: window: expected equal whole counts in [0, {alwa.interval}), got {counts.tolist()}")
+    for name in COUNTERS:
+        value = tensor(name, torch.int64, ())
+        if value is not None and value < 0:
+            errors.append(f"ALWA: {name}: expected a count >= 0, got {value.item()}")
+    return errors

@@ -49,17 +49,19 @@ TORCH_LIBRARY(alwa, m) {
   // ALWA, one training iteration (alwa_ext.ALWA): returns the weights in force (λcls in the
   // dtype of loss_cls, λreg in that of loss_reg), records the losses in the float64 window
   // (or counts them in `skipped` when not finite) and, once `interval` values are recorded,
-  // reassigns λcls and empties the window. interval = 0 records only (distributed path).
+  // reassigns λcls (or leaves it and counts the window in `held`, alwa_update.h) and empties
+  // the window. interval = 0 records only (distributed path).
   m.def(
       "alwa_step(Tensor loss_cls, Tensor loss_reg, Tensor(a!) weights, Tensor(b!) window, "
-      "Tensor(c!) step, Tensor(d!) skipped, Tensor(e!) num_updates, int interval, str alwa_mode, "
+      "Tensor(c!) step, Tensor(d!) skipped, Tensor(e!) num_updates, Tensor(f!) held, "
+      "int interval, str alwa_mode, "
       "str update) -> (Tensor, Tensor)",
       tags);
   // ALWA, end of a window pooled across ranks: rank_windows stacks every rank's window
   // (num_ranks, 2, 4); they are merged in rank order, λcls is reassigned, the window emptied.
   m.def(
       "alwa_pooled_update(Tensor rank_windows, Tensor(a!) weights, Tensor(b!) window, "
-      "Tensor(c!) num_updates, str alwa_mode) -> ()",
+      "Tensor(c!) num_updates, Tensor(d!) held, str alwa_mode) -> ()",
       tags);
   // The CPU kernels' SIMD path (cpu/cpu_isa.h): the one in use, those available, and an
   // override that returns the previous one.

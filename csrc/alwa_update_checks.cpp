@@ -1,5 +1,7 @@
 #include "alwa_update_checks.h"
 
+#include "errors.h"
+
 namespace alwa {
 
 AlwaMode parse_alwa_mode(const std::string& name) {
@@ -28,23 +30,26 @@ void check_state_tensor(const at::Tensor& tensor, const char* name, at::ScalarTy
 }
 
 void check_loss(const at::Tensor& loss, const char* name) {
-  TORCH_CHECK_VALUE(loss.dim() == 0, name, ": expected a 0-dim tensor, got shape ", loss.sizes());
+  TORCH_CHECK_VALUE(loss.dim() == 0, name,
+                    ": expected a 0-dim tensor (sum the per-level losses first), got shape ",
+                    shape_str(loss.sizes()));
   const auto dtype = loss.scalar_type();
   TORCH_CHECK_VALUE(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf ||
                         dtype == at::kBFloat16,
-                    name, ": expected float32, float64, float16 or bfloat16, got ", dtype);
+                    name, ": expected a float32, float64, float16 or bfloat16 tensor, got ", dtype);
 }
 
 }  // namespace
 
 void check_alwa_state(const at::Tensor& weights, const at::Tensor& window, const at::Tensor& step,
                       const at::Tensor& skipped, const at::Tensor& num_updates,
-                      const at::Device& device) {
+                      const at::Tensor& held, const at::Device& device) {
   check_state_tensor(weights, "weights", at::kDouble, {2}, device);
   check_state_tensor(window, "window", at::kDouble, {kWindowRows, kWindowFields}, device);
   check_state_tensor(step, "step", at::kLong, {}, device);
   check_state_tensor(skipped, "skipped", at::kLong, {}, device);
   check_state_tensor(num_updates, "num_updates", at::kLong, {}, device);
+  check_state_tensor(held, "held", at::kLong, {}, device);
 }
 
 void check_alwa_step_args(const at::Tensor& loss_cls, const at::Tensor& loss_reg,
@@ -59,11 +64,13 @@ void check_alwa_step_args(const at::Tensor& loss_cls, const at::Tensor& loss_reg
 }
 
 void check_pooled_update_args(const at::Tensor& rank_windows, const at::Tensor& weights,
-                              const at::Tensor& window, const at::Tensor& num_updates) {
+                              const at::Tensor& window, const at::Tensor& num_updates,
+                              const at::Tensor& held) {
   const at::Device device = weights.device();
   check_state_tensor(weights, "weights", at::kDouble, {2}, device);
   check_state_tensor(window, "window", at::kDouble, {kWindowRows, kWindowFields}, device);
   check_state_tensor(num_updates, "num_updates", at::kLong, {}, device);
+  check_state_tensor(held, "held", at::kLong, {}, device);
   TORCH_CHECK_VALUE(rank_windows.scalar_type() == at::kDouble,
                     "rank_windows: expected float64, got ", rank_windows.scalar_type());
   TORCH_CHECK_VALUE(rank_windows.dim() == 3 && rank_windows.size(0) >= 1 &&

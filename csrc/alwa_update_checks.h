@@ -1,8 +1,7 @@
 // Argument parsing and validation shared by the CPU and CUDA launchers of alwa_step and
-// alwa_pooled_update. The Python module (alwa_ext/weighting.py) checks the user-facing
-// arguments first and raises ValueError; these checks keep direct calls of torch.ops.alwa.*
-// from reading or writing out of bounds. They look at metadata only, never at values, so
-// they cost no device sync.
+// alwa_pooled_update: the one place their arguments are checked (alwa_ext.ALWA checks only its
+// own constructor arguments, which the ops never see). They look at metadata only, never at
+// values, so they cost no device sync.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -17,10 +16,10 @@ AlwaMode parse_alwa_mode(const std::string& name);
 AlwaUpdate parse_alwa_update(const std::string& name);
 
 // The ALWA state tensors: weights float64 (2,), window float64 (2, 4), step/skipped/
-// num_updates int64 0-dim, all contiguous and on `device`.
+// num_updates/held int64 0-dim, all contiguous and on `device`.
 void check_alwa_state(const at::Tensor& weights, const at::Tensor& window, const at::Tensor& step,
                       const at::Tensor& skipped, const at::Tensor& num_updates,
-                      const at::Device& device);
+                      const at::Tensor& held, const at::Device& device);
 
 // Both losses 0-dim floating point on the device of the state; interval 0 (record only) or >= 2.
 void check_alwa_step_args(const at::Tensor& loss_cls, const at::Tensor& loss_reg,
@@ -29,6 +28,7 @@ void check_alwa_step_args(const at::Tensor& loss_cls, const at::Tensor& loss_reg
 // rank_windows: float64 (num_ranks, 2, 4) contiguous, num_ranks >= 1, and the state it
 // updates (weights, window, num_updates), all on one device.
 void check_pooled_update_args(const at::Tensor& rank_windows, const at::Tensor& weights,
-                              const at::Tensor& window, const at::Tensor& num_updates);
+                              const at::Tensor& window, const at::Tensor& num_updates,
+                              const at::Tensor& held);
 
 }  // namespace alwa

@@ -4,15 +4,6 @@
 
 namespace alwa {
 
-std::string shape_str(at::IntArrayRef shape) {
-  std::string out = "(";
-  for (size_t i = 0; i < shape.size(); ++i) {
-    if (i > 0) out += ", ";
-    out += std::to_string(shape[i]);
-  }
-  return out + (shape.size() == 1 ? ",)" : ")");
-}
-
 namespace {
 
 constexpr const char* kLossKinds = "'iou', 'giou', 'diou', 'ciou', 'eiou', 'siou', 'l1', 'smooth_l1'";

@@ -11,6 +11,7 @@
 #include <type_traits>
 
 #include "alwa/box_math.h"
+#include "errors.h"
 
 namespace alwa {
 
@@ -19,9 +20,6 @@ struct StorageRange<c10::Half> {
   static constexpr bool kNarrow = true;
   static constexpr double kMax = 65504.0;
 };
-
-// A shape as Python prints it: (5,), (2, 4). Error messages name shapes this way.
-std::string shape_str(at::IntArrayRef shape);
 
 LossKind parse_loss_kind(const std::string& name);
 Reduction parse_reduction(const std::string& name);

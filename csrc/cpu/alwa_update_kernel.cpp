@@ -10,10 +10,10 @@ namespace alwa {
 namespace {
 
 AlwaState state_pointers(at::Tensor& weights, at::Tensor& window, at::Tensor& step,
-                         at::Tensor& skipped, at::Tensor& num_updates) {
+                         at::Tensor& skipped, at::Tensor& num_updates, at::Tensor& held) {
   return AlwaState{weights.mutable_data_ptr<double>(), window.mutable_data_ptr<double>(),
                    step.mutable_data_ptr<int64_t>(), skipped.mutable_data_ptr<int64_t>(),
-                   num_updates.mutable_data_ptr<int64_t>()};
+                   num_updates.mutable_data_ptr<int64_t>(), held.mutable_data_ptr<int64_t>()};
 }
 
 double load_loss(const at::Tensor& loss) {
@@ -38,28 +38,31 @@ std::tuple<at::Tensor, at::Tensor> alwa_step_cpu(const at::Tensor& loss_cls,
                                                  const at::Tensor& loss_reg, at::Tensor& weights,
                                                  at::Tensor& window, at::Tensor& step,
                                                  at::Tensor& skipped, at::Tensor& num_updates,
-                                                 int64_t interval, const std::string& alwa_mode,
+                                                 at::Tensor& held, int64_t interval,
+                                                 const std::string& alwa_mode,
                                                  const std::string& update) {
   const AlwaMode parsed_mode = parse_alwa_mode(alwa_mode);
   const AlwaUpdate parsed_update = parse_alwa_update(update);
   check_alwa_step_args(loss_cls, loss_reg, interval);
-  check_alwa_state(weights, window, step, skipped, num_updates, loss_cls.device());
+  check_alwa_state(weights, window, step, skipped, num_updates, held, loss_cls.device());
 
   double applied[2];
   record_and_update(load_loss(loss_cls), load_loss(loss_reg),
-                    state_pointers(weights, window, step, skipped, num_updates), interval,
+                    state_pointers(weights, window, step, skipped, num_updates, held), interval,
                     parsed_mode, parsed_update, applied);
   return {applied_weight(applied[kWeightCls], loss_cls),
           applied_weight(applied[kWeightReg], loss_reg)};
 }
 
 void alwa_pooled_update_cpu(const at::Tensor& rank_windows, at::Tensor& weights,
-                            at::Tensor& window, at::Tensor& num_updates, const std::string& alwa_mode) {
+                            at::Tensor& window, at::Tensor& num_updates, at::Tensor& held,
+                            const std::string& alwa_mode) {
   const AlwaMode parsed_mode = parse_alwa_mode(alwa_mode);
-  check_pooled_update_args(rank_windows, weights, window, num_updates);
+  check_pooled_update_args(rank_windows, weights, window, num_updates, held);
   update_from_pooled_windows(rank_windows.const_data_ptr<double>(), rank_windows.size(0),
                              weights.mutable_data_ptr<double>(), window.mutable_data_ptr<double>(),
-                             num_updates.mutable_data_ptr<int64_t>(), parsed_mode);
+                             num_updates.mutable_data_ptr<int64_t>(),
+                             held.mutable_data_ptr<int64_t>(), parsed_mode);
 }
 
 }  // namespace

@@ -32,12 +32,13 @@ std::tuple<at::Tensor, at::Tensor> alwa_step_cuda(const at::Tensor& loss_cls,
                                                   const at::Tensor& loss_reg, at::Tensor& weights,
                                                   at::Tensor& window, at::Tensor& step,
                                                   at::Tensor& skipped, at::Tensor& num_updates,
-                                                  int64_t interval, const std::string& alwa_mode,
+                                                  at::Tensor& held, int64_t interval,
+                                                  const std::string& alwa_mode,
                                                   const std::string& update) {
   const AlwaMode parsed_mode = parse_alwa_mode(alwa_mode);
   const AlwaUpdate parsed_update = parse_alwa_update(update);
   check_alwa_step_args(loss_cls, loss_reg, interval);
-  check_alwa_state(weights, window, step, skipped, num_updates, loss_cls.device());
+  check_alwa_state(weights, window, step, skipped, num_updates, held, loss_cls.device());
 
   const c10::cuda::CUDAGuard device_guard(loss_cls.device());
   at::Tensor applied_cls = at::empty({}, loss_cls.options());
@@ -47,7 +48,7 @@ std::tuple<at::Tensor, at::Tensor> alwa_step_cuda(const at::Tensor& loss_cls,
                         loss_dtype(loss_cls), loss_dtype(loss_reg)};
   const AlwaState state{weights.mutable_data_ptr<double>(), window.mutable_data_ptr<double>(),
                         step.mutable_data_ptr<int64_t>(), skipped.mutable_data_ptr<int64_t>(),
-                        num_updates.mutable_data_ptr<int64_t>()};
+                        num_updates.mutable_data_ptr<int64_t>(), held.mutable_data_ptr<int64_t>()};
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   alwa_step_kernel<<<1, 1, 0, stream>>>(losses, state, interval, parsed_mode, parsed_update);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -55,17 +56,17 @@ std::tuple<at::Tensor, at::Tensor> alwa_step_cuda(const at::Tensor& loss_cls,
 }
 
 void alwa_pooled_update_cuda(const at::Tensor& rank_windows, at::Tensor& weights,
-                             at::Tensor& window, at::Tensor& num_updates,
+                             at::Tensor& window, at::Tensor& num_updates, at::Tensor& held,
                              const std::string& alwa_mode) {
   const AlwaMode parsed_mode = parse_alwa_mode(alwa_mode);
-  check_pooled_update_args(rank_windows, weights, window, num_updates);
+  check_pooled_update_args(rank_windows, weights, window, num_updates, held);
 
   const c10::cuda::CUDAGuard device_guard(weights.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   alwa_pooled_update_kernel<<<1, 1, 0, stream>>>(
       rank_windows.const_data_ptr<double>(), rank_windows.size(0),
       weights.mutable_data_ptr<double>(), window.mutable_data_ptr<double>(),
-      num_updates.mutable_data_ptr<int64_t>(), parsed_mode);
+      num_updates.mutable_data_ptr<int64_t>(), held.mutable_data_ptr<int64_t>(), parsed_mode);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 

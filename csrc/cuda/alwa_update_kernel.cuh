@@ -72,8 +72,8 @@ __global__ void alwa_step_kernel(LossArgs losses, AlwaState state, int64_t inter
 
 __global__ void alwa_pooled_update_kernel(const double* rank_windows, int64_t num_ranks,
                                           double* weights, double* window, int64_t* num_updates,
-                                          AlwaMode mode) {
-  update_from_pooled_windows(rank_windows, num_ranks, weights, window, num_updates, mode);
+                                          int64_t* held, AlwaMode mode) {
+  update_from_pooled_windows(rank_windows, num_ranks, weights, window, num_updates, held, mode);
 }
 
 }  // namespace alwa

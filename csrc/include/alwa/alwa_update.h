@@ -92,22 +92,29 @@ ALWA_HD_INLINE double window_statistic(Moments m, AlwaMode mode) {
   return mode == AlwaMode::Alwa1 ? (m.shift + m.mean_offset) + std_dev : std_dev;
 }
 
-// The paper's rule: λcls is reassigned (not scaled) when the classification statistic is
-// the larger one. Returns the current weight when the rule does not fire, or when the result
-// would not be finite, so the weights stay finite whatever the recorded values were.
-ALWA_HD_INLINE double adjusted_cls_weight(double current, double cls, double reg) {
-  if (!(cls > reg)) return current;  // also false for NaN
-  const double candidate = 1.0 - (cls - reg) / cls;
-  return isfinite(candidate) ? candidate : current;
-}
+// What closing a window does to λcls.
+struct WindowOutcome {
+  double cls_weight;
+  // The window gave no usable weight and λcls was left as it was: fewer than two recorded
+  // values (a window of iterations skipped as non-finite), or a rule result that is not a
+  // finite number > 0. The latter is a regression statistic of 0 -- e.g. a window of images
+  // without objects, whose regression loss is 0 throughout -- for which the published rule
+  // sets λcls = reg / cls = 0; the weighted classification losses are then 0 too, and λcls
+  // never recovers. Departing from the published code here is what keeps training the
+  // classifier.
+  bool held;
+};
 
-// End of a window: pooled moments of both tasks -> new λcls. Fewer than two recorded values
-// (possible only when a whole window of iterations was skipped as non-finite, or when the
-// distributed path pools a window whose iterations were mostly skipped) leave λcls as it is.
-ALWA_HD_INLINE double cls_weight_after_window(double current, Moments cls, Moments reg,
-                                              AlwaMode mode) {
-  if (cls.count < 2.0 || reg.count < 2.0) return current;
-  return adjusted_cls_weight(current, window_statistic(cls, mode), window_statistic(reg, mode));
+// The paper's rule at the end of a window: λcls is reassigned (not scaled) to
+// 1 - (cls - reg) / cls = reg / cls when the classification statistic is the larger one.
+ALWA_HD_INLINE WindowOutcome close_window(double current, Moments cls, Moments reg,
+                                          AlwaMode mode) {
+  if (cls.count < 2.0 || reg.count < 2.0) return WindowOutcome{current, true};
+  const double cls_stat = window_statistic(cls, mode), reg_stat = window_statistic(reg, mode);
+  if (!(cls_stat > reg_stat)) return WindowOutcome{current, false};  // does not fire
+  const double candidate = 1.0 - (cls_stat - reg_stat) / cls_stat;
+  if (!(isfinite(candidate) && candidate > 0.0)) return WindowOutcome{current, true};
+  return WindowOutcome{candidate, false};
 }
 
 ALWA_HD_INLINE void clear_window(double* window) {
@@ -121,7 +128,17 @@ struct AlwaState {
   int64_t* step;         // calls so far (recorded or skipped)
   int64_t* skipped;      // calls whose losses were not finite
   int64_t* num_updates;  // windows closed so far
+  int64_t* held;         // of which left λcls unchanged for want of a usable statistic
 };
+
+// Applies a closed window's outcome to the state and empties the window.
+ALWA_HD_INLINE void finish_window(WindowOutcome outcome, double* weights, double* window,
+                                  int64_t* num_updates, int64_t* held) {
+  weights[kWeightCls] = outcome.cls_weight;
+  *num_updates += 1;
+  if (outcome.held) *held += 1;
+  clear_window(window);
+}
 
 // One training iteration: writes the weights in force into applied[0..1] (they weight this
 // iteration's returned losses), records the losses unless one is not finite, and when the
@@ -150,10 +167,8 @@ ALWA_HD_INLINE void record_and_update(double loss_cls, double loss_reg, AlwaStat
   add_value(cls_row, cls_value);
   add_value(reg_row, reg_value);
   if (interval > 0 && cls_row[kFieldCount] >= static_cast<double>(interval)) {
-    state.weights[kWeightCls] = cls_weight_after_window(cls_weight, window_moments(cls_row),
-                                                        window_moments(reg_row), mode);
-    *state.num_updates += 1;
-    clear_window(state.window);
+    finish_window(close_window(cls_weight, window_moments(cls_row), window_moments(reg_row), mode),
+                  state.weights, state.window, state.num_updates, state.held);
   }
 }
 
@@ -161,7 +176,8 @@ ALWA_HD_INLINE void record_and_update(double loss_cls, double loss_reg, AlwaStat
 // kWindowFields), merged in rank order so every rank computes bitwise the same weights.
 ALWA_HD_INLINE void update_from_pooled_windows(const double* rank_windows, int64_t num_ranks,
                                                double* weights, double* window,
-                                               int64_t* num_updates, AlwaMode mode) {
+                                               int64_t* num_updates, int64_t* held,
+                                               AlwaMode mode) {
   Moments cls{0.0, 0.0, 0.0, 0.0};
   Moments reg{0.0, 0.0, 0.0, 0.0};
   for (int64_t rank = 0; rank < num_ranks; ++rank) {
@@ -169,9 +185,8 @@ ALWA_HD_INLINE void update_from_pooled_windows(const double* rank_windows, int64
     cls = merge_moments(cls, window_moments(window + kWindowCls * kWindowFields));
     reg = merge_moments(reg, window_moments(window + kWindowReg * kWindowFields));
   }
-  weights[kWeightCls] = cls_weight_after_window(weights[kWeightCls], cls, reg, mode);
-  *num_updates += 1;
-  clear_window(window);
+  finish_window(close_window(weights[kWeightCls], cls, reg, mode), weights, window, num_updates,
+                held);
 }
 
 }  // namespace alwa
