@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import alwa_ext
-from conftest import degenerate_pairs, perturbed, random_boxes
+from helpers.boxes import DEGENERATE_NAMES, degenerate_pairs, perturbed, random_boxes
 
 ops = pytest.importorskip("torchvision.ops")
 
@@ -24,12 +24,15 @@ PAIRWISE = {
     "diou": lambda a, b: ops.distance_box_iou(a, b, eps=0.0),
     "ciou": lambda a, b: ops.complete_box_iou(a, b, eps=0.0),
 }
-# Degenerate pairs (by their index in degenerate_pairs()) where torchvision 0.29's loss or its
-# gradient is NaN or inf; the README's table "Where torchvision is not finite" lists them.
+# Degenerate pairs (by their name in helpers.boxes.DEGENERATE) where torchvision 0.29's loss or
+# its gradient is NaN or inf; the README's table "Where torchvision is not finite" lists them.
 TORCHVISION_NOT_FINITE = {
     "giou": set(),
     "diou": set(),
-    "ciou": {2, 3, 4, 14, 15},  # zero height (atan(w / 0)), points, a nearly flat box
+    # A box of zero height (atan(w / 0)), points, a nearly flat box.
+    "ciou": {"zero height", "identical points", "two points", "nearly flat: GIoU's gradient exceeds float16's range",
+             "point and inverted box: centres outside the corners' box", "point outside a box", "point at a corner",
+             "zero width against zero height", "identical flat"},
 }
 EXACT = dict(rtol=1e-12, atol=1e-12)
 
@@ -81,5 +84,5 @@ def test_degenerate_boxes_finite_where_torchvision_is_not(kind):
         assert finite(ours), f"{kind}: ours not finite on pair {i}: {pred[i].tolist()} vs {target[i].tolist()}"
         theirs = loss_and_grads(lambda p, t: LOSSES[kind](p, t, reduction="sum", eps=1e-7), pred[i : i + 1], target[i : i + 1])
         if not finite(theirs):
-            not_finite.add(i)
+            not_finite.add(DEGENERATE_NAMES[i])
     assert not_finite == TORCHVISION_NOT_FINITE[kind]

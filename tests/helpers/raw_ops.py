@@ -1,0 +1,28 @@
+"""Direct calls of the torch.ops.alwa operators, with the defaults of the public wrappers.
+
+Tests that bypass alwa_ext.box_loss (opcheck, the C++ argument checks, the SIMD paths, the
+64-bit indexing test) build the operator's 17 arguments here, in the schema's order.
+"""
+from __future__ import annotations
+
+import torch
+
+from alwa_ext.kinds import DEFAULT_DELTA_MEANS, DEFAULT_DELTA_STDS, DEFAULT_WH_RATIO_CLIP
+
+
+def box_loss_args(pred, target, loss="giou", *, weight=None, avg_factor=None, anchors=None, reduction="mean",
+                  box_format="xyxy", eps=1e-7, beta=1.0, alpha=1.0, focal_gamma=0.0, means=DEFAULT_DELTA_MEANS,
+                  stds=DEFAULT_DELTA_STDS, wh_ratio_clip=DEFAULT_WH_RATIO_CLIP, grad_pred=None, grad_target=None):
+    """The arguments of torch.ops.alwa.box_loss; the gradients are asked for where the boxes
+    require grad unless grad_pred/grad_target say otherwise."""
+    return (
+        pred, target, weight, avg_factor, anchors, loss, reduction, box_format, eps, beta, alpha, focal_gamma,
+        list(means), list(stds), wh_ratio_clip,
+        pred.requires_grad if grad_pred is None else grad_pred,
+        target.requires_grad if grad_target is None else grad_target,
+    )
+
+
+def box_loss_op(*args, **kwargs):
+    """(loss, grad_pred, grad_target) of torch.ops.alwa.box_loss; arguments as box_loss_args."""
+    return torch.ops.alwa.box_loss(*box_loss_args(*args, **kwargs))
