@@ -85,39 +85,54 @@ def delta_pairs(n, *, seed, dtype=torch.float64, stds=DELTA_STDS, device="cpu") 
     return tuple(t.to(dtype=dtype, device=device) for t in (deltas, anchors, target))
 
 
-# (name, pred, target): xyxy pairs on which peers return NaN or inf, or where a formula has a
-# kink or a zero denominator; every kind must stay finite on all of them.
-DEGENERATE = [
-    ("identical", [1, 1, 3, 3], [1, 1, 3, 3]),
-    ("zero width", [1, 1, 1, 3], [0, 0, 2, 2]),
-    ("zero height", [1, 1, 3, 1], [0, 0, 2, 2]),
-    ("identical points", [2, 2, 2, 2], [2, 2, 2, 2]),
-    ("two points", [0, 0, 0, 0], [5, 5, 5, 5]),
-    ("touching edges", [0, 0, 1, 1], [1, 0, 2, 1]),
-    ("touching corners", [0, 0, 1, 1], [1, 1, 2, 2]),
-    ("far apart", [0, 0, 1, 1], [1000, 1000, 1001, 1001]),
-    ("inverted corners", [3, 3, 1, 1], [0, 0, 2, 2]),
-    ("identical inverted", [3, 3, 1, 1], [3, 3, 1, 1]),
-    ("tiny, identical", [0, 0, 1e-6, 1e-6], [0, 0, 1e-6, 1e-6]),
-    ("tiny, touching", [0, 0, 1e-6, 2e-6], [1e-6, 0, 2e-6, 1e-6]),
-    ("large: areas overflow float16", [0, 0, 3000, 2000], [1500, 1000, 4000, 3500]),
-    ("large, identical", [0, 0, 4000, 4000], [0, 0, 4000, 4000]),
-    ("nearly flat: GIoU's gradient exceeds float16's range", [0, 0, 0, 0], [0, 0, 1, 1e-7]),
-    ("point and inverted box: centres outside the corners' box", [0, 0, 0, 0], [0, 0, 0, -1]),
-    ("point outside a box", [0, 0, 0, 0], [1, 1, 3, 3]),
-    ("point at a corner", [0, 0, 0, 0], [0, 0, 1, 1]),
-    ("far apart, vertically aligned", [0, 0, 1, 1], [0, 500, 1, 501]),
-    ("inverted target", [0, 0, 4, 4], [4, 4, 0, 0]),
-    ("two inverted boxes", [2, 2, 1, 1], [3, 3, 1, 1]),
-    ("same centre, nested", [0, 0, 10, 10], [0, 3, 10, 7]),
-    ("large coordinates", [1000, 2000, 1100, 2150], [1004, 2001, 1107, 2148]),
-    ("large, nested", [0, 0, 4000, 3000], [10, 10, 3990, 2990]),
-    ("negative coordinates, identical", [-5, -5, 5, 5], [-5, -5, 5, 5]),
-    ("zero width against zero height", [0, 0, 0, 5], [0, 0, 5, 0]),
-    ("identical flat", [0, 0, 10, 0], [0, 0, 10, 0]),
-    ("tiny, nested", [0, 0, 1e-6, 1e-6], [0, 0, 2e-6, 1e-6]),
-    ("tinier than float32's squares", [0, 0, 1e-30, 1e-30], [1e-30, 0, 2e-30, 1e-30]),
-]
+# Pairs on which peers return NaN or inf, or where a formula has a kink or a zero
+# denominator; every kind must stay finite on all of them. One line a pair:
+# "name: pred x1 y1 x2 y2 | target x1 y1 x2 y2". "nearly flat": GIoU's gradient exceeds
+# float16's range; "point and inverted box": the centres lie outside the corners' box.
+_DEGENERATE_TABLE = """
+identical:                       1 1 3 3             | 1 1 3 3
+zero width:                      1 1 1 3             | 0 0 2 2
+zero height:                     1 1 3 1             | 0 0 2 2
+identical points:                2 2 2 2             | 2 2 2 2
+two points:                      0 0 0 0             | 5 5 5 5
+touching edges:                  0 0 1 1             | 1 0 2 1
+touching corners:                0 0 1 1             | 1 1 2 2
+far apart:                       0 0 1 1             | 1000 1000 1001 1001
+inverted corners:                3 3 1 1             | 0 0 2 2
+identical inverted:              3 3 1 1             | 3 3 1 1
+tiny, identical:                 0 0 1e-6 1e-6       | 0 0 1e-6 1e-6
+tiny, touching:                  0 0 1e-6 2e-6       | 1e-6 0 2e-6 1e-6
+large, areas overflow float16:   0 0 3000 2000       | 1500 1000 4000 3500
+large, identical:                0 0 4000 4000       | 0 0 4000 4000
+nearly flat:                     0 0 0 0             | 0 0 1 1e-7
+point and inverted box:          0 0 0 0             | 0 0 0 -1
+point outside a box:             0 0 0 0             | 1 1 3 3
+point at a corner:               0 0 0 0             | 0 0 1 1
+far apart, vertically aligned:   0 0 1 1             | 0 500 1 501
+inverted target:                 0 0 4 4             | 4 4 0 0
+two inverted boxes:              2 2 1 1             | 3 3 1 1
+same centre, nested:             0 0 10 10           | 0 3 10 7
+large coordinates:               1000 2000 1100 2150 | 1004 2001 1107 2148
+large, nested:                   0 0 4000 3000       | 10 10 3990 2990
+negative coordinates, identical: -5 -5 5 5           | -5 -5 5 5
+zero width against zero height:  0 0 0 5             | 0 0 5 0
+identical flat:                  0 0 10 0            | 0 0 10 0
+tiny, nested:                    0 0 1e-6 1e-6       | 0 0 2e-6 1e-6
+tinier than float32's squares:   0 0 1e-30 1e-30     | 1e-30 0 2e-30 1e-30
+"""
+
+
+def _parse_pairs(table):
+    pairs = []
+    for line in table.strip().splitlines():
+        name, _, boxes = line.rpartition(":")
+        pred, target = (list(map(float, side.split())) for side in boxes.split("|"))
+        pairs.append((name.strip(), pred, target))
+    return pairs
+
+
+# (name, pred, target), xyxy.
+DEGENERATE = _parse_pairs(_DEGENERATE_TABLE)
 DEGENERATE_NAMES = [name for name, _, _ in DEGENERATE]
 # Pairs of equal boxes of ordinary size: every kind's loss is (almost) 0 there.
 IDENTICAL_ORDINARY = ("identical", "large, identical", "negative coordinates, identical")
