@@ -1,6 +1,6 @@
 """alwa_ext against torchvision.ops, where torchvision is importable (the latest-torch CI
-environment has it): the same values and gradients on ordinary boxes, and finite numbers on
-the degenerate boxes where torchvision's are not."""
+environment has it), on every device: the same values and gradients on ordinary boxes, and
+finite numbers on the degenerate boxes where torchvision's are not."""
 from __future__ import annotations
 
 import pytest
@@ -36,17 +36,17 @@ TORCHVISION_NOT_FINITE = {
 EXACT = dict(rtol=1e-12, atol=1e-12)
 
 
-def ordinary_pairs(n=500, seed=0):
+def ordinary_pairs(n=500, seed=0, device="cpu"):
     generator = torch.Generator().manual_seed(seed)
     pred = random_boxes(n, generator=generator)
-    return pred, perturbed(pred, generator=generator)
+    return pred.to(device), perturbed(pred, generator=generator).to(device)
 
 
 def loss_and_grads(fn, pred, target):
     pred = pred.clone().requires_grad_()
     target = target.clone().requires_grad_()
     loss = fn(pred, target)
-    upstream = torch.linspace(0.5, 1.5, loss.numel(), dtype=loss.dtype).reshape(loss.shape)
+    upstream = torch.linspace(0.5, 1.5, loss.numel(), dtype=loss.dtype, device=loss.device).reshape(loss.shape)
     return (loss,) + torch.autograd.grad(loss, (pred, target), upstream)
 
 
@@ -56,8 +56,8 @@ def finite(tensors):
 
 @pytest.mark.parametrize("kind", sorted(LOSSES))
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
-def test_losses_and_gradients_equal_torchvision(kind, reduction):
-    pred, target = ordinary_pairs()
+def test_losses_and_gradients_equal_torchvision(kind, reduction, device):
+    pred, target = ordinary_pairs(device=device)
     ours = loss_and_grads(lambda p, t: alwa_ext.box_loss(p, t, kind, reduction=reduction), pred, target)
     theirs = loss_and_grads(lambda p, t: LOSSES[kind](p, t, reduction=reduction, eps=1e-7), pred, target)
     for name, a, b in zip(("loss", "grad_pred", "grad_target"), ours, theirs):
@@ -65,9 +65,9 @@ def test_losses_and_gradients_equal_torchvision(kind, reduction):
 
 
 @pytest.mark.parametrize("kind", sorted(PAIRWISE))
-def test_pairwise_similarity_and_gradients_equal_torchvision(kind):
-    boxes1, _ = ordinary_pairs(40, seed=1)
-    boxes2, _ = ordinary_pairs(30, seed=2)
+def test_pairwise_similarity_and_gradients_equal_torchvision(kind, device):
+    boxes1, _ = ordinary_pairs(40, seed=1, device=device)
+    boxes2, _ = ordinary_pairs(30, seed=2, device=device)
     ours = loss_and_grads(lambda a, b: alwa_ext.box_iou(a, b, kind, eps=0.0), boxes1, boxes2)
     theirs = loss_and_grads(PAIRWISE[kind], boxes1, boxes2)
     for name, a, b in zip(("value", "grad_boxes1", "grad_boxes2"), ours, theirs):
@@ -75,8 +75,8 @@ def test_pairwise_similarity_and_gradients_equal_torchvision(kind):
 
 
 @pytest.mark.parametrize("kind", sorted(LOSSES))
-def test_degenerate_boxes_finite_where_torchvision_is_not(kind):
-    pred, target = degenerate_pairs(torch.float64)
+def test_degenerate_boxes_finite_where_torchvision_is_not(kind, device):
+    pred, target = degenerate_pairs(torch.float64, device)
     not_finite = set()
     for i in range(len(pred)):
         ours = loss_and_grads(lambda p, t: alwa_ext.box_loss(p, t, kind, reduction="sum"), pred[i : i + 1], target[i : i + 1])
