@@ -58,7 +58,8 @@ PY
 # summary (the progress dots are left out); sets test_rc to its exit status.
 run_tests() {
   echo "command: python -m pytest -q -rfEs -m \"$2\" tests (timeout $1 s)" >>"$summary"
-  timeout "$1" "$PYTHON" -m pytest -q -rfEs -p no:cacheprovider -m "$2" tests >"$OUT/pytest.out" 2>&1
+  # SIGINT first: an interrupted pytest still prints its summary of what ran (exit status 124).
+  timeout -s INT -k 20 "$1" "$PYTHON" -m pytest -q -rfEs -p no:cacheprovider -m "$2" tests >"$OUT/pytest.out" 2>&1
   test_rc=$?
   cat "$OUT/pytest.out" >>"$log"
   section=$(sed -n '/short test summary info/,$p' "$OUT/pytest.out")
