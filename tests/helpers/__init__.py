@@ -6,6 +6,7 @@ random_boxes``):
 - ``compare``: a loss with its gradients, fused against the eager reference;
 - ``devices``: ``DEVICES`` (the ``device`` fixture's parameters) and ``requires_cuda``;
 - ``raw_ops``: direct torch.ops.alwa calls with the public wrappers' defaults;
+- ``variants``: every loss kind, and the options with their own code paths (Alpha-IoU, focal);
 - ``alwa``: ALWA's synthetic loss sequences and a helper feeding them to a module;
 - ``distributed``: multi-process (gloo) runs without port races.
 """
