@@ -1,19 +1,36 @@
-"""Plain PyTorch eager implementations of the fused ops.
+"""The eager references: plain implementations of what alwa_ext fuses, one per algorithm.
 
-Written from the formulas (not from the C++), with autograd providing the gradients. Tests use
-them as the independent reference and benchmarks as the "eager" provider. Half-precision
-inputs are computed in float32, like the kernels, and the result cast back.
+Written from the formulas and the published algorithms (not from the C++). Tests use them as
+the independent reference and benchmarks as the "eager" provider.
+
+- :func:`box_loss`, :func:`box_iou`: the box losses and pairwise similarities in plain PyTorch
+  (autograd provides the gradients; delta coding through :mod:`alwa_ext.deltas`). Half-precision
+  inputs are computed in float32, like the kernels, and the result cast back.
+- :func:`sigmoid_focal_loss`: the sigmoid focal loss of RetinaNet, for classification heads.
+- :func:`alwa_published`, :func:`alwa_pooled`, :class:`PublishedStyleALWA`: ALWA as the paper's
+  published training code runs it (host-side Python and NumPy), one iteration at a time.
 """
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .deltas import decode_deltas, encode_deltas
-from .kinds import AVG_FACTOR_EPS, DEFAULT_DELTA_MEANS, DEFAULT_DELTA_STDS, DEFAULT_WH_RATIO_CLIP, IOU_KINDS
+from .kinds import (
+    ALWA_MODES,
+    ALWA_UPDATES,
+    AVG_FACTOR_EPS,
+    DEFAULT_DELTA_MEANS,
+    DEFAULT_DELTA_STDS,
+    DEFAULT_WH_RATIO_CLIP,
+    IOU_KINDS,
+    REDUCTIONS,
+)
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -178,3 +195,193 @@ def box_iou(boxes1: Tensor, boxes2: Tensor, kind: str = "iou", *, box_format: st
     b = to_xyxy(boxes2.to(dtype), box_format)[None, :, :]
     a, b = torch.broadcast_tensors(a, b)
     return (1 - iou_family_loss(a, b, kind, eps)).to(out_dtype)
+
+
+# --------------------------------------------------------------------------- sigmoid focal loss
+
+
+def sigmoid_focal_loss(
+    logits: Tensor,
+    targets: Tensor,
+    *,
+    alpha: Optional[float] = 0.25,
+    gamma: float = 2.0,
+    weight: Optional[Tensor] = None,
+    reduction: str = "mean",
+    avg_factor: Optional[Union[float, Tensor]] = None,
+) -> Tensor:
+    """Sigmoid focal loss (Lin et al., RetinaNet) of ``logits`` (..., C), element by element:
+
+        -alpha_t * (1 - p_t)**gamma * log(p_t),   p = sigmoid(logits),
+        p_t = p where the target is 1 and 1 - p where it is 0, alpha_t = alpha or 1 - alpha alike,
+
+    extended linearly to soft targets t in [0, 1] as torchvision and mmdet do
+    (p_t = p t + (1 - p)(1 - t), the log term as binary cross-entropy).
+
+    Args:
+        targets: int64 class indices of shape ``logits.shape[:-1]``, where the value C is the
+            background (mmdet's convention: every class is a negative there), or float targets
+            of the logits' shape (torchvision's convention; soft targets allowed).
+        alpha: weight of the positives in [0, 1]; None or a negative value weighs nothing
+            (torchvision's ``alpha=-1``).
+        weight: per anchor (``logits.shape[:-1]``) or per element (``logits.shape``).
+        reduction, avg_factor: as mmdet's ``weight_reduce_loss``: ``"mean"`` divides the sum by
+            the element count, or by ``avg_factor + finfo(float32).eps``; ``"sum"``; ``"none"``
+            (which ignores avg_factor). avg_factor with ``"sum"`` is an error.
+
+    Written in log-sigmoid form: log p_t and 1 - p_t come from ``logsigmoid`` and ``sigmoid`` of
+    +-logits directly, never as 1 - p, so large |logits| give finite values and gradients and
+    keep their relative precision. Half-precision inputs are computed in float32.
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction: expected one of {', '.join(map(repr, REDUCTIONS))}, got {reduction!r}")
+    if avg_factor is not None and reduction == "sum":
+        raise ValueError("avg_factor: cannot be used with reduction='sum'")
+    out_dtype = logits.dtype
+    x = logits.to(_compute_dtype(logits.dtype))
+    if targets.is_floating_point():
+        if targets.shape != logits.shape:
+            raise ValueError(f"targets: float targets need the logits' shape {tuple(logits.shape)}, got {tuple(targets.shape)}")
+        t = targets.to(x.dtype)
+    else:
+        if targets.shape != logits.shape[:-1]:
+            raise ValueError(
+                f"targets: class indices need the shape {tuple(logits.shape[:-1])}, got {tuple(targets.shape)}"
+            )
+        num_classes = logits.shape[-1]
+        # One column more for the background, dropped: a background anchor is negative for all.
+        t = F.one_hot(targets.long(), num_classes + 1)[..., :num_classes].to(x.dtype)
+    # -log(p_t) = BCE with logits; 1 - p_t = t (1 - p) + (1 - t) p, with 1 - p = sigmoid(-x).
+    neg_log_p_t = -(t * F.logsigmoid(x) + (1 - t) * F.logsigmoid(-x))
+    one_minus_p_t = t * torch.sigmoid(-x) + (1 - t) * torch.sigmoid(x)
+    loss = neg_log_p_t * one_minus_p_t.pow(gamma)
+    if alpha is not None and alpha >= 0:
+        loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
+    if weight is not None:
+        weight = weight.to(x.dtype)
+        if weight.shape == logits.shape[:-1]:
+            weight = weight.unsqueeze(-1)
+        elif weight.shape != logits.shape:
+            raise ValueError(
+                f"weight: expected shape {tuple(logits.shape[:-1])} (per anchor) or {tuple(logits.shape)} "
+                f"(per element), got {tuple(weight.shape)}"
+            )
+        loss = loss * weight
+    if reduction == "none":
+        avg_factor = None
+    return reduce_loss(loss, reduction, avg_factor).to(out_dtype)
+
+
+# --------------------------------------------------------------------------- ALWA, as published
+
+
+def _check_alwa_options(mode: str, update: str, interval: int) -> None:
+    if mode not in ALWA_MODES:
+        raise ValueError(f"mode: expected one of {', '.join(map(repr, ALWA_MODES))}, got {mode!r}")
+    if update not in ALWA_UPDATES:
+        raise ValueError(f"update: expected one of {', '.join(map(repr, ALWA_UPDATES))}, got {update!r}")
+    if interval < 2:
+        raise ValueError(f"interval: expected an integer >= 2 (the std of a window has ddof 1), got {interval!r}")
+
+
+def _window_statistic(values: List[float], mode: str) -> float:
+    """ALWA_1: mean + std of a window, ALWA_2: its std (sample std, ddof = 1)."""
+    std = np.std(values, ddof=1)
+    return np.mean(values) + std if mode == "alwa1" else std
+
+
+def _reassigned_cls_weight(cls_weight: float, cls_values: List[float], reg_values: List[float], mode: str) -> float:
+    """The rule: if cls > reg, λcls = 1 - (cls - reg) / cls (an absolute assignment)."""
+    cls, reg = _window_statistic(cls_values, mode), _window_statistic(reg_values, mode)
+    return 1 - (cls - reg) / cls if cls > reg else cls_weight
+
+
+class PublishedStyleALWA:
+    """ALWA as the paper's published training code runs it, on the host.
+
+    The weights are Python floats; each iteration's losses are read back to the host
+    (``.item()`` when they are tensors) and appended to Python lists, the recorded values being
+    the weighted losses (``update="paper"``, the published rule) or the unweighted ones
+    (``update="stable"``); every ``interval`` recorded values the window statistics (NumPy, std
+    with ddof = 1) reassign λcls and the lists are emptied. An iteration whose losses or recorded
+    values are not finite is not recorded (our extension; the published code has no such case).
+
+    ``step(loss_cls, loss_reg)`` runs one iteration on numbers; calling the object with 0-dim
+    tensors weights them by the weights in force, then steps (what a host-side training loop
+    does, and what benchmarks.bench_alwa times against :class:`alwa_ext.ALWA`).
+    """
+
+    def __init__(self, mode: str = "alwa2", interval: int = 100, cls_weight: float = 1.0, reg_weight: float = 1.0,
+                 update: str = "paper") -> None:
+        _check_alwa_options(mode, update, interval)
+        self.mode, self.interval, self.update = mode, interval, update
+        self.cls_weight, self.reg_weight = float(cls_weight), float(reg_weight)
+        self.cls_history: List[float] = []
+        self.reg_history: List[float] = []
+
+    def record(self, loss_cls: float, loss_reg: float) -> None:
+        """Appends one iteration's recorded values to the windows (nothing if not finite)."""
+        loss_cls, loss_reg = float(loss_cls), float(loss_reg)
+        paper = self.update == "paper"
+        cls_value = self.cls_weight * loss_cls if paper else loss_cls
+        reg_value = self.reg_weight * loss_reg if paper else loss_reg
+        if all(math.isfinite(v) for v in (loss_cls, loss_reg, cls_value, reg_value)):
+            self.cls_history.append(cls_value)
+            self.reg_history.append(reg_value)
+
+    def close_window(self) -> None:
+        """Reassigns λcls from the windows' statistics and empties them."""
+        self.cls_weight = _reassigned_cls_weight(self.cls_weight, self.cls_history, self.reg_history, self.mode)
+        self.cls_history, self.reg_history = [], []
+
+    def step(self, loss_cls: float, loss_reg: float) -> None:
+        """One iteration: record, and close the window once it holds ``interval`` values."""
+        self.record(loss_cls, loss_reg)
+        if len(self.cls_history) == self.interval:
+            self.close_window()
+
+    def __call__(self, loss_cls: Tensor, loss_reg: Tensor) -> Tuple[Tensor, Tensor]:
+        weighted = loss_cls * self.cls_weight, loss_reg * self.reg_weight
+        self.step(loss_cls.item(), loss_reg.item())
+        return weighted
+
+
+def alwa_published(cls_losses, reg_losses, *, mode: str = "alwa2", interval: int = 100, cls_weight: float = 1.0,
+                   reg_weight: float = 1.0, update: str = "paper") -> Tuple[np.ndarray, np.ndarray]:
+    """The published algorithm over whole loss sequences. Returns (applied, after): per
+    iteration the [λcls, λreg] that weighted its losses and the [λcls, λreg] in force after it,
+    float64 arrays of shape (n, 2)."""
+    alwa = PublishedStyleALWA(mode, interval, cls_weight, reg_weight, update)
+    applied, after = [], []
+    for loss_cls, loss_reg in zip(cls_losses, reg_losses):
+        applied.append((alwa.cls_weight, alwa.reg_weight))
+        alwa.step(loss_cls, loss_reg)
+        after.append((alwa.cls_weight, alwa.reg_weight))
+    return np.array(applied, dtype=np.float64), np.array(after, dtype=np.float64)
+
+
+def alwa_pooled(rank_cls_losses, rank_reg_losses, *, mode: str = "alwa2", interval: int = 100, cls_weight: float = 1.0,
+                reg_weight: float = 1.0, update: str = "paper") -> np.ndarray:
+    """Distributed ALWA over R ranks (rank_*_losses of shape (R, n)): every ``interval`` calls
+    the values every rank recorded are pooled and the rule applied to the concatenation (in
+    rank order), if it holds two values at least. Returns ``after`` of shape (n, 2), the same
+    on every rank."""
+    rank_cls_losses = np.asarray(rank_cls_losses, dtype=np.float64)
+    rank_reg_losses = np.asarray(rank_reg_losses, dtype=np.float64)
+    num_ranks, num_calls = rank_cls_losses.shape
+    ranks = [PublishedStyleALWA(mode, interval, cls_weight, reg_weight, update) for _ in range(num_ranks)]
+    pool = PublishedStyleALWA(mode, interval, cls_weight, reg_weight, update)
+    after = []
+    for call in range(num_calls):
+        for rank, alwa in enumerate(ranks):
+            alwa.record(rank_cls_losses[rank, call], rank_reg_losses[rank, call])
+        if (call + 1) % interval == 0:
+            pool.cls_history = [v for alwa in ranks for v in alwa.cls_history]
+            pool.reg_history = [v for alwa in ranks for v in alwa.reg_history]
+            if len(pool.cls_history) >= 2:
+                pool.close_window()
+            for alwa in ranks:
+                alwa.cls_weight = pool.cls_weight
+                alwa.cls_history, alwa.reg_history = [], []
+        after.append((pool.cls_weight, pool.reg_weight))
+    return np.array(after, dtype=np.float64)

@@ -1,55 +1,43 @@
-"""Cost per iteration of ALWA: the fused on-device module against a host-side implementation
-in the published style (Python lists, .item() every iteration, NumPy statistics every C).
+"""Cost per iteration of ALWA: the fused on-device module against the published style
+(alwa_ext.reference.PublishedStyleALWA: Python lists, .item() every iteration, NumPy
+statistics every C).
 
 Two workloads:
   weighting  only the weighting of two 0-dim losses (what ALWA itself costs);
   train_step a small detection-head training step (conv head, BCE + smooth-L1, backward,
              SGD), where the published style's .item() also stalls the device pipeline.
-Results are appended to benchmarks/results/alwa.csv (device, torch version, date).
+Each timed call is a block of iterations run back to back (a whole window for the weighting),
+so that on CUDA the published style's per-iteration sync shows; the providers take turns block
+by block (benchmarks.common.time_interleaved) and the rows give ms per iteration.
 
-    python -m benchmarks.bench_alwa [--device cpu|cuda] [--iters N]
+    python -m benchmarks.bench_alwa [--device cpu|cuda] [--blocks N]
+
+Rows are appended to benchmarks/results/bench_alwa.jsonl.
 """
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime
 import os
-import time
+import sys
 
-import numpy as np
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 import torch
 
 import alwa_ext
+from alwa_ext.reference import PublishedStyleALWA
+from benchmarks.common import RESULTS, describe, environment, finish_run, summary_ms, time_interleaved
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "alwa.csv")
-
-
-class PublishedStyleALWA:
-    """ALWA_2 as the published code does it: weights are Python floats, the weighted losses
-    are read back with .item() each iteration, the statistics are NumPy's."""
-
-    def __init__(self, interval=100):
-        self.interval = interval
-        self.cls_weight, self.reg_weight = 1.0, 1.0
-        self.cls_history, self.reg_history = [], []
-
-    def __call__(self, loss_cls, loss_reg):
-        weighted_cls, weighted_reg = loss_cls * self.cls_weight, loss_reg * self.reg_weight
-        self.cls_history.append(weighted_cls.item())
-        self.reg_history.append(weighted_reg.item())
-        if len(self.cls_history) % self.interval == 0:
-            cls, reg = np.std(self.cls_history, ddof=1), np.std(self.reg_history, ddof=1)
-            if cls > reg:
-                self.cls_weight = 1 - (cls - reg) / cls
-            self.cls_history, self.reg_history = [], []
-        return weighted_cls, weighted_reg
+RESULTS_FILE = os.path.join(RESULTS, "bench_alwa.jsonl")
+PROVIDERS = ("fused", "fused_compiled", "published")
+INTERVAL = 100
 
 
-def make_weighter(provider, interval, device):
+def make_weighter(provider, device):
     if provider == "published":
-        return PublishedStyleALWA(interval)
-    alwa = alwa_ext.ALWA(mode="alwa2", interval=interval).to(device)
+        return PublishedStyleALWA(mode="alwa2", interval=INTERVAL)
+    alwa = alwa_ext.ALWA(mode="alwa2", interval=INTERVAL).to(device)
     if provider == "fused":
         return alwa
     if provider == "fused_compiled":
@@ -57,24 +45,8 @@ def make_weighter(provider, interval, device):
     raise ValueError(provider)
 
 
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_per_iter(step, iters, device, warmup=20):
-    for _ in range(warmup):
-        step()
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        step()
-    synchronize(device)
-    return (time.perf_counter() - start) / iters * 1e6
-
-
-def bench_weighting(provider, device, iters, interval=100):
-    weighter = make_weighter(provider, interval, device)
+def weighting_step(provider, device):
+    weighter = make_weighter(provider, device)
     losses = [(torch.rand((), device=device) + 1, torch.rand((), device=device)) for _ in range(64)]
     counter = iter(range(1 << 62))
 
@@ -82,7 +54,7 @@ def bench_weighting(provider, device, iters, interval=100):
         loss_cls, loss_reg = losses[next(counter) % 64]
         weighter(loss_cls, loss_reg)
 
-    return time_per_iter(step, iters, device)
+    return step
 
 
 # A RetinaNet-like head on one FPN level: (channels, batch, size). The CPU gets a smaller
@@ -90,14 +62,14 @@ def bench_weighting(provider, device, iters, interval=100):
 TRAIN_SHAPES = {"cuda": (256, 8, 64), "cpu": (64, 2, 32)}
 
 
-def bench_train_step(provider, device, iters, interval=100, anchors=9):
+def train_step(provider, device, anchors=9):
     torch.manual_seed(0)
     channels, batch, size = TRAIN_SHAPES[device.type]
     head = torch.nn.Sequential(
         torch.nn.Conv2d(channels, channels, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(channels, anchors * 5, 3, padding=1)
     ).to(device)
     optimizer = torch.optim.SGD(head.parameters(), lr=1e-3)
-    weighter = make_weighter(provider, interval, device)
+    weighter = make_weighter(provider, device)
     features = torch.randn(batch, channels, size, size, device=device)
     labels = (torch.rand(batch, anchors, size, size, device=device) > 0.9).float()
     targets = torch.randn(batch, anchors * 4, size, size, device=device)
@@ -111,47 +83,50 @@ def bench_train_step(provider, device, iters, interval=100, anchors=9):
         (weighted_cls + weighted_reg).backward()
         optimizer.step()
 
-    return time_per_iter(step, iters, device, warmup=5)
+    return step
 
 
-def device_name(device):
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({torch.get_num_threads()} threads)"
+def block(step, iterations):
+    def run():
+        for _ in range(iterations):
+            step()
+
+    return run
 
 
-def main():
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--iters", type=int, default=5000, help="iterations of the weighting workload")
-    parser.add_argument("--train-iters", type=int, default=None, help="iterations of the train_step workload")
-    parser.add_argument("--providers", default="fused,fused_compiled,published")
+    parser.add_argument("--blocks", type=int, default=41, help="timed blocks (of 100 iterations) per provider, weighting")
+    parser.add_argument("--train-blocks", type=int, default=21, help="timed blocks per provider, train_step")
+    parser.add_argument("--train-block", type=int, default=None, help="iterations per block of train_step (default 10 on CUDA, 2 on CPU)")
+    parser.add_argument("--providers", nargs="+", choices=PROVIDERS, default=list(PROVIDERS))
     parser.add_argument("--no-train-step", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--out", default=RESULTS_FILE)
+    parser.add_argument("--no-save", action="store_true")
+    args = parser.parse_args(argv)
     device = torch.device(args.device)
-    train_iters = args.train_iters or (200 if device.type == "cuda" else 50)
+    env = environment(device)
+    print(describe(env), flush=True)
+    channels, batch, size = TRAIN_SHAPES[device.type]
+    workloads = [("weighting", "0-dim losses", weighting_step, INTERVAL, args.blocks)]
+    if not args.no_train_step:
+        train_block = args.train_block or (10 if device.type == "cuda" else 2)
+        shape = f"conv head {channels}->45 ch, input {batch}x{channels}x{size}x{size}"
+        workloads.append(("train_step", shape, train_step, train_block, args.train_blocks))
     rows = []
-    date = datetime.datetime.now().isoformat(timespec="seconds")
-    for provider in args.providers.split(","):
-        workloads = [("weighting", "0-dim losses", lambda: bench_weighting(provider, device, args.iters))]
-        if not args.no_train_step:
-            channels, batch, size = TRAIN_SHAPES[device.type]
-            shape = f"conv head {channels}->45 ch, input {batch}x{channels}x{size}x{size}"
-            workloads.append(("train_step", shape, lambda: bench_train_step(provider, device, train_iters)))
-        for workload, shape, fn in workloads:
-            us = fn()
-            rows.append(dict(date=date, device=device_name(device), torch=torch.__version__, alwa_ext=alwa_ext.__version__,
-                             workload=workload, shape=shape, provider=provider, interval=100, us_per_iter=round(us, 2)))
-            print(f"{workload:>10} {provider:>15}: {us:10.2f} us/iter")
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    new_file = not os.path.exists(RESULTS)
-    with open(RESULTS, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        if new_file:
-            writer.writeheader()
-        writer.writerows(rows)
-    print(f"appended {len(rows)} rows to {RESULTS}")
+    for workload, shape, make_step, iterations, blocks in workloads:
+        calls = {provider: block(make_step(provider, device), iterations) for provider in args.providers}
+        times = time_interleaved(calls, repeats=blocks, warmup=2, device=device)
+        for provider, seconds in times.items():
+            row = dict(env, bench="alwa", workload=workload, shape=shape, provider=provider, interval=INTERVAL,
+                       iterations_per_call=iterations, repeats=blocks, **summary_ms([s / iterations for s in seconds]))
+            rows.append(row)
+            print(f"{workload:>10} {provider:>15}: {row['median_ms'] * 1e3:10.2f} us/iter "
+                  f"[{row['p20_ms'] * 1e3:.2f}-{row['p80_ms'] * 1e3:.2f}]", flush=True)
+    finish_run(rows, None if args.no_save else args.out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,24 +6,24 @@ Providers: ``fused`` (alwa_ext.box_loss: one pass, gradient computed with the lo
 ``torchvision`` (torchvision.ops' GIoU/DIoU/CIoU losses, where importable).
 
 Modes: ``forward`` (the training forward: inputs require grad), ``backward`` (backward alone,
-after an untimed forward) and ``full`` (forward + backward). Every measurement warms up first,
-then the providers take turns call by call (so a drifting machine affects them alike); each
-row reports the median and the 20th/80th percentiles, and on CUDA the peak memory of one call.
-Ratios are computed within one run.
+after an untimed forward) and ``full`` (forward + backward). Timing and results follow
+benchmarks.common: warm-up, providers taking turns call by call, median and 20th/80th
+percentiles, CUDA events and the peak memory of one call on CUDA; ratios within one run.
 
     python -m benchmarks.bench_losses                       # default grid, CPU (~10 min, 2 cores)
     python -m benchmarks.bench_losses --kinds ciou --sizes 1048576 --modes full forward backward
     python -m benchmarks.bench_losses --device cuda --dtype float16
-    python -m benchmarks.plot                              # charts of the latest run
+    python -m benchmarks.bench_cuda                         # the CUDA grid, targets and README table
+    python -m benchmarks.plot --markdown                    # charts and tables of the latest run
 
-Rows are appended to benchmarks/results/bench_losses.jsonl with the device, CPU ISA, threads,
-torch version, commit, date and load average.
+Rows are appended to benchmarks/results/bench_losses.jsonl.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import time
 from typing import Callable, Dict, List, Optional
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
@@ -33,25 +33,25 @@ import torch
 
 import alwa_ext
 from alwa_ext import reference
-from benchmarks.common import RESULTS, Timer, append_rows, environment, interleaved, load_average, summary_ms
+from alwa_ext.kinds import LOSS_KINDS
+from benchmarks.common import (
+    RESULTS,
+    describe,
+    environment,
+    finish_run,
+    keep_compiled_graphs,
+    make_boxes,
+    peak_memory_mb,
+    summary_ms,
+    time_interleaved,
+)
 
-KINDS = ("iou", "giou", "diou", "ciou", "l1", "smooth_l1")
 DEFAULT_KINDS = ("ciou", "giou", "diou", "l1", "smooth_l1")
 DEFAULT_SIZES = (256, 4096, 65536, 1 << 20, 1 << 22)
 MODES = ("forward", "backward", "full")
 PROVIDERS = ("fused", "eager", "compiled", "torchvision")
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
 RESULTS_FILE = os.path.join(RESULTS, "bench_losses.jsonl")
-
-
-def make_boxes(n: int, dtype: torch.dtype, device: torch.device, seed: int = 0):
-    """Predictions near their targets (like matched anchors after some training): xyxy, positive sizes."""
-    g = torch.Generator().manual_seed(seed)
-    xy = torch.rand(n, 2, generator=g) * 512
-    wh = torch.rand(n, 2, generator=g) * 128 + 4
-    target = torch.cat([xy, xy + wh], 1)
-    pred = target + torch.randn(n, 4, generator=g) * 0.15 * wh.repeat(1, 2)
-    return pred.to(device=device, dtype=dtype), target.to(device=device, dtype=dtype)
 
 
 def torchvision_loss(kind: str) -> Optional[Callable]:
@@ -88,31 +88,17 @@ def make_providers(kind: str, names: List[str]) -> Dict[str, Callable]:
     return out
 
 
-def one_call(timer: Timer, fn: Callable, mode: str, pred: torch.Tensor, target: torch.Tensor) -> float:
-    """Seconds for one call of `fn` in `mode`; pred (a leaf requiring grad) has its grad cleared."""
-    pred.grad = None
+def mode_calls(fn: Callable, mode: str, pred: torch.Tensor, target: torch.Tensor):
+    """(prepare, call) of one timed call of `fn` in `mode`; pred is a leaf requiring grad."""
+    def forward():
+        pred.grad = None
+        return fn(pred, target)
+
     if mode == "forward":
-        return timer(lambda: fn(pred, target))
+        return None, forward
     if mode == "backward":
-        state = {}
-        return timer(lambda: state["loss"].backward(), before=lambda: state.update(loss=fn(pred, target)))
-    return timer(lambda: fn(pred, target).backward())
-
-
-def peak_memory_mb(fn: Callable, mode: str, pred: torch.Tensor, target: torch.Tensor) -> Optional[float]:
-    """CUDA memory allocated at the peak of one call, above what was allocated before it."""
-    if pred.device.type != "cuda":
-        return None
-    pred.grad = None
-    torch.cuda.synchronize()
-    before = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    loss = fn(pred, target)
-    if mode != "forward":
-        loss.backward()
-    torch.cuda.synchronize()
-    del loss
-    return (torch.cuda.max_memory_allocated() - before) / 2**20
+        return forward, lambda loss: loss.backward()
+    return None, lambda: forward().backward()
 
 
 def default_repeats(n: int) -> int:
@@ -120,57 +106,67 @@ def default_repeats(n: int) -> int:
     return max(5, min(100, (1 << 24) // n))
 
 
-def run(args) -> List[Dict[str, object]]:
-    device = torch.device(args.device)
+def measure_case(kind: str, n: int, providers: Dict[str, Callable], args, env, add_fields=None) -> List[Dict[str, object]]:
+    """The rows of one (kind, N): every mode, every provider, interleaved."""
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    base_pred, target = make_boxes(n, dtype, device)
+    repeats = args.repeats or default_repeats(n)
+    rows = []
+    for mode in args.modes:
+        preds = {name: base_pred.clone().requires_grad_() for name in providers}
+        prepare, calls = {}, {}
+        for name, fn in providers.items():
+            before, call = mode_calls(fn, mode, preds[name], target)
+            calls[name] = call
+            if before is not None:
+                prepare[name] = before
+        times = time_interleaved(calls, repeats=repeats, warmup=args.warmup, device=device, prepare=prepare)
+        medians = {}
+        for name, seconds in times.items():
+            _, full = mode_calls(providers[name], "forward" if mode == "forward" else "full", preds[name], target)
+            row = dict(env, bench="losses", kind=kind, n=n, dtype=args.dtype, mode=mode, provider=name,
+                       repeats=repeats, warmup=args.warmup, **summary_ms(seconds),
+                       peak_mem_mb=peak_memory_mb(full, device))
+            if add_fields is not None:
+                row.update(add_fields(row))
+            medians[name] = row["median_ms"]
+            rows.append(row)
+        line = "  ".join(f"{name} {ms:9.3f}" for name, ms in medians.items())
+        ratios = "  ".join(f"x{medians[o] / medians['fused']:.1f} vs {o}" for o in medians if o != "fused" and "fused" in medians)
+        print(f"{kind:9s} n={n:<8d} {mode:8s} ms: {line}   {ratios}", flush=True)
+    return rows
+
+
+def run(args, cases=None, add_fields=None) -> List[Dict[str, object]]:
+    """Measures `cases` ((kind, N) pairs; default: every kind x size of args) and saves the rows.
+    Once args.compile_budget_s seconds have passed, later cases leave out ``compiled``.
+    ``add_fields(row)``, where given, returns fields to add to each row before it is saved."""
+    started = time.monotonic()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.isa:
         alwa_ext.cpu.set_isa(args.isa)
-    # Every (kind, N, grad mode) is its own static graph; keep them all compiled.
-    for name in ("cache_size_limit", "recompile_limit", "accumulated_cache_size_limit", "accumulated_recompile_limit"):
-        if hasattr(torch._dynamo.config, name):
-            setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 1024))
-    dtype = DTYPES[args.dtype]
-    env = environment(device)
-    timer = Timer(device)
+    keep_compiled_graphs()
+    env = dict(environment(args.device), **(args.extra_env or {}))
+    print(describe(env), flush=True)
     rows = []
-    print(f"# {env['device_name']} | {env['device']} | isa {env['cpu_isa']} | {env['threads']} threads | "
-          f"torch {env['torch']} | commit {env['commit']} | load {env['load_avg_start']}", flush=True)
-    for kind in args.kinds:
-        providers = make_providers(kind, args.providers)
-        for n in args.sizes:
-            base_pred, target = make_boxes(n, dtype, device)
-            repeats = args.repeats or default_repeats(n)
-            for mode in args.modes:
-                preds = {name: base_pred.clone().requires_grad_() for name in providers}
-                calls = {name: (lambda name=name: one_call(timer, providers[name], mode, preds[name], target)) for name in providers}
-                for _ in range(args.warmup):
-                    for call in calls.values():
-                        call()
-                times = interleaved(calls, repeats)
-                result = {}
-                for name, seconds in times.items():
-                    row = dict(env, bench="losses", kind=kind, n=n, dtype=args.dtype, mode=mode, provider=name,
-                               repeats=repeats, warmup=args.warmup, **summary_ms(seconds),
-                               peak_mem_mb=peak_memory_mb(providers[name], mode, preds[name], target))
-                    result[name] = row["median_ms"]
-                    rows.append(row)
-                line = "  ".join(f"{name} {ms:9.3f}" for name, ms in result.items())
-                ratios = "  ".join(f"x{result[other] / result['fused']:.1f} vs {other}" for other in result if other != "fused" and "fused" in result)
-                print(f"{kind:9s} n={n:<8d} {mode:8s} ms: {line}   {ratios}", flush=True)
-    load_end = load_average()
-    for row in rows:
-        row["load_avg_end"] = load_end
-    print(f"# load average at the end: {load_end}", flush=True)
-    if not args.no_save:
-        append_rows(args.out, rows)
-        print(f"# {len(rows)} rows appended to {os.path.relpath(args.out)}")
+    for kind, n in cases or [(k, n) for k in args.kinds for n in args.sizes]:
+        names = list(args.providers)
+        if args.compile_budget_s is not None and time.monotonic() - started > args.compile_budget_s and "compiled" in names:
+            names.remove("compiled")
+            print(f"# compile budget of {args.compile_budget_s:.0f} s spent: {kind} n={n} without torch.compile", flush=True)
+        rows += measure_case(kind, n, make_providers(kind, names), args, env, add_fields)
+        if torch.device(args.device).type == "cuda":
+            torch.cuda.empty_cache()
+    finish_run(rows, None if args.no_save else args.out)
     return rows
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(DEFAULT_KINDS))
+def parser(description=None, **defaults) -> argparse.ArgumentParser:
+    """The options of this benchmark; bench_cuda reuses them with its own defaults."""
+    p = argparse.ArgumentParser(description=description or __doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--kinds", nargs="+", choices=LOSS_KINDS, default=list(DEFAULT_KINDS))
     p.add_argument("--sizes", nargs="+", type=int, default=list(DEFAULT_SIZES), help="numbers of boxes N")
     p.add_argument("--modes", nargs="+", choices=MODES, default=["full"])
     p.add_argument("--providers", nargs="+", choices=PROVIDERS, default=list(PROVIDERS))
@@ -180,8 +176,16 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=3, help="untimed calls per provider first (torch.compile compiles here)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--isa", choices=["scalar", "avx2", "avx512"], help="force alwa_ext's CPU path (default: the widest)")
+    p.add_argument("--compile-budget-s", type=float, default=None,
+                   help="after this many seconds, measure the remaining cases without torch.compile")
     p.add_argument("--out", default=RESULTS_FILE, help="JSON-lines file the rows are appended to")
     p.add_argument("--no-save", action="store_true", help="print only")
+    p.set_defaults(extra_env=None, **defaults)
+    return p
+
+
+def parse_args(argv=None, p=None):
+    p = p or parser()
     args = p.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device")

@@ -10,20 +10,21 @@ turns call by call:
   own.
 * ``standin`` -- a stand-in for a RetinaNet loss stage, clearly not a detector: head outputs for
   B images x A anchors (leaf tensors: class logits (B, A, C) and box deltas (B, A, 4)), deltas
-  decoded onto the anchors, the box loss over every anchor with a positive-mask weight and
-  ``avg_factor`` = number of positives (the no-sync formulation the harness uses), a sigmoid
-  focal loss over all anchors and classes, and backward through both.
+  decoded onto the anchors (alwa_ext.decode_deltas), the box loss over every anchor with a
+  positive-mask weight and ``avg_factor`` = number of positives (the no-sync formulation the
+  harness uses), the sigmoid focal loss over all anchors and classes
+  (alwa_ext.reference.sigmoid_focal_loss, labels with a background class), and backward
+  through both.
 
     python -m benchmarks.bench_train_step                   # auto: harness if importable, and the stand-in
     python -m benchmarks.bench_train_step --workload standin --anchors 100000 --kind giou
 
-Rows go to benchmarks/results/bench_train_step.jsonl.
+Timing and results follow benchmarks.common; rows go to benchmarks/results/bench_train_step.jsonl.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import sys
 from typing import Callable, Dict, List
@@ -34,7 +35,9 @@ if __package__ in (None, ""):
 import torch
 
 import alwa_ext
-from benchmarks.common import RESULTS, Timer, append_rows, environment, interleaved, load_average, summary_ms
+from alwa_ext.kinds import LOSS_KINDS
+from alwa_ext.reference import sigmoid_focal_loss
+from benchmarks.common import RESULTS, describe, environment, finish_run, summary_ms, time_interleaved
 
 RESULTS_FILE = os.path.join(RESULTS, "bench_train_step.jsonl")
 
@@ -54,43 +57,33 @@ def box_loss_backend(name: str):
 # ----------------------------------------------------------------------------- stand-in
 
 
-def decode(anchors, deltas, clip=math.log(1000.0 / 16)):
-    """mmdet-style delta decoding (means 0, stds 1): xyxy boxes from (dx, dy, dw, dh)."""
-    wa, ha = anchors[..., 2] - anchors[..., 0], anchors[..., 3] - anchors[..., 1]
-    xa, ya = anchors[..., 0] + 0.5 * wa, anchors[..., 1] + 0.5 * ha
-    dx, dy, dw, dh = deltas.unbind(-1)
-    x, y = xa + dx * wa, ya + dy * ha
-    w, h = wa * dw.clamp(max=clip).exp(), ha * dh.clamp(max=clip).exp()
-    return torch.stack([x - 0.5 * w, y - 0.5 * h, x + 0.5 * w, y + 0.5 * h], -1)
-
-
-def sigmoid_focal_loss_sum(logits, targets, alpha=0.25, gamma=2.0):
-    p = logits.sigmoid()
-    ce = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-    p_t = p * targets + (1 - p) * (1 - targets)
-    return (ce * (1 - p_t) ** gamma * (alpha * targets + (1 - alpha) * (1 - targets))).sum()
+def standin_inputs(args):
+    """Anchors, targets near them, which anchors are positive, and their count (a tensor)."""
+    g = torch.Generator().manual_seed(0)
+    b, a = args.images, args.anchors
+    xy = torch.rand(a, 2, generator=g) * 800
+    anchors = torch.cat([xy, xy + torch.rand(a, 2, generator=g) * 200 + 16], 1).expand(b, a, 4)
+    positive = torch.rand(b, a, generator=g) < args.positive_fraction
+    # Targets near their anchors; what negatives are matched to does not matter (weight 0).
+    target_boxes = alwa_ext.decode_deltas(torch.randn(b, a, 4, generator=g) * 0.2, anchors)
+    num_positive = positive.sum().float().clamp(min=1.0)
+    deltas = (torch.randn(b, a, 4, generator=g) * 0.2).requires_grad_()
+    return g, anchors, positive, target_boxes, num_positive, deltas
 
 
 def standin_step(args) -> Callable[[], None]:
-    g = torch.Generator().manual_seed(0)
+    g, anchors, positive, target_boxes, num_positive, deltas = standin_inputs(args)
     b, a, c = args.images, args.anchors, args.classes
-    xy = torch.rand(a, 2, generator=g) * 800
-    anchors = torch.cat([xy, xy + torch.rand(a, 2, generator=g) * 200 + 16], 1)
-    positive = torch.rand(b, a, generator=g) < args.positive_fraction
-    # Targets near their anchors; what negatives are matched to does not matter (weight 0).
-    target_boxes = decode(anchors.expand(b, a, 4), torch.randn(b, a, 4, generator=g) * 0.2)
-    labels = torch.randint(0, c, (b, a), generator=g)
-    cls_targets = torch.nn.functional.one_hot(labels, c).float() * positive[..., None]
-    num_positive = positive.sum().float().clamp(min=1.0)
+    # Class indices, the value c being the background (mmdet's convention).
+    labels = torch.where(positive, torch.randint(0, c, (b, a), generator=g), torch.full((b, a), c))
     weight = positive.float()
     cls_logits = (torch.randn(b, a, c, generator=g) - 4).requires_grad_()
-    deltas = (torch.randn(b, a, 4, generator=g) * 0.2).requires_grad_()
 
     def step():
         cls_logits.grad = deltas.grad = None
-        pred_boxes = decode(anchors.expand(b, a, 4), deltas)
+        pred_boxes = alwa_ext.decode_deltas(deltas, anchors)
         loss_reg = alwa_ext.box_loss(pred_boxes, target_boxes, args.kind, weight=weight, avg_factor=num_positive)
-        loss_cls = sigmoid_focal_loss_sum(cls_logits, cls_targets) / num_positive
+        loss_cls = sigmoid_focal_loss(cls_logits, labels, avg_factor=num_positive)
         (loss_cls + loss_reg).backward()
 
     return step
@@ -98,19 +91,12 @@ def standin_step(args) -> Callable[[], None]:
 
 def standin_box_loss_only(args) -> Callable[[], None]:
     """The regression part of the stand-in alone (decode + box loss + backward)."""
-    g = torch.Generator().manual_seed(0)
-    b, a = args.images, args.anchors
-    xy = torch.rand(a, 2, generator=g) * 800
-    anchors = torch.cat([xy, xy + torch.rand(a, 2, generator=g) * 200 + 16], 1)
-    positive = torch.rand(b, a, generator=g) < args.positive_fraction
-    target_boxes = decode(anchors.expand(b, a, 4), torch.randn(b, a, 4, generator=g) * 0.2)
-    num_positive = positive.sum().float().clamp(min=1.0)
+    _, anchors, positive, target_boxes, num_positive, deltas = standin_inputs(args)
     weight = positive.float()
-    deltas = (torch.randn(b, a, 4, generator=g) * 0.2).requires_grad_()
 
     def step():
         deltas.grad = None
-        pred_boxes = decode(anchors.expand(b, a, 4), deltas)
+        pred_boxes = alwa_ext.decode_deltas(deltas, anchors)
         alwa_ext.box_loss(pred_boxes, target_boxes, args.kind, weight=weight, avg_factor=num_positive).backward()
 
     return step
@@ -152,7 +138,6 @@ def harness_step(args) -> Callable[[], None]:
 
 
 def measure(name: str, make_step: Callable, args, env) -> List[Dict[str, object]]:
-    timer = Timer(torch.device("cpu"))
     steps = {}
     for backend in ("fused", "eager"):
         with box_loss_backend(backend):
@@ -160,13 +145,10 @@ def measure(name: str, make_step: Callable, args, env) -> List[Dict[str, object]
 
     def call(backend):
         with box_loss_backend(backend):
-            return timer(steps[backend])
+            steps[backend]()
 
     calls = {backend: (lambda backend=backend: call(backend)) for backend in steps}
-    for _ in range(args.warmup):
-        for fn in calls.values():
-            fn()
-    times = interleaved(calls, args.repeats)
+    times = time_interleaved(calls, repeats=args.repeats, warmup=args.warmup)
     rows = []
     for backend, seconds in times.items():
         rows.append(dict(env, bench="train_step", workload=name, provider=backend, kind=args.kind, images=args.images,
@@ -183,7 +165,7 @@ def measure(name: str, make_step: Callable, args, env) -> List[Dict[str, object]
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workload", choices=["auto", "harness", "standin"], default="auto")
-    p.add_argument("--kind", default="ciou", choices=["iou", "giou", "diou", "ciou", "l1", "smooth_l1"])
+    p.add_argument("--kind", default="ciou", choices=LOSS_KINDS)
     p.add_argument("--images", type=int, default=2)
     p.add_argument("--anchors", type=int, default=100_000, help="stand-in: anchors per image")
     p.add_argument("--classes", type=int, default=80, help="stand-in: classes")
@@ -198,8 +180,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     env = environment(torch.device("cpu"))
-    print(f"# {env['device_name']} | isa {env['cpu_isa']} | {env['threads']} threads | torch {env['torch']} | "
-          f"commit {env['commit']} | load {env['load_avg_start']}", flush=True)
+    print(describe(env), flush=True)
     rows = []
     if args.workload == "harness" or (args.workload == "auto" and harness_available()):
         rows += measure("harness", harness_step, args, env)
@@ -208,13 +189,7 @@ def main(argv=None) -> int:
     if args.workload in ("auto", "standin"):
         rows += measure("standin", standin_step, args, env)
         rows += measure("standin_box_loss_only", standin_box_loss_only, args, env)
-    end = load_average()
-    for row in rows:
-        row["load_avg_end"] = end
-    print(f"# load average at the end: {end}")
-    if not args.no_save:
-        append_rows(args.out, rows)
-        print(f"# {len(rows)} rows appended to {os.path.relpath(args.out)}")
+    finish_run(rows, None if args.no_save else args.out)
     return 0
 
 

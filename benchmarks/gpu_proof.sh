@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
-# Issue 3's proof on a GPU, in one call: build the CUDA extension, run the whole test suite,
-# run the CUDA benchmark. Everything lands in $OUT (default benchmarks/results):
-#   cuda-tests-<gpu>-<date>.txt   pytest's summary (device, versions, counts, skips, failures)
-#   cuda-<gpu>-<date>.json / .md  benchmarks/bench_cuda.py's results and README table
+# Issue 3's proof on a GPU, in one call: build the CUDA extension, run the test suite (the CUDA
+# tests first: every reference test's [cuda] variant and test_cuda_only.py), run the CUDA
+# benchmark. Everything lands in $OUT (default benchmarks/results):
+#   cuda-tests-<gpu>-<date>.txt   pytest's summaries (device, versions, counts, skips, failures)
+#   bench_losses.jsonl            the benchmark's rows, appended (benchmarks/common's format)
+#   cuda-<gpu>-<date>.md          its README table and issue 3's targets (python -m benchmarks.bench_cuda)
 #   gpu-proof-<gpu>-<date>.log    the build's and the run's full output
-# Meant to finish within 9 minutes on an H100: build ~2 min, tests <= 4.5 min, the benchmark in
-# what is left of 8.7 minutes (it skips torch.compile once its budget is spent).
-#   OUT=/some/dir PYTHON=python3 bash benchmarks/gpu_proof.sh
+# Meant to finish within 9 minutes on an H100: build ~2 min, tests <= $TEST_BUDGET s (default
+# 270: the CUDA tests first, the CPU ones in what is left), the benchmark in what is left of 8.7
+# minutes (it skips torch.compile once its budget is spent).
+#   OUT=/some/dir PYTHON=python3 TEST_BUDGET=270 bash benchmarks/gpu_proof.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/results}
+TEST_BUDGET=${TEST_BUDGET:-270}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 export MAX_JOBS=${MAX_JOBS:-$(nproc)}
 start=$SECONDS
 
-gpu=$("$PYTHON" -c "import sys; sys.path.insert(0, 'benchmarks'); import torch, bench_cuda; print(bench_cuda.gpu_slug(torch.cuda.get_device_name(0)))") || {
+gpu=$("$PYTHON" -c "import torch; from benchmarks.common import gpu_slug; print(gpu_slug(torch.cuda.get_device_name(0)))") || {
   echo "gpu_proof: no CUDA device visible to $PYTHON's torch"; exit 1; }
 date=$(date -u +%Y-%m-%d)
 log="$OUT/gpu-proof-$gpu-$date.log"
@@ -49,22 +53,34 @@ import torch, alwa_ext
 print(f"device: {torch.cuda.get_device_name(0)}; torch {torch.__version__}; CUDA {torch.version.cuda}; alwa_ext {alwa_ext.__version__}")
 PY
   echo "commit: $(git rev-parse HEAD 2>/dev/null || echo unknown)"
-  echo "command: python -m pytest -q -rfEs tests"
 } >"$summary"
-timeout 270 "$PYTHON" -m pytest -q -rfEs -p no:cacheprovider tests >"$OUT/pytest.out" 2>&1
-test_rc=$?
-cat "$OUT/pytest.out" >>"$log"
-# The summary: pytest's own short summary and closing line (the progress dots are left out).
-sed -n '/short test summary info/,$p' "$OUT/pytest.out" >>"$summary"
-grep -qE "^(=+ )?[0-9]+ (passed|failed)" "$summary" || tail -5 "$OUT/pytest.out" >>"$summary"
-echo "exit status: $test_rc" >>"$summary"
-rm -f "$OUT/pytest.out"
-tail -3 "$summary"
+# run_tests SECONDS MARKER: one pytest run, its short summary and closing line appended to the
+# summary (the progress dots are left out); sets test_rc to its exit status.
+run_tests() {
+  echo "command: python -m pytest -q -rfEs -m \"$2\" tests (timeout $1 s)" >>"$summary"
+  # SIGINT first: an interrupted pytest still prints its summary of what ran (exit status 124).
+  timeout -s INT -k 20 "$1" "$PYTHON" -m pytest -q -rfEs -p no:cacheprovider -m "$2" tests >"$OUT/pytest.out" 2>&1
+  test_rc=$?
+  cat "$OUT/pytest.out" >>"$log"
+  section=$(sed -n '/short test summary info/,$p' "$OUT/pytest.out")
+  [ -n "$section" ] && echo "$section" >>"$summary"
+  # No closing line in the section (none printed when nothing was skipped, or a timeout): the tail.
+  echo "$section" | grep -qE "^(=+ )?[0-9]+ (passed|failed|skipped|deselected)" || tail -5 "$OUT/pytest.out" >>"$summary"
+  echo "exit status: $test_rc" >>"$summary"
+  rm -f "$OUT/pytest.out"
+}
+tests_start=$SECONDS
+run_tests "$((TEST_BUDGET * 2 / 3))" cuda
+cuda_rc=$test_rc
+cpu_left=$((TEST_BUDGET - (SECONDS - tests_start)))
+run_tests "$((cpu_left > 60 ? cpu_left : 60))" "not cuda"
+[ "$cuda_rc" = 0 ] || test_rc=$cuda_rc
+tail -6 "$summary"
 
 echo "gpu_proof: benchmarking ($((SECONDS - start)) s)"
 left=$((520 - (SECONDS - start)))
 budget=$((left > 120 ? left - 90 : 30))
-timeout "$((left > 60 ? left : 60))" "$PYTHON" benchmarks/bench_cuda.py --out-dir "$OUT" --budget-s "$budget" 2>&1 | tee -a "$log" | tail -40
+timeout "$((left > 60 ? left : 60))" "$PYTHON" -m benchmarks.bench_cuda --out-dir "$OUT" --budget-s "$budget" 2>&1 | tee -a "$log" | tail -40
 bench_rc=${PIPESTATUS[0]}
 echo "gpu_proof: done in $((SECONDS - start)) s (tests exit $test_rc, benchmark exit $bench_rc)"
 [ "$test_rc" = 0 ] && [ "$bench_rc" = 0 ]

@@ -3,7 +3,8 @@
 Each rank feeds its own loss sequence. With sync (the default) every `interval` calls the
 ranks pool their windows, so both hold the same weights, equal to the NumPy reference run
 on the concatenated windows; with sync=False each rank follows the single-process algorithm
-on its own losses and the ranks drift apart, as in the published code.
+on its own losses and the ranks drift apart, as in the published code. The references are
+alwa_ext.reference.alwa_pooled and alwa_published.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from alwa_reference import loss_sequences, pooled_alwa, published_alwa
+from alwa_ext.reference import alwa_pooled, alwa_published
+from helpers.alwa import loss_sequences
 from helpers.distributed import init_gloo, leave_group, run_ranks
 
 WORLD = 2
@@ -73,7 +75,7 @@ def rank_results(tmp_path_factory):
 def test_synced_ranks_hold_the_weights_of_the_pooled_windows(rank_results, name):
     kwargs = CONFIGS[name]
     cls, reg = rank_losses()
-    expected = pooled_alwa(cls, reg, interval=INTERVAL, **kwargs)
+    expected = alwa_pooled(cls, reg, interval=INTERVAL, **kwargs)
     first, second = rank_results[0][name], rank_results[1][name]
     np.testing.assert_array_equal(first["after"], second["after"])  # bitwise the same on both ranks
     np.testing.assert_allclose(first["after"], expected, rtol=1e-9, atol=0)
@@ -81,13 +83,13 @@ def test_synced_ranks_hold_the_weights_of_the_pooled_windows(rank_results, name)
     assert first["num_updates"] == second["num_updates"] == CALLS // INTERVAL
     assert first["skipped"] == 1 and second["skipped"] == 1
     # The pooled weights differ from what either rank alone would compute.
-    alone = published_alwa(cls[0], reg[0], interval=INTERVAL, **kwargs)[1]
+    alone = alwa_published(cls[0], reg[0], interval=INTERVAL, **kwargs)[1]
     assert not np.allclose(alone, expected)
 
 
 def test_unsynced_ranks_follow_their_own_losses(rank_results):
     cls, reg = rank_losses()
     for rank in range(WORLD):
-        _, expected = published_alwa(cls[rank], reg[rank], mode="alwa1", interval=INTERVAL)
+        _, expected = alwa_published(cls[rank], reg[rank], mode="alwa1", interval=INTERVAL)
         np.testing.assert_allclose(rank_results[rank]["alwa1_unsynced"]["after"], expected, rtol=1e-9, atol=0)
     assert not np.array_equal(rank_results[0]["alwa1_unsynced"]["after"], rank_results[1]["alwa1_unsynced"]["after"])
