@@ -34,16 +34,17 @@ def to_meta(value):
     return value
 
 
-def alwa2_lambda(cls_values, reg_values):
-    """λcls after one ALWA_2 window (paper rule, λcls = 1 before): an independent transcription.
+def alwa2_lambda(cls_recorded, reg_recorded, current=1.0):
+    """λcls after one ALWA_2 window: an independent transcription of the published rule.
 
-    The window's statistic is the sample std (ddof 1); the update fires when cls > reg and sets
-    λcls = 1 - (cls - reg) / cls.
+    ``*_recorded`` are the values ALWA records ("paper": the weighted losses). The window's
+    statistic is the sample std (ddof 1); the update fires when cls > reg and sets
+    λcls = 1 - (cls - reg) / cls, whatever λcls was; otherwise λcls stays ``current``.
     """
 
     def std(values):
         mean = sum(values) / len(values)
         return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
-    cls, reg = std(cls_values), std(reg_values)
-    return 1 - (cls - reg) / cls if cls > reg else 1.0
+    cls, reg = std(cls_recorded), std(reg_recorded)
+    return 1 - (cls - reg) / cls if cls > reg else current
