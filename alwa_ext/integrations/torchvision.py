@@ -25,6 +25,7 @@ from ._common import check_loss_config, import_framework
 import_framework("torchvision", "alwa_ext.integrations.torchvision", "pip install torchvision")
 
 from torchvision.models.detection import FCOS, RetinaNet  # noqa: E402
+from torchvision.models.detection._utils import BoxCoder  # noqa: E402
 from torchvision.models.detection.fcos import FCOSHead  # noqa: E402
 from torchvision.models.detection.retinanet import RetinaNetRegressionHead  # noqa: E402
 from torchvision.ops import sigmoid_focal_loss  # noqa: E402
@@ -60,6 +61,55 @@ def _matched_gt_boxes(boxes: Tensor, matched_idxs: Tensor, fallback: Tensor) -> 
     if boxes.shape[0] == 0:  # no gt in this image: any finite box will do, every weight is 0
         return fallback
     return boxes[matched_idxs.clamp(min=0)]
+
+
+def _decode(coder, deltas: Tensor, anchors: Tensor) -> Tensor:
+    """``coder.decode_single(deltas, anchors)`` for (N, 4) deltas, op for op.
+
+    torchvision's method builds ``torch.tensor(0.5, device=...)`` twice, a blocking
+    host-to-device copy (a host sync) on CUDA; multiplying by the Python number 0.5 gives the
+    same bits. A coder that is not torchvision's own BoxCoder is called as it is.
+    """
+    if type(coder) is not BoxCoder:
+        return coder.decode_single(deltas, anchors)
+    anchors = anchors.to(deltas.dtype)
+    widths = anchors[:, 2] - anchors[:, 0]
+    heights = anchors[:, 3] - anchors[:, 1]
+    ctr_x = anchors[:, 0] + 0.5 * widths
+    ctr_y = anchors[:, 1] + 0.5 * heights
+    wx, wy, ww, wh = coder.weights
+    dx, dy = deltas[:, 0] / wx, deltas[:, 1] / wy
+    dw = torch.clamp(deltas[:, 2] / ww, max=coder.bbox_xform_clip)
+    dh = torch.clamp(deltas[:, 3] / wh, max=coder.bbox_xform_clip)
+    pred_ctr_x = dx * widths + ctr_x
+    pred_ctr_y = dy * heights + ctr_y
+    half_w = 0.5 * (torch.exp(dw) * widths)
+    half_h = 0.5 * (torch.exp(dh) * heights)
+    return torch.stack((pred_ctr_x - half_w, pred_ctr_y - half_h, pred_ctr_x + half_w, pred_ctr_y + half_h), dim=1)
+
+
+def _encode(coder, boxes: Tensor, anchors: Tensor) -> Tensor:
+    """``coder.encode_single(boxes, anchors)``: deltas of (N, 4) ``boxes`` against ``anchors``.
+
+    torchvision's method copies its weights to the device (``torch.as_tensor(weights,
+    device=...)``, a host sync on CUDA); Python numbers give the same products.
+    """
+    if type(coder) is not BoxCoder:
+        return coder.encode_single(boxes, anchors)
+    wx, wy, ww, wh = coder.weights
+    ex_widths = anchors[:, 2] - anchors[:, 0]
+    ex_heights = anchors[:, 3] - anchors[:, 1]
+    ex_ctr_x = anchors[:, 0] + 0.5 * ex_widths
+    ex_ctr_y = anchors[:, 1] + 0.5 * ex_heights
+    gt_widths = boxes[:, 2] - boxes[:, 0]
+    gt_heights = boxes[:, 3] - boxes[:, 1]
+    gt_ctr_x = boxes[:, 0] + 0.5 * gt_widths
+    gt_ctr_y = boxes[:, 1] + 0.5 * gt_heights
+    dx = wx * (gt_ctr_x - ex_ctr_x) / ex_widths
+    dy = wy * (gt_ctr_y - ex_ctr_y) / ex_heights
+    dw = ww * torch.log(gt_widths / ex_widths)
+    dh = wh * torch.log(gt_heights / ex_heights)
+    return torch.stack((dx, dy, dw, dh), dim=1)
 
 
 def _common_dtype(*tensors: Tensor) -> torch.dtype:
@@ -120,7 +170,8 @@ class FusedRetinaNetRegressionHead(RetinaNetRegressionHead):
         num_images = max(1, len(targets))
 
         # The exact-parity path: the deltas are decoded (IoU kinds) or the targets encoded (L1
-        # kinds) by torchvision's own BoxCoder, and box_loss compares plain boxes / numbers.
+        # kinds) with torchvision's BoxCoder arithmetic (its weights and bbox_xform_clip), and
+        # box_loss compares plain boxes / numbers.
         # box_loss(box_format="deltas") would decode inside the kernel, but differs from
         # BoxCoder: it clamps dw/dh from both sides (BoxCoder only from above, at
         # bbox_xform_clip), floors sizes at eps when encoding (BoxCoder does not), scales by
@@ -131,9 +182,9 @@ class FusedRetinaNetRegressionHead(RetinaNetRegressionHead):
         flat_gt = gt_boxes.reshape(-1, 4)
         if self.loss_kind in COORDINATE_KINDS:
             pred = flat_deltas
-            target = self.box_coder.encode_single(flat_gt, flat_anchors)
+            target = _encode(self.box_coder, flat_gt, flat_anchors)
         else:
-            pred = self.box_coder.decode_single(flat_deltas, flat_anchors)
+            pred = _decode(self.box_coder, flat_deltas, flat_anchors)
             target = flat_gt
         dtype = _common_dtype(pred, target)
         weight = (foreground.to(dtype) / counts.to(dtype) / num_images).reshape(-1)
@@ -216,8 +267,10 @@ class FusedFCOSHead(FCOSHead):
         if bbox_reg_targets.shape[0] == 0:
             gt_ctrness_targets = bbox_reg_targets.new_zeros(bbox_reg_targets.shape[:-1])
         else:
-            left_right = bbox_reg_targets[:, :, [0, 2]]
-            top_bottom = bbox_reg_targets[:, :, [1, 3]]
+            # Strided slices for torchvision's [0, 2] / [1, 3]: a list index would be copied to
+            # the device.
+            left_right = bbox_reg_targets[..., 0::2]
+            top_bottom = bbox_reg_targets[..., 1::2]
             gt_ctrness_targets = torch.sqrt(
                 (left_right.min(dim=-1)[0] / left_right.max(dim=-1)[0])
                 * (top_bottom.min(dim=-1)[0] / top_bottom.max(dim=-1)[0])

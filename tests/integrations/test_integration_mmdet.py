@@ -24,7 +24,7 @@ import alwa_ext.integrations.mmdet as alwa_mmdet  # noqa: E402
 from alwa_ext import reference  # noqa: E402
 from alwa_ext.integrations.mmdet import ALWAHook, register  # noqa: E402
 from alwa_ext.kinds import AVG_FACTOR_EPS  # noqa: E402
-from integration_helpers import alwa2_lambda, single_thread, to_meta  # noqa: E402,F401
+from integration_helpers import alwa2_lambda, no_host_transfers, single_thread, to_meta  # noqa: E402,F401
 
 LOSS_NAMES = {
     "AlwaBoxLoss": alwa_ext.nn.BoxLoss,
@@ -193,6 +193,15 @@ def test_loss_call_errors_name_the_argument():
         loss(pred, target, torch.ones(5, dtype=torch.float64))
 
 
+def test_loss_modules_read_nothing_back_from_the_device():
+    loss = alwa_ext.nn.GIoULoss(loss_weight=2.0)
+    pred, target, weight = to_meta((boxes(0).requires_grad_(), boxes(1), torch.ones(6, dtype=torch.float64)))
+    with no_host_transfers():
+        loss(pred, target, weight, avg_factor=4.0).backward()  # a Python avg_factor is filled in on the device
+        loss(pred, target, weight.unsqueeze(-1).expand(-1, 4), reduction_override="sum")
+    assert pred.grad.device.type == "meta"
+
+
 def test_nan_in_gives_nan_out():
     pred, target = boxes(0), boxes(1)
     pred[2, 2] = float("nan")
@@ -223,7 +232,9 @@ def test_hook_weighting_reads_nothing_back_from_the_device():
     hook = ALWAHook(interval=2)
     hook.alwa.to("meta")
     losses = to_meta({"loss_cls": [torch.tensor(1.0), torch.ones(3)], "loss_bbox": torch.ones(2, 4), "acc": torch.tensor(0.5)})
-    weighted = hook.weight_losses(losses)
+    with no_host_transfers():
+        hook.weight_losses(losses)
+        weighted = hook.weight_losses(losses)  # the update iteration
     assert weighted["acc"] is losses["acc"]
     assert all(weighted[k].device.type == "meta" and weighted[k].shape == () for k in ("loss_cls", "loss_bbox", "alwa_lambda_cls"))
 

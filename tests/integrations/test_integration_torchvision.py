@@ -23,7 +23,7 @@ from alwa_ext.integrations.torchvision import (  # noqa: E402
     fuse_box_loss,
     weight_losses,
 )
-from integration_helpers import alwa2_lambda, single_thread, to_meta  # noqa: E402,F401
+from integration_helpers import alwa2_lambda, no_host_transfers, single_thread, to_meta  # noqa: E402,F401
 
 TORCHVISION_KINDS = ("l1", "smooth_l1", "giou", "diou", "ciou")
 FLOAT32 = dict(rtol=1e-5, atol=1e-6)
@@ -308,30 +308,55 @@ def test_nan_in_a_foreground_prediction_gives_nan_out(kind):
 
 
 def test_fused_losses_read_nothing_back_from_the_device():
-    """On meta tensors every host read raises: torchvision's own losses fail there, ours run."""
+    """On meta tensors every host read raises, and no_host_transfers() fails on any copy of
+    host data to the device: torchvision's own losses fail there, ours run."""
     targets, anchors, matched, g = head_inputs()
     deltas = (torch.randn(3, 60, 4, generator=g)).requires_grad_()
-    meta = to_meta((targets, anchors, matched, {"bbox_regression": deltas}))
+    targets, anchors, matched, outputs = to_meta((targets, anchors, matched, {"bbox_regression": deltas}))
     plain = RetinaNetRegressionHead(8, 9)
     with pytest.raises((RuntimeError, NotImplementedError)):
-        plain.compute_loss(meta[0], meta[3], meta[1], meta[2])  # nonzero / numel: the control
+        plain.compute_loss(targets, outputs, anchors, matched)  # nonzero: the control
+    plain.box_coder.weights = (10.0, 10.0, 5.0, 5.0)  # the R-CNN heads' weights
+    with pytest.raises(AssertionError, match="torch.tensor"), no_host_transfers():
+        plain.box_coder.decode_single(outputs["bbox_regression"][0], anchors[0])  # copies 0.5 to the device
     for kind in ("l1", "smooth_l1", "ciou", "siou"):
-        loss = FusedRetinaNetRegressionHead.from_head(plain, kind).compute_loss(meta[0], meta[3], meta[1], meta[2])
+        fused = FusedRetinaNetRegressionHead.from_head(plain, kind)
+        with no_host_transfers():
+            loss = fused.compute_loss(targets, outputs, anchors, matched)
+            loss.backward()
         assert loss.device.type == "meta" and loss.shape == ()
-        loss.backward()
 
     targets, anchors, matched, outputs = fcos_inputs()
-    meta = to_meta((targets, anchors, matched, {k: v.requires_grad_() for k, v in outputs.items()}))
+    targets, anchors, matched, outputs = to_meta((targets, anchors, matched, {k: v.requires_grad_() for k, v in outputs.items()}))
     head = FCOSHead(32, 1, 4, num_convs=1)
     with pytest.raises((RuntimeError, NotImplementedError)):
-        head.compute_loss(meta[0], meta[3], meta[1], meta[2])  # .item() of the foreground count
-    losses = FusedFCOSHead.from_head(head, "ciou").compute_loss(meta[0], meta[3], meta[1], meta[2])
-    sum(losses.values()).backward()
+        head.compute_loss(targets, outputs, anchors, matched)  # .item() of the foreground count
+    fused = FusedFCOSHead.from_head(head, "ciou")
+    with no_host_transfers():
+        losses = fused.compute_loss(targets, outputs, anchors, matched)
+        sum(losses.values()).backward()
     assert all(v.device.type == "meta" for v in losses.values())
 
     alwa = alwa_ext.ALWA(interval=2).to("meta")
-    weighted = weight_losses(to_meta({"classification": torch.tensor(1.0), "bbox_regression": torch.tensor(0.5)}), alwa)
+    losses = to_meta({"classification": torch.tensor(1.0), "bbox_regression": torch.tensor(0.5)})
+    with no_host_transfers():
+        weighted = weight_losses(losses, alwa)
+        weighted = weight_losses(losses, alwa)  # the update iteration
     assert all(v.device.type == "meta" for v in weighted.values())
+
+
+@pytest.mark.parametrize("weights", [(1.0, 1.0, 1.0, 1.0), (10.0, 10.0, 5.0, 5.0), (0.3, 0.7, 3.0, 1.5)])
+def test_box_coding_matches_torchvision_bit_for_bit(weights):
+    # The adapter transcribes BoxCoder's arithmetic without its host-to-device copies.
+    from alwa_ext.integrations.torchvision import _decode, _encode
+
+    g = torch.Generator().manual_seed(9)
+    coder = RetinaNetRegressionHead(8, 1).box_coder
+    coder.weights = weights
+    anchors, boxes = random_boxes(500, g), random_boxes(500, g)
+    deltas = torch.randn(500, 4, generator=g) * 3  # some dw, dh beyond bbox_xform_clip
+    assert torch.equal(_decode(coder, deltas, anchors), coder.decode_single(deltas, anchors))
+    assert torch.equal(_encode(coder, boxes, anchors), coder.encode_single(boxes, anchors))
 
 
 # --------------------------------------------------------------------------- weight_losses

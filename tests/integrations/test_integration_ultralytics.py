@@ -6,17 +6,18 @@ its yaml (no weights) and the dataset is written by the test.
 """
 from __future__ import annotations
 
-import os
-import tempfile
-
 import pytest
 import torch
+from integration_helpers import (  # noqa: F401
+    alwa2_lambda,
+    no_host_transfers,
+    single_thread,
+    to_meta,
+    ultralytics_offline,
+    write_yolo_dataset,
+)
 
-# Before ultralytics is imported: it reads these once.
-os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="alwa-yolo-config-"))
-os.environ["YOLO_OFFLINE"] = "1"
-os.environ.setdefault("YOLO_VERBOSE", "False")
-
+ultralytics_offline()
 ultralytics = pytest.importorskip("ultralytics")
 
 from ultralytics.cfg import get_cfg  # noqa: E402
@@ -34,7 +35,6 @@ from alwa_ext.integrations.ultralytics import (  # noqa: E402
     FusedBboxLoss,
     build_criterion,
 )
-from integration_helpers import alwa2_lambda, single_thread, to_meta  # noqa: E402,F401
 
 
 # --------------------------------------------------------------------------- models and batches
@@ -166,6 +166,21 @@ def test_fused_bbox_loss_takes_every_iou_kind(kind):
     torch.testing.assert_close(actual.double(), expected.double(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_boxes_under_amp_are_compared_in_float32(dtype):
+    # Under autocast the decoded boxes come out in half precision and the targets in float32
+    # (ultralytics#280, #1149: NaN losses under AMP); box_loss compares them in float32.
+    inputs = bbox_loss_inputs(16)
+    expected = FusedBboxLoss(16, "ciou")(*inputs)
+    half = list(inputs)
+    half[1] = inputs[1].to(dtype).requires_grad_()
+    actual = FusedBboxLoss(16, "ciou")(*half)
+    sum(actual).backward()
+    assert actual[0].dtype == torch.float32 and half[1].grad.dtype == dtype
+    assert torch.isfinite(half[1].grad.float()).all()
+    torch.testing.assert_close(actual[0], expected[0], rtol=2e-2, atol=1e-3)
+
+
 # --------------------------------------------------------------------------- ALWA
 
 
@@ -207,9 +222,14 @@ def test_fused_bbox_loss_and_alwa_read_nothing_back_from_the_device():
     for reg_max in (16, 1):
         meta = to_meta(bbox_loss_inputs(reg_max))
         meta[0].requires_grad_()
-        loss_iou, loss_dfl = FusedBboxLoss(reg_max, "ciou")(*meta)
-        weighted = alwa_ext.ALWA(interval=2).to("meta")(torch.ones((), device="meta"), loss_iou)
-        (loss_dfl + sum(weighted)).backward()
+        meta[1].requires_grad_()
+        criterion, alwa = FusedBboxLoss(reg_max, "ciou"), alwa_ext.ALWA(interval=2).to("meta")
+        cls_loss = torch.ones((), device="meta")
+        with no_host_transfers():
+            for _ in range(2):  # the second call closes ALWA's window
+                loss_iou, loss_dfl = criterion(*meta)
+                weighted = alwa(cls_loss, loss_iou)
+                (loss_dfl + sum(weighted)).backward()
         assert loss_iou.device.type == loss_dfl.device.type == "meta" and meta[0].grad.shape == meta[0].shape
 
 
@@ -239,30 +259,6 @@ def test_bad_configuration_raises_errors_naming_it(yolov8n):
 # --------------------------------------------------------------------------- training and resume
 
 
-def write_dataset(root, count=4, size=64):
-    """``count`` images with one or two coloured rectangles each, in YOLO format."""
-    from PIL import Image, ImageDraw
-
-    g = torch.Generator().manual_seed(0)
-    (root / "images" / "train").mkdir(parents=True)
-    (root / "labels" / "train").mkdir(parents=True)
-    for index in range(count):
-        image = Image.new("RGB", (size, size), (40, 40, 40))
-        draw = ImageDraw.Draw(image)
-        lines = []
-        for _ in range(1 + index % 2):
-            cls = int(torch.randint(0, 2, (), generator=g))
-            x1, y1 = (torch.rand(2, generator=g) * size * 0.5).tolist()
-            w, h = (torch.rand(2, generator=g) * size * 0.3 + size * 0.15).tolist()
-            draw.rectangle([x1, y1, x1 + w, y1 + h], fill=(220, 60, 60) if cls == 0 else (60, 220, 60))
-            lines.append(f"{cls} {(x1 + w / 2) / size:.6f} {(y1 + h / 2) / size:.6f} {w / size:.6f} {h / size:.6f}")
-        image.save(root / "images" / "train" / f"im{index}.jpg")
-        (root / "labels" / "train" / f"im{index}.txt").write_text("\n".join(lines) + "\n")
-    data = root / "data.yaml"
-    data.write_text(f"path: {root}\ntrain: images/train\nval: images/train\nnames:\n  0: red\n  1: green\n")
-    return data
-
-
 class Interrupted(Exception):
     """Stands for a run killed after its first checkpoint."""
 
@@ -286,7 +282,7 @@ def test_a_short_training_run_saves_alwa_in_the_checkpoint_and_resume_continues_
     from ultralytics.data import utils as data_utils
 
     monkeypatch.setattr(data_utils, "check_font", lambda *args, **kwargs: None)  # would download Arial.ttf
-    data = write_dataset(tmp_path / "data")
+    data = write_yolo_dataset(tmp_path / "data")
     trainer = AlwaDetectionTrainer.configure(box_loss="eiou", alwa={"mode": "alwa2", "interval": 2})
     train_args = dict(
         data=str(data), epochs=2, imgsz=64, batch=2, nbs=2, workers=0, device="cpu", plots=False, val=False,
