@@ -15,10 +15,12 @@ back-propagated is, per image of the batch,
     λreg · box · L_box  +  λcls · cls · L_cls  +  dfl · L_dfl
 
 ALWA's statistics are those of ``cls · L_cls`` and ``box · L_box``. λreg (``reg_weight``,
-default 1) never changes; an update sets λcls from the two windows, which cancels ``cls``:
-after the first update the classification weight ``λcls · cls`` is ``box`` times the ratio of
-the losses' statistics, whatever ``cls`` was (``cls`` still decides the losses until then).
-``box`` scales both terms' statistics and ``dfl`` is outside ALWA. The logged loss items
+default 1) never changes; an update (when the classification statistic is the larger) sets
+λcls to the ratio of the two windows, which cancels ``cls``: from the default start, the first
+update makes ``λcls · cls`` = ``box`` · stat(L_box) / stat(L_cls), whatever ``cls`` was (with
+``update="stable"`` every update does; the published "paper" rule then alternates, see the
+README). ``cls`` decides the weighting until then; ``box`` scales both terms' statistics and
+``dfl`` is outside ALWA. The logged loss items
 (``box_loss``, ``cls_loss``, ``dfl_loss``) stay ultralytics' gained, unweighted values; λcls
 is logged as the ``alwa/lambda_cls`` column of results.csv.
 
