@@ -77,7 +77,8 @@ class ALWAHook(Hook):
         log_key: the name λcls is logged under (must not contain "loss").
 
     ALWA's state is saved into every checkpoint and restored when the runner resumes (not
-    when it only loads weights with ``load_from``).
+    when it only loads weights with ``load_from``). Every ``parse_losses`` call during training
+    is an ALWA iteration (mmdet's validation predicts and does not call it).
     """
 
     priority = "NORMAL"
@@ -134,6 +135,7 @@ class ALWAHook(Hook):
         return runner.model.module if is_model_wrapper(runner.model) else runner.model
 
     def before_train(self, runner) -> None:
+        self.after_train(runner)  # a run that raised never unwrapped: weight once, not twice
         model = self._unwrapped(runner)
         parse_losses = model.parse_losses  # the bound method, or an earlier hook's wrapper
 

@@ -2,10 +2,12 @@
 suite imports as ``conftest``; a second would shadow it.)"""
 from __future__ import annotations
 
+import atexit
 import contextlib
 import math
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -121,7 +123,10 @@ def alwa2_lambda(cls_recorded, reg_recorded, current=1.0):
 def ultralytics_offline() -> None:
     """Call before importing ultralytics (it reads these once): settings in a temporary folder
     (not the user's), its online checks off, its console quiet."""
-    os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="alwa-yolo-config-"))
+    if "YOLO_CONFIG_DIR" not in os.environ:
+        folder = tempfile.mkdtemp(prefix="alwa-yolo-config-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        os.environ["YOLO_CONFIG_DIR"] = folder
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ.setdefault("YOLO_VERBOSE", "False")
 

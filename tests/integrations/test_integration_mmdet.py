@@ -239,6 +239,37 @@ def test_hook_weighting_reads_nothing_back_from_the_device():
     assert all(weighted[k].device.type == "meta" and weighted[k].shape == () for k in ("loss_cls", "loss_bbox", "alwa_lambda_cls"))
 
 
+def test_hook_against_a_minimal_runner():
+    # The hook needs runner.model (and runner._resume when loading): a namespace will do.
+    class Model(BaseModel):
+        def forward(self, *args, **kwargs):
+            raise NotImplementedError
+
+    model = Model()
+    runner = types.SimpleNamespace(model=model)
+    hook = ALWAHook(interval=2, cls_weight=0.5)
+    hook.before_train(runner)
+    hook.before_train(runner)  # a second start (after a run that raised) must not weight twice
+    losses = {"loss_cls": [torch.tensor(2.0), torch.tensor([1.0, 3.0])], "loss_bbox": torch.tensor(0.5), "acc": torch.tensor(0.9)}
+    total, log_vars = model.parse_losses(losses)
+    assert log_vars["loss_cls"].item() == pytest.approx(0.5 * (2.0 + 2.0))
+    assert total.item() == pytest.approx(0.5 * 4.0 + 0.5) and log_vars["alwa_lambda_cls"].item() == 0.5
+    assert hook.alwa.step.item() == 1
+    hook.after_train(runner)
+    assert "parse_losses" not in vars(model) and model.parse_losses(losses)[0].item() == pytest.approx(4.5)
+
+    checkpoint = {}
+    hook.before_save_checkpoint(runner, checkpoint)
+    restored = ALWAHook(interval=2, cls_weight=0.5)
+    restored.after_load_checkpoint(runner, checkpoint)  # no runner._resume: taken as resuming
+    assert restored.alwa.step.item() == 1
+    fresh = ALWAHook(interval=2, cls_weight=0.5)
+    fresh.after_load_checkpoint(types.SimpleNamespace(model=model, _resume=False), checkpoint)
+    assert fresh.alwa.step.item() == 0
+    with pytest.warns(UserWarning, match="saved with"):
+        ALWAHook(interval=3).after_load_checkpoint(runner, checkpoint)
+
+
 class ToyDetector(BaseModel):
     """Two 'heads' on a linear feature: cross-entropy per 'level' (a list, as mmdet's heads
     return) and a box loss built from the registry, as a detector config would."""
