@@ -18,7 +18,6 @@ import sys
 import warnings
 from typing import Dict, List, Optional
 
-import torch
 from torch import Tensor
 
 from .. import nn as alwa_nn

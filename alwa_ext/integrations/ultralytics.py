@@ -150,8 +150,9 @@ class AlwaDetectionLoss(v8DetectionLoss):
         tal_topk, tal_topk2: the assigner's, as in ``v8DetectionLoss``.
         loss_options: ``eps``, ``alpha`` (Alpha-IoU), ``focal_gamma`` (Focal-EIoU).
 
-    Use it directly with ``model.criterion = AlwaDetectionLoss(model, alwa=ALWA())`` or let
-    :class:`AlwaDetectionTrainer` install it.
+    Set it with ``model.criterion = build_criterion(model, alwa=ALWA())`` (which picks
+    :class:`AlwaE2EDetectionLoss` for end-to-end heads), or let :class:`AlwaDetectionTrainer`
+    install it.
     """
 
     def __init__(self, model, alwa: Optional[ALWA] = None, loss: str = "ciou", tal_topk: int = 10, tal_topk2: Optional[int] = None, **loss_options) -> None:

@@ -310,6 +310,13 @@ def test_a_short_training_run_saves_alwa_in_the_checkpoint_and_resume_continues_
     state = getattr(ckpt["ema"], CHECKPOINT_ATTRIBUTE)
     assert (state["box_loss"], state["alwa_options"]) == ("eiou", {"mode": "alwa2", "interval": 2})
     assert_same_state(state["alwa"], saved)
+    # ultralytics' weights-only loader (an allow-list of its own classes) takes it: nothing of
+    # alwa_ext is pickled in the checkpoint.
+    from ultralytics.nn.tasks import _SafeLoad, torch_safe_load
+
+    assert _SafeLoad.SUPPORTED
+    safe_ckpt, _ = torch_safe_load(str(last), safe_only=True)
+    assert_same_state(getattr(safe_ckpt["ema"], CHECKPOINT_ATTRIBUTE)["alwa"], saved)
     header = (tmp_path / "runs" / "alwa" / "results.csv").read_text().splitlines()[0]
     assert "alwa/lambda_cls" in header
 

@@ -18,9 +18,11 @@ ALWA_EXT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(alwa_ext.__file_
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
+    # `python -c` puts the working folder first on sys.path: run from ALWA_EXT_ROOT, so a source
+    # tree's alwa_ext (possibly built for another torch) cannot shadow an installed one.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([ALWA_EXT_ROOT, os.environ.get("PYTHONPATH", "")])}
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, cwd=ALWA_EXT_ROOT, timeout=120
     )
 
 
