@@ -1,7 +1,11 @@
 """Loss modules with mmdet's call convention, so they drop into mmdet configs.
 
-``forward(pred, target, weight=None, avg_factor=None, reduction_override=None)`` returns
-``loss_weight * box_loss(...)``.
+``forward(pred, target, weight=None, avg_factor=None, reduction_override=None, **kwargs)``
+returns ``loss_weight * box_loss(...)``. As in mmdet, where a loss module passes ``**kwargs``
+on to its loss function, the keyword arguments set :func:`alwa_ext.box_loss` options for that
+call (``eps``, ``beta``, ``alpha``, ``focal_gamma``, ``box_format``, ``anchors``,
+``delta_means``, ``delta_stds``, ``wh_ratio_clip``); any other keyword is a TypeError.
+(``alwa_ext.integrations.mmdet.register()`` registers these modules with mmdet.)
 """
 from __future__ import annotations
 
@@ -12,6 +16,12 @@ from torch import Tensor, nn
 from . import _validation as check
 from .functional import box_loss
 from .kinds import REDUCTIONS
+
+# The box_loss keyword options a call may set (mmdet passes a loss module's **kwargs on to
+# its loss function, so heads can set per-call options such as the anchors of deltas).
+CALL_OPTIONS = (
+    "eps", "beta", "alpha", "focal_gamma", "box_format", "anchors", "delta_means", "delta_stds", "wh_ratio_clip",
+)
 
 
 class BoxLoss(nn.Module):
@@ -46,21 +56,22 @@ class BoxLoss(nn.Module):
         weight: Optional[Tensor] = None,
         avg_factor: Optional[Union[float, Tensor]] = None,
         reduction_override: Optional[str] = None,
+        **kwargs,
     ) -> Tensor:
+        if reduction_override is not None:
+            check.check_choice("reduction_override", reduction_override, REDUCTIONS)
+        unknown = sorted(set(kwargs) - set(CALL_OPTIONS))
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}.forward: unexpected keyword argument(s) {', '.join(map(repr, unknown))} "
+                f"(it takes the box_loss options {', '.join(CALL_OPTIONS)})"
+            )
         reduction = reduction_override if reduction_override else self.reduction
-        loss = box_loss(
-            pred,
-            target,
-            self.loss,
-            weight=weight,
-            reduction=reduction,
-            avg_factor=avg_factor,
-            box_format=self.box_format,
-            eps=self.eps,
-            beta=self.beta,
-            alpha=self.alpha,
-            focal_gamma=self.focal_gamma,
+        options = dict(
+            box_format=self.box_format, eps=self.eps, beta=self.beta, alpha=self.alpha, focal_gamma=self.focal_gamma
         )
+        options.update(kwargs)
+        loss = box_loss(pred, target, self.loss, weight=weight, reduction=reduction, avg_factor=avg_factor, **options)
         return loss if self.loss_weight == 1.0 else self.loss_weight * loss
 
     def extra_repr(self) -> str:

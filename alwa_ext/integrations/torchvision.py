@@ -1,0 +1,377 @@
+"""torchvision detection models with alwa_ext's fused box losses and ALWA.
+
+- :func:`fuse_box_loss` swaps the head of a ``RetinaNet`` (its regression head) or an ``FCOS``
+  (its head) for a subclass whose ``compute_loss`` computes the box-regression loss with
+  :func:`alwa_ext.box_loss`, any kind, with torchvision's box coder and normalisation. The
+  subclasses add no parameters or buffers, so state dicts load both ways.
+- :func:`weight_losses` applies :class:`alwa_ext.ALWA` to the loss dict a torchvision detector
+  returns in training mode.
+
+Importing this module imports torchvision.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..functional import box_loss
+from ..kinds import COORDINATE_KINDS, IOU_KINDS, LOSS_KINDS
+from ..weighting import ALWA
+from ._common import check_loss_config, import_framework
+
+import_framework("torchvision", "alwa_ext.integrations.torchvision", "pip install torchvision")
+
+from torchvision.models.detection import FCOS, RetinaNet  # noqa: E402
+from torchvision.models.detection._utils import BoxCoder  # noqa: E402
+from torchvision.models.detection.fcos import FCOSHead  # noqa: E402
+from torchvision.models.detection.retinanet import RetinaNetRegressionHead  # noqa: E402
+from torchvision.ops import sigmoid_focal_loss  # noqa: E402
+
+# The (classification, regression) pairs weight_losses looks for, in this order: RetinaNet and
+# FCOS heads; the RPN of Faster / Mask / Keypoint R-CNN (where the paper applies ALWA).
+DENSE_HEAD_KEYS = ("classification", "bbox_regression")
+RPN_KEYS = ("loss_objectness", "loss_rpn_box_reg")
+LOSS_KEY_PRESETS = (DENSE_HEAD_KEYS, RPN_KEYS)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _share_state(cls, module: nn.Module) -> nn.Module:
+    """A ``cls`` instance holding ``module``'s parameters, buffers, submodules and attributes.
+
+    The Parameter objects are the same ones, so an optimizer built before the swap keeps
+    training them; the containers are copies, so the old module is left as it was.
+    """
+    fused = cls.__new__(cls)
+    for name, value in vars(module).items():
+        vars(fused)[name] = value.copy() if isinstance(value, (dict, set, list)) else value
+    return fused
+
+
+def _matched_gt_boxes(boxes: Tensor, matched_idxs: Tensor, fallback: Tensor) -> Tensor:
+    """The gt box of every anchor (anchors matched to none get box 0; their weight is 0).
+
+    Gathering with the clamped match index, instead of selecting the foreground, keeps the
+    shapes independent of the matching: no nonzero, no host sync.
+    """
+    if boxes.shape[0] == 0:  # no gt in this image: any finite box will do, every weight is 0
+        return fallback
+    return boxes[matched_idxs.clamp(min=0)]
+
+
+def _decode(coder, deltas: Tensor, anchors: Tensor) -> Tensor:
+    """``coder.decode_single(deltas, anchors)`` for (N, 4) deltas, op for op.
+
+    torchvision's method builds ``torch.tensor(0.5, device=...)`` twice, a blocking
+    host-to-device copy (a host sync) on CUDA; multiplying by the Python number 0.5 gives the
+    same bits. A coder that is not torchvision's own BoxCoder is called as it is.
+    """
+    if type(coder) is not BoxCoder:
+        return coder.decode_single(deltas, anchors)
+    anchors = anchors.to(deltas.dtype)
+    widths = anchors[:, 2] - anchors[:, 0]
+    heights = anchors[:, 3] - anchors[:, 1]
+    ctr_x = anchors[:, 0] + 0.5 * widths
+    ctr_y = anchors[:, 1] + 0.5 * heights
+    wx, wy, ww, wh = coder.weights
+    dx, dy = deltas[:, 0] / wx, deltas[:, 1] / wy
+    dw = torch.clamp(deltas[:, 2] / ww, max=coder.bbox_xform_clip)
+    dh = torch.clamp(deltas[:, 3] / wh, max=coder.bbox_xform_clip)
+    pred_ctr_x = dx * widths + ctr_x
+    pred_ctr_y = dy * heights + ctr_y
+    half_w = 0.5 * (torch.exp(dw) * widths)
+    half_h = 0.5 * (torch.exp(dh) * heights)
+    return torch.stack((pred_ctr_x - half_w, pred_ctr_y - half_h, pred_ctr_x + half_w, pred_ctr_y + half_h), dim=1)
+
+
+def _encode(coder, boxes: Tensor, anchors: Tensor) -> Tensor:
+    """``coder.encode_single(boxes, anchors)``: deltas of (N, 4) ``boxes`` against ``anchors``.
+
+    torchvision's method copies its weights to the device (``torch.as_tensor(weights,
+    device=...)``, a host sync on CUDA); Python numbers give the same products.
+    """
+    if type(coder) is not BoxCoder:
+        return coder.encode_single(boxes, anchors)
+    wx, wy, ww, wh = coder.weights
+    ex_widths = anchors[:, 2] - anchors[:, 0]
+    ex_heights = anchors[:, 3] - anchors[:, 1]
+    ex_ctr_x = anchors[:, 0] + 0.5 * ex_widths
+    ex_ctr_y = anchors[:, 1] + 0.5 * ex_heights
+    gt_widths = boxes[:, 2] - boxes[:, 0]
+    gt_heights = boxes[:, 3] - boxes[:, 1]
+    gt_ctr_x = boxes[:, 0] + 0.5 * gt_widths
+    gt_ctr_y = boxes[:, 1] + 0.5 * gt_heights
+    dx = wx * (gt_ctr_x - ex_ctr_x) / ex_widths
+    dy = wy * (gt_ctr_y - ex_ctr_y) / ex_heights
+    dw = ww * torch.log(gt_widths / ex_widths)
+    dh = wh * torch.log(gt_heights / ex_heights)
+    return torch.stack((dx, dy, dw, dh), dim=1)
+
+
+def _common_dtype(*tensors: Tensor) -> torch.dtype:
+    dtype = tensors[0].dtype
+    for tensor in tensors[1:]:
+        dtype = torch.promote_types(dtype, tensor.dtype)
+    return dtype
+
+
+# --------------------------------------------------------------------------- RetinaNet
+
+
+class FusedRetinaNetRegressionHead(RetinaNetRegressionHead):
+    """RetinaNet's regression head with its loss computed by :func:`alwa_ext.box_loss`.
+
+    Same layers, parameter names and forward as ``RetinaNetRegressionHead``; ``compute_loss``
+    returns torchvision's value for torchvision's kinds (``l1``, ``smooth_l1``, ``giou``,
+    ``diou``, ``ciou``) and takes every alwa_ext kind. Make one from an existing head with
+    :meth:`from_head` (what :func:`fuse_box_loss` does), or build it like the parent.
+    """
+
+    def __init__(self, in_channels, num_anchors, norm_layer=None, *, loss: str = "giou", **loss_options) -> None:
+        super().__init__(in_channels, num_anchors, norm_layer=norm_layer)
+        self.configure_loss(loss, **loss_options)
+
+    @classmethod
+    def from_head(cls, head: RetinaNetRegressionHead, loss: str = "giou", **loss_options) -> "FusedRetinaNetRegressionHead":
+        if not isinstance(head, RetinaNetRegressionHead):
+            raise TypeError(f"head: expected a torchvision RetinaNetRegressionHead, got {type(head).__name__}")
+        fused = _share_state(cls, head)
+        fused.configure_loss(loss, **loss_options)
+        return fused
+
+    def configure_loss(self, loss: str = "giou", **loss_options) -> None:
+        """Sets the loss kind and its options (eps, beta, alpha, focal_gamma of box_loss).
+
+        torchvision's defaults carry over: eps 1e-7 and, for smooth_l1, beta 1 (RetinaNet calls
+        its ``_box_loss`` without a config, so beta is 1 there, not the 1/9 of the R-CNN heads).
+        """
+        self.loss_options = check_loss_config(loss, loss_options, LOSS_KINDS)
+        self.loss_kind = loss
+
+    def extra_repr(self) -> str:
+        return f"loss={self.loss_kind!r}" + "".join(f", {k}={v!r}" for k, v in self.loss_options.items())
+
+    def compute_loss(self, targets, head_outputs, anchors, matched_idxs) -> Tensor:
+        # type: (list[dict[str, Tensor]], dict[str, Tensor], list[Tensor], list[Tensor]) -> Tensor
+        bbox_regression = head_outputs["bbox_regression"]  # (N, A, 4) deltas
+        anchors = torch.stack(anchors)  # (N, A, 4)
+        matched = torch.stack(matched_idxs)  # (N, A); >= 0: foreground
+        gt_boxes = torch.stack(
+            [_matched_gt_boxes(t["boxes"], m, a) for t, m, a in zip(targets, matched, anchors)]
+        )
+        foreground = matched >= 0
+        # torchvision: sum over each image's foreground / max(1, its count), then mean over
+        # images (/ max(1, N)). As one weight per anchor: one fused call for the whole batch.
+        counts = foreground.sum(dim=1, keepdim=True).clamp(min=1)
+        num_images = max(1, len(targets))
+
+        # The exact-parity path: the deltas are decoded (IoU kinds) or the targets encoded (L1
+        # kinds) with torchvision's BoxCoder arithmetic (its weights and bbox_xform_clip), and
+        # box_loss compares plain boxes / numbers.
+        # box_loss(box_format="deltas") would decode inside the kernel, but differs from
+        # BoxCoder: it clamps dw/dh from both sides (BoxCoder only from above, at
+        # bbox_xform_clip), floors sizes at eps when encoding (BoxCoder does not), scales by
+        # stds = 1/weights where BoxCoder divides by weights, and centres at (x1 + x2)/2 where
+        # BoxCoder uses x1 + w/2 (last-bit differences). The coder costs a few elementwise ops.
+        flat_deltas = bbox_regression.reshape(-1, 4)
+        flat_anchors = anchors.reshape(-1, 4)
+        flat_gt = gt_boxes.reshape(-1, 4)
+        if self.loss_kind in COORDINATE_KINDS:
+            pred = flat_deltas
+            target = _encode(self.box_coder, flat_gt, flat_anchors)
+        else:
+            pred = _decode(self.box_coder, flat_deltas, flat_anchors)
+            target = flat_gt
+        dtype = _common_dtype(pred, target)
+        weight = (foreground.to(dtype) / counts.to(dtype) / num_images).reshape(-1)
+        return box_loss(
+            pred.to(dtype), target.to(dtype), self.loss_kind, weight=weight, reduction="sum", **self.loss_options
+        )
+
+
+# --------------------------------------------------------------------------- FCOS
+
+
+class FusedFCOSHead(FCOSHead):
+    """FCOS's head with its box-regression loss computed by :func:`alwa_ext.box_loss`.
+
+    ``compute_loss`` returns the same three losses as ``FCOSHead`` (classification, GIoU
+    regression, centre-ness; each summed over the batch's foreground and divided by
+    max(1, its count)), with the regression kind any alwa_ext IoU kind. Unlike torchvision's,
+    it reads nothing back to the host (torchvision's calls ``.item()`` for the count).
+    """
+
+    def __init__(self, in_channels, num_anchors, num_classes, num_convs=4, *, loss: str = "giou", **loss_options) -> None:
+        super().__init__(in_channels, num_anchors, num_classes, num_convs)
+        self.configure_loss(loss, **loss_options)
+
+    @classmethod
+    def from_head(cls, head: FCOSHead, loss: str = "giou", **loss_options) -> "FusedFCOSHead":
+        if not isinstance(head, FCOSHead):
+            raise TypeError(f"head: expected a torchvision FCOSHead, got {type(head).__name__}")
+        fused = _share_state(cls, head)
+        fused.configure_loss(loss, **loss_options)
+        return fused
+
+    def configure_loss(self, loss: str = "giou", **loss_options) -> None:
+        """Sets the regression loss: an IoU kind (FCOS decodes its distances to boxes)."""
+        self.loss_options = check_loss_config(loss, loss_options, IOU_KINDS)
+        self.loss_kind = loss
+
+    def extra_repr(self) -> str:
+        return f"loss={self.loss_kind!r}" + "".join(f", {k}={v!r}" for k, v in self.loss_options.items())
+
+    def compute_loss(self, targets, head_outputs, anchors, matched_idxs):
+        # type: (list[dict[str, Tensor]], dict[str, Tensor], list[Tensor], list[Tensor]) -> dict[str, Tensor]
+        cls_logits = head_outputs["cls_logits"]  # (N, A, C)
+        bbox_regression = head_outputs["bbox_regression"]  # (N, A, 4)
+        bbox_ctrness = head_outputs["bbox_ctrness"]  # (N, A, 1)
+        matched = torch.stack(matched_idxs)
+        foreground = matched >= 0
+        gt_classes, gt_boxes = [], []
+        for targets_per_image, matched_per_image in zip(targets, matched):
+            labels, boxes = targets_per_image["labels"], targets_per_image["boxes"]
+            if labels.shape[0] == 0:  # as torchvision: class 0 and zero boxes, all background
+                gt_classes.append(labels.new_zeros(matched_per_image.shape))
+                gt_boxes.append(boxes.new_zeros(matched_per_image.shape + (4,)))
+            else:
+                index = matched_per_image.clamp(min=0)
+                gt_classes.append(labels[index])
+                gt_boxes.append(boxes[index])
+        gt_classes, gt_boxes, anchors = torch.stack(gt_classes), torch.stack(gt_boxes), torch.stack(anchors)
+        # A 0-dim tensor: dividing by it keeps the count on the device.
+        num_foreground = foreground.sum().clamp(min=1)
+        fg = foreground.to(cls_logits.dtype)
+
+        # One-hot at the foreground only, by scatter and a mask instead of boolean indexing.
+        gt_classes_targets = torch.zeros_like(cls_logits).scatter_(-1, gt_classes.unsqueeze(-1), 1.0)
+        gt_classes_targets = gt_classes_targets * fg.unsqueeze(-1)
+        loss_cls = sigmoid_focal_loss(cls_logits, gt_classes_targets, reduction="sum")
+
+        pred_boxes = self.box_coder.decode(bbox_regression, anchors)
+        dtype = _common_dtype(pred_boxes, gt_boxes)
+        loss_bbox_reg = box_loss(
+            pred_boxes.to(dtype),
+            gt_boxes.to(dtype),
+            self.loss_kind,
+            weight=foreground.to(dtype),
+            reduction="sum",
+            **self.loss_options,
+        )
+
+        bbox_reg_targets = self.box_coder.encode(anchors, gt_boxes)
+        if bbox_reg_targets.shape[0] == 0:
+            gt_ctrness_targets = bbox_reg_targets.new_zeros(bbox_reg_targets.shape[:-1])
+        else:
+            # Strided slices for torchvision's [0, 2] / [1, 3]: a list index would be copied to
+            # the device.
+            left_right = bbox_reg_targets[..., 0::2]
+            top_bottom = bbox_reg_targets[..., 1::2]
+            gt_ctrness_targets = torch.sqrt(
+                (left_right.min(dim=-1)[0] / left_right.max(dim=-1)[0])
+                * (top_bottom.min(dim=-1)[0] / top_bottom.max(dim=-1)[0])
+            )
+            # Background anchors (outside their box 0) give negative ratios, so NaN: zero them
+            # before the BCE, or its gradient would be NaN * 0.
+            gt_ctrness_targets = torch.where(foreground, gt_ctrness_targets, 0.0)
+        pred_centerness = bbox_ctrness.squeeze(dim=2)
+        loss_bbox_ctrness = (
+            F.binary_cross_entropy_with_logits(pred_centerness, gt_ctrness_targets, reduction="none") * fg
+        ).sum()
+
+        return {
+            "classification": loss_cls / num_foreground,
+            "bbox_regression": loss_bbox_reg / num_foreground,
+            "bbox_ctrness": loss_bbox_ctrness / num_foreground,
+        }
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def fuse_box_loss(model: nn.Module, loss: str = "giou", **loss_options) -> nn.Module:
+    """Makes a torchvision ``RetinaNet`` or ``FCOS`` compute its box loss with alwa_ext.
+
+    Args:
+        model: a ``torchvision.models.detection.RetinaNet`` (any backbone) or ``FCOS``; changed
+            in place and returned. Its regression head (RetinaNet) or head (FCOS) is replaced by
+            :class:`FusedRetinaNetRegressionHead` / :class:`FusedFCOSHead` holding the same
+            parameters (an optimizer built before keeps working) under the same names (state
+            dicts load both ways). Calling it again changes the loss.
+        loss: any of ``alwa_ext.kinds.LOSS_KINDS`` for RetinaNet (``l1``/``smooth_l1`` compare
+            the deltas with the box coder's encoded targets, the IoU kinds the decoded boxes
+            with the gt boxes); an IoU kind for FCOS.
+        loss_options: ``eps``, ``beta`` (smooth_l1), ``alpha`` (Alpha-IoU), ``focal_gamma``
+            (Focal-EIoU), as in :func:`alwa_ext.box_loss`.
+
+    For torchvision's own kinds the loss dict equals torchvision's, values and gradients.
+    """
+    if isinstance(model, RetinaNet):
+        model.head.regression_head = FusedRetinaNetRegressionHead.from_head(model.head.regression_head, loss, **loss_options)
+    elif isinstance(model, FCOS):
+        model.head = FusedFCOSHead.from_head(model.head, loss, **loss_options)
+    else:
+        raise TypeError(f"model: expected a torchvision RetinaNet or FCOS, got {type(model).__name__}")
+    return model
+
+
+def weight_losses(loss_dict: Mapping[str, Tensor], alwa: ALWA, keys: Optional[Sequence[str]] = None) -> dict:
+    """Weights a torchvision detector's loss dict with ALWA; returns a new dict.
+
+    Args:
+        loss_dict: what the detector returns in training mode.
+        alwa: the :class:`alwa_ext.ALWA` that keeps the statistics (one per training run).
+        keys: ``(classification_key, regression_key)``. By default the first pair present of
+            ``("classification", "bbox_regression")`` (RetinaNet, FCOS) and
+            ``("loss_objectness", "loss_rpn_box_reg")`` (the RPN of Faster / Mask / Keypoint
+            R-CNN, where the paper applies ALWA).
+
+    The two entries are replaced by ``λcls·loss`` and ``λreg·loss`` (ALWA's weights before this
+    call's update); the others pass through unchanged, in the same order.
+    """
+    if not isinstance(alwa, ALWA):
+        raise TypeError(f"alwa: expected an alwa_ext.ALWA, got {type(alwa).__name__}")
+    if not isinstance(loss_dict, Mapping):
+        raise TypeError(f"loss_dict: expected a dict of losses, got {type(loss_dict).__name__}")
+    cls_key, reg_key = _loss_keys(loss_dict, keys)
+    for key in (cls_key, reg_key):
+        value = loss_dict[key]
+        if not isinstance(value, Tensor) or value.dim() != 0:
+            raise ValueError(f"loss_dict[{key!r}]: expected a 0-dim tensor, got {value!r:.80}")
+    weighted_cls, weighted_reg = alwa(loss_dict[cls_key], loss_dict[reg_key])
+    weighted = {cls_key: weighted_cls, reg_key: weighted_reg}
+    return {key: weighted.get(key, value) for key, value in loss_dict.items()}
+
+
+def _loss_keys(loss_dict: Mapping[str, Tensor], keys: Optional[Sequence[str]]) -> Tuple[str, str]:
+    if keys is None:
+        for preset in LOSS_KEY_PRESETS:
+            if all(key in loss_dict for key in preset):
+                return preset
+        raise ValueError(
+            f"keys: none of the presets {list(LOSS_KEY_PRESETS)} is in the loss dict (keys {list(loss_dict)}); "
+            "pass keys=(classification_key, regression_key)"
+        )
+    if isinstance(keys, str) or len(keys) != 2 or not all(isinstance(key, str) for key in keys):
+        raise ValueError(f"keys: expected (classification_key, regression_key), got {keys!r}")
+    if keys[0] == keys[1]:
+        raise ValueError(f"keys: the classification and regression keys must differ, got {tuple(keys)}")
+    missing = [key for key in keys if key not in loss_dict]
+    if missing:
+        raise ValueError(f"keys: {missing} not in the loss dict (keys {list(loss_dict)})")
+    return keys[0], keys[1]
+
+
+__all__ = [
+    "fuse_box_loss",
+    "weight_losses",
+    "FusedRetinaNetRegressionHead",
+    "FusedFCOSHead",
+    "DENSE_HEAD_KEYS",
+    "RPN_KEYS",
+    "LOSS_KEY_PRESETS",
+]
