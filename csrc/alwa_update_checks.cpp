@@ -52,8 +52,13 @@ void check_alwa_state(const at::Tensor& weights, const at::Tensor& window, const
   check_state_tensor(held, "held", at::kLong, {}, device);
 }
 
-void check_alwa_step_args(const at::Tensor& loss_cls, const at::Tensor& loss_reg,
-                          int64_t interval) {
+AlwaStepCall check_alwa_step(const at::Tensor& loss_cls, const at::Tensor& loss_reg,
+                             at::Tensor& weights, at::Tensor& window, at::Tensor& step,
+                             at::Tensor& skipped, at::Tensor& num_updates, at::Tensor& held,
+                             int64_t interval, const std::string& alwa_mode,
+                             const std::string& update) {
+  const AlwaMode parsed_mode = parse_alwa_mode(alwa_mode);
+  const AlwaUpdate parsed_update = parse_alwa_update(update);
   check_loss(loss_cls, "loss_cls");
   check_loss(loss_reg, "loss_reg");
   TORCH_CHECK_VALUE(loss_cls.device() == loss_reg.device(),
@@ -61,6 +66,11 @@ void check_alwa_step_args(const at::Tensor& loss_cls, const at::Tensor& loss_reg
                     loss_reg.device());
   TORCH_CHECK_VALUE(interval == 0 || interval >= 2,
                     "interval: expected 0 (record only) or an integer >= 2, got ", interval);
+  check_alwa_state(weights, window, step, skipped, num_updates, held, loss_cls.device());
+  const AlwaState state{weights.mutable_data_ptr<double>(), window.mutable_data_ptr<double>(),
+                        step.mutable_data_ptr<int64_t>(), skipped.mutable_data_ptr<int64_t>(),
+                        num_updates.mutable_data_ptr<int64_t>(), held.mutable_data_ptr<int64_t>()};
+  return AlwaStepCall{parsed_mode, parsed_update, state};
 }
 
 void check_pooled_update_args(const at::Tensor& rank_windows, const at::Tensor& weights,

@@ -21,9 +21,18 @@ void check_alwa_state(const at::Tensor& weights, const at::Tensor& window, const
                       const at::Tensor& skipped, const at::Tensor& num_updates,
                       const at::Tensor& held, const at::Device& device);
 
-// Both losses 0-dim floating point on the device of the state; interval 0 (record only) or >= 2.
-void check_alwa_step_args(const at::Tensor& loss_cls, const at::Tensor& loss_reg,
-                          int64_t interval);
+// An alwa_step call, checked: the losses 0-dim floating point on one device, the state on
+// it too (check_alwa_state), interval 0 (record only) or >= 2, and the strings parsed.
+struct AlwaStepCall {
+  AlwaMode mode;
+  AlwaUpdate update;
+  AlwaState state;
+};
+AlwaStepCall check_alwa_step(const at::Tensor& loss_cls, const at::Tensor& loss_reg,
+                             at::Tensor& weights, at::Tensor& window, at::Tensor& step,
+                             at::Tensor& skipped, at::Tensor& num_updates, at::Tensor& held,
+                             int64_t interval, const std::string& alwa_mode,
+                             const std::string& update);
 
 // rank_windows: float64 (num_ranks, 2, 4) contiguous, num_ranks >= 1, and the state it
 // updates (weights, window, num_updates), all on one device.

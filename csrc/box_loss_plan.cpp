@@ -82,14 +82,7 @@ void check_positive(double value, const char* name) {
 }
 
 // Everything but the outputs: what box_loss and box_loss_backward share.
-BoxLossPlan plan_inputs(const at::Tensor& pred, const at::Tensor& target,
-                        const std::optional<at::Tensor>& weight,
-                        const std::optional<at::Tensor>& avg_factor,
-                        const std::optional<at::Tensor>& anchors, const std::string& loss,
-                        const std::string& reduction, const std::string& box_format, double eps,
-                        double beta, double alpha, double focal_gamma,
-                        at::ArrayRef<double> delta_means, at::ArrayRef<double> delta_stds,
-                        double wh_ratio_clip, bool grad_pred, bool grad_target) {
+BoxLossPlan plan_inputs(ALWA_BOX_LOSS_PARAMS, bool grad_pred, bool grad_target) {
   BoxLossPlan plan;
   plan.kind = parse_loss_kind(loss);
   plan.reduction = parse_reduction(reduction);
@@ -198,36 +191,16 @@ void allocate_gradients(BoxLossPlan& plan, const at::Tensor& pred) {
 
 }  // namespace
 
-BoxLossPlan plan_box_loss(const at::Tensor& pred, const at::Tensor& target,
-                          const std::optional<at::Tensor>& weight,
-                          const std::optional<at::Tensor>& avg_factor,
-                          const std::optional<at::Tensor>& anchors, const std::string& loss,
-                          const std::string& reduction, const std::string& box_format, double eps,
-                          double beta, double alpha, double focal_gamma,
-                          at::ArrayRef<double> delta_means, at::ArrayRef<double> delta_stds,
-                          double wh_ratio_clip, bool grad_pred, bool grad_target) {
-  BoxLossPlan plan = plan_inputs(pred, target, weight, avg_factor, anchors, loss, reduction,
-                                 box_format, eps, beta, alpha, focal_gamma, delta_means,
-                                 delta_stds, wh_ratio_clip, grad_pred, grad_target);
+BoxLossPlan plan_box_loss(ALWA_BOX_LOSS_PARAMS, bool grad_pred, bool grad_target) {
+  BoxLossPlan plan = plan_inputs(ALWA_BOX_LOSS_ARGS, grad_pred, grad_target);
   plan.loss = at::empty(loss_shape(plan, pred), pred.options());
   allocate_gradients(plan, pred);
   return plan;
 }
 
-BoxLossPlan plan_box_loss_backward(const at::Tensor& grad_loss, const at::Tensor& pred,
-                                   const at::Tensor& target,
-                                   const std::optional<at::Tensor>& weight,
-                                   const std::optional<at::Tensor>& avg_factor,
-                                   const std::optional<at::Tensor>& anchors,
-                                   const std::string& loss, const std::string& reduction,
-                                   const std::string& box_format, double eps, double beta,
-                                   double alpha, double focal_gamma,
-                                   at::ArrayRef<double> delta_means,
-                                   at::ArrayRef<double> delta_stds, double wh_ratio_clip,
+BoxLossPlan plan_box_loss_backward(const at::Tensor& grad_loss, ALWA_BOX_LOSS_PARAMS,
                                    bool grad_pred, bool grad_target) {
-  BoxLossPlan plan = plan_inputs(pred, target, weight, avg_factor, anchors, loss, reduction,
-                                 box_format, eps, beta, alpha, focal_gamma, delta_means,
-                                 delta_stds, wh_ratio_clip, grad_pred, grad_target);
+  BoxLossPlan plan = plan_inputs(ALWA_BOX_LOSS_ARGS, grad_pred, grad_target);
   const auto expected = loss_shape(plan, pred);
   TORCH_CHECK_VALUE(grad_loss.sizes() == expected, "grad_loss: expected the shape of the loss ",
                     shape_str(expected), ", got ", shape_str(grad_loss.sizes()));

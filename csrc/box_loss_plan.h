@@ -27,6 +27,28 @@ BoxFormat parse_box_format(const std::string& name);
 // box_iou's formats: xyxy or cxcywh (deltas need anchors, which box_iou has not).
 BoxFormat parse_iou_box_format(const std::string& name);
 
+// box_loss's parameters in schema order, and the same names passing them on. Every form of
+// the op (box_loss, box_loss_with_grad, box_loss_backward), every backend and the autograd take
+// them: they are written once, here.
+#define ALWA_BOX_LOSS_PARAMS                                                                    \
+  const at::Tensor &pred, const at::Tensor &target, const std::optional<at::Tensor> &weight,    \
+      const std::optional<at::Tensor> &avg_factor, const std::optional<at::Tensor> &anchors,    \
+      const std::string &loss, const std::string &reduction, const std::string &box_format,     \
+      double eps, double beta, double alpha, double focal_gamma,                                \
+      at::ArrayRef<double> delta_means, at::ArrayRef<double> delta_stds, double wh_ratio_clip
+#define ALWA_BOX_LOSS_ARGS                                                                      \
+  pred, target, weight, avg_factor, anchors, loss, reduction, box_format, eps, beta, alpha,     \
+      focal_gamma, delta_means, delta_stds, wh_ratio_clip
+
+// The operators' C++ signatures (alwa.cpp has their schemas).
+using BoxLossFn = at::Tensor(ALWA_BOX_LOSS_PARAMS);
+using BoxLossWithGradFn = std::tuple<at::Tensor, at::Tensor, at::Tensor>(ALWA_BOX_LOSS_PARAMS,
+                                                                          bool grad_pred,
+                                                                          bool grad_target);
+using BoxLossBackwardFn = std::tuple<at::Tensor, at::Tensor>(const at::Tensor& grad_loss,
+                                                             ALWA_BOX_LOSS_PARAMS, bool grad_pred,
+                                                             bool grad_target);
+
 // Everything a box_loss kernel needs to know, decided on the host from shapes and arguments.
 struct BoxLossPlan {
   LossKind kind;
@@ -59,28 +81,41 @@ struct BoxLossPlan {
 };
 
 // Validates box_loss's inputs (shapes, dtypes, devices, strings, numbers) and allocates its
-// outputs. Takes the arguments of the alwa::box_loss schema, in its order.
-BoxLossPlan plan_box_loss(const at::Tensor& pred, const at::Tensor& target,
-                          const std::optional<at::Tensor>& weight,
-                          const std::optional<at::Tensor>& avg_factor,
-                          const std::optional<at::Tensor>& anchors, const std::string& loss,
-                          const std::string& reduction, const std::string& box_format, double eps,
-                          double beta, double alpha, double focal_gamma,
-                          at::ArrayRef<double> delta_means, at::ArrayRef<double> delta_stds,
-                          double wh_ratio_clip, bool grad_pred, bool grad_target);
+// outputs.
+BoxLossPlan plan_box_loss(ALWA_BOX_LOSS_PARAMS, bool grad_pred, bool grad_target);
 
 // The same for box_loss_backward, whose first argument is d output / d loss (the loss's shape).
-BoxLossPlan plan_box_loss_backward(const at::Tensor& grad_loss, const at::Tensor& pred,
-                                   const at::Tensor& target,
-                                   const std::optional<at::Tensor>& weight,
-                                   const std::optional<at::Tensor>& avg_factor,
-                                   const std::optional<at::Tensor>& anchors,
-                                   const std::string& loss, const std::string& reduction,
-                                   const std::string& box_format, double eps, double beta,
-                                   double alpha, double focal_gamma,
-                                   at::ArrayRef<double> delta_means,
-                                   at::ArrayRef<double> delta_stds, double wh_ratio_clip,
+BoxLossPlan plan_box_loss_backward(const at::Tensor& grad_loss, ALWA_BOX_LOSS_PARAMS,
                                    bool grad_pred, bool grad_target);
+
+// The box_loss operators of a backend, made from its function that runs a plan (which also
+// fills the outputs of an empty call) and the guard it needs around a call (CUDAGuard).
+struct NoDeviceGuard {
+  explicit NoDeviceGuard(const at::Device&) {}
+};
+
+template <void (*Run)(BoxLossPlan&), class DeviceGuard = NoDeviceGuard>
+struct BoxLossOps {
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor> with_grad(ALWA_BOX_LOSS_PARAMS,
+                                                                  bool grad_pred,
+                                                                  bool grad_target) {
+    const DeviceGuard guard(pred.device());
+    BoxLossPlan plan = plan_box_loss(ALWA_BOX_LOSS_ARGS, grad_pred, grad_target);
+    Run(plan);
+    return {plan.loss, plan.grad_pred_out, plan.grad_target_out};
+  }
+  static at::Tensor loss_only(ALWA_BOX_LOSS_PARAMS) {
+    return std::get<0>(with_grad(ALWA_BOX_LOSS_ARGS, false, false));
+  }
+  static std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_loss,
+                                                     ALWA_BOX_LOSS_PARAMS, bool grad_pred,
+                                                     bool grad_target) {
+    const DeviceGuard guard(pred.device());
+    BoxLossPlan plan = plan_box_loss_backward(grad_loss, ALWA_BOX_LOSS_ARGS, grad_pred, grad_target);
+    Run(plan);
+    return {plan.grad_pred_out, plan.grad_target_out};
+  }
+};
 
 // The kernel arguments of a planned call.
 template <class scalar_t, class T>

@@ -44,15 +44,8 @@ at::Tensor call_box_loss(const at::Tensor& pred, const at::Tensor& target,
                          const std::optional<at::Tensor>& avg_factor,
                          const std::optional<at::Tensor>& anchors, const BoxLossOptions& o,
                          const std::string& reduction) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("alwa::box_loss", "")
-                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
-                                         const std::optional<at::Tensor>&,
-                                         const std::optional<at::Tensor>&,
-                                         const std::optional<at::Tensor>&, const std::string&,
-                                         const std::string&, const std::string&, double, double,
-                                         double, double, at::ArrayRef<double>,
-                                         at::ArrayRef<double>, double)>();
+  static auto op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("alwa::box_loss", "").typed<BoxLossFn>();
   at::AutoDispatchBelowADInplaceOrView guard;
   return op.call(pred, target, weight, avg_factor, anchors, o.loss, reduction, o.box_format, o.eps,
                  o.beta, o.alpha, o.focal_gamma, o.delta_means, o.delta_stds, o.wh_ratio_clip);
@@ -62,14 +55,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> call_box_loss_with_grad(
     const at::Tensor& pred, const at::Tensor& target, const std::optional<at::Tensor>& weight,
     const std::optional<at::Tensor>& avg_factor, const std::optional<at::Tensor>& anchors,
     const BoxLossOptions& o, bool grad_pred, bool grad_target) {
-  static auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("alwa::box_loss_with_grad", "")
-          .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
-              const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-              const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
-              const std::string&, const std::string&, const std::string&, double, double, double,
-              double, at::ArrayRef<double>, at::ArrayRef<double>, double, bool, bool)>();
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("alwa::box_loss_with_grad", "")
+                       .typed<BoxLossWithGradFn>();
   at::AutoDispatchBelowADInplaceOrView guard;
   return op.call(pred, target, weight, avg_factor, anchors, o.loss, o.reduction, o.box_format,
                  o.eps, o.beta, o.alpha, o.focal_gamma, o.delta_means, o.delta_stds,
@@ -81,15 +69,9 @@ std::tuple<at::Tensor, at::Tensor> call_box_loss_backward(
     const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& avg_factor,
     const std::optional<at::Tensor>& anchors, const BoxLossOptions& o, bool grad_pred,
     bool grad_target) {
-  static auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("alwa::box_loss_backward", "")
-          .typed<std::tuple<at::Tensor, at::Tensor>(
-              const at::Tensor&, const at::Tensor&, const at::Tensor&,
-              const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
-              const std::optional<at::Tensor>&, const std::string&, const std::string&,
-              const std::string&, double, double, double, double, at::ArrayRef<double>,
-              at::ArrayRef<double>, double, bool, bool)>();
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("alwa::box_loss_backward", "")
+                       .typed<BoxLossBackwardFn>();
   at::AutoDispatchBelowADInplaceOrView guard;
   return op.call(grad_loss, pred, target, weight, avg_factor, anchors, o.loss, o.reduction,
                  o.box_format, o.eps, o.beta, o.alpha, o.focal_gamma, o.delta_means,
@@ -252,14 +234,7 @@ class BoxLossFunction : public torch::autograd::Function<BoxLossFunction> {
   }
 };
 
-at::Tensor box_loss_autograd(const at::Tensor& pred, const at::Tensor& target,
-                             const std::optional<at::Tensor>& weight,
-                             const std::optional<at::Tensor>& avg_factor,
-                             const std::optional<at::Tensor>& anchors, const std::string& loss,
-                             const std::string& reduction, const std::string& box_format, double eps,
-                             double beta, double alpha, double focal_gamma,
-                             at::ArrayRef<double> delta_means, at::ArrayRef<double> delta_stds,
-                             double wh_ratio_clip) {
+at::Tensor box_loss_autograd(ALWA_BOX_LOSS_PARAMS) {
   BoxLossOptions options{std::string(loss), std::string(reduction), std::string(box_format),
                          eps, beta, alpha, focal_gamma, delta_means.vec(), delta_stds.vec(),
                          wh_ratio_clip};

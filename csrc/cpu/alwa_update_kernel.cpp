@@ -9,13 +9,6 @@
 namespace alwa {
 namespace {
 
-AlwaState state_pointers(at::Tensor& weights, at::Tensor& window, at::Tensor& step,
-                         at::Tensor& skipped, at::Tensor& num_updates, at::Tensor& held) {
-  return AlwaState{weights.mutable_data_ptr<double>(), window.mutable_data_ptr<double>(),
-                   step.mutable_data_ptr<int64_t>(), skipped.mutable_data_ptr<int64_t>(),
-                   num_updates.mutable_data_ptr<int64_t>(), held.mutable_data_ptr<int64_t>()};
-}
-
 double load_loss(const at::Tensor& loss) {
   double value = 0.0;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, loss.scalar_type(), "alwa_load_loss",
@@ -41,15 +34,11 @@ std::tuple<at::Tensor, at::Tensor> alwa_step_cpu(const at::Tensor& loss_cls,
                                                  at::Tensor& held, int64_t interval,
                                                  const std::string& alwa_mode,
                                                  const std::string& update) {
-  const AlwaMode parsed_mode = parse_alwa_mode(alwa_mode);
-  const AlwaUpdate parsed_update = parse_alwa_update(update);
-  check_alwa_step_args(loss_cls, loss_reg, interval);
-  check_alwa_state(weights, window, step, skipped, num_updates, held, loss_cls.device());
-
+  const AlwaStepCall call = check_alwa_step(loss_cls, loss_reg, weights, window, step, skipped,
+                                            num_updates, held, interval, alwa_mode, update);
   double applied[2];
-  record_and_update(load_loss(loss_cls), load_loss(loss_reg),
-                    state_pointers(weights, window, step, skipped, num_updates, held), interval,
-                    parsed_mode, parsed_update, applied);
+  record_and_update(load_loss(loss_cls), load_loss(loss_reg), call.state, interval, call.mode,
+                    call.update, applied);
   return {applied_weight(applied[kWeightCls], loss_cls),
           applied_weight(applied[kWeightReg], loss_reg)};
 }

@@ -66,7 +66,7 @@ void box_loss_cpu_typed(const BoxLossPlan& plan) {
 void run_box_loss_cpu(BoxLossPlan& plan) {
   if (plan.num_boxes == 0) {
     if (plan.loss.defined() && plan.reduction != Reduction::None) plan.loss.zero_();
-    return;
+    return;  // (the gradients of an empty call have no elements)
   }
   const bool with_grad = plan.grad_pred || plan.grad_target;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, plan.pred.scalar_type(), "box_loss_cpu", [&] {
@@ -81,50 +81,7 @@ void run_box_loss_cpu(BoxLossPlan& plan) {
   });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> box_loss_with_grad_cpu(
-    const at::Tensor& pred, const at::Tensor& target, const std::optional<at::Tensor>& weight,
-    const std::optional<at::Tensor>& avg_factor, const std::optional<at::Tensor>& anchors,
-    const std::string& loss, const std::string& reduction, const std::string& box_format,
-    double eps, double beta, double alpha, double focal_gamma, at::ArrayRef<double> delta_means,
-    at::ArrayRef<double> delta_stds, double wh_ratio_clip, bool grad_pred, bool grad_target) {
-  BoxLossPlan plan = plan_box_loss(pred, target, weight, avg_factor, anchors, loss, reduction,
-                                   box_format, eps, beta, alpha, focal_gamma, delta_means,
-                                   delta_stds, wh_ratio_clip, grad_pred, grad_target);
-  run_box_loss_cpu(plan);
-  return {plan.loss, plan.grad_pred_out, plan.grad_target_out};
-}
-
-at::Tensor box_loss_cpu(const at::Tensor& pred, const at::Tensor& target,
-                        const std::optional<at::Tensor>& weight,
-                        const std::optional<at::Tensor>& avg_factor,
-                        const std::optional<at::Tensor>& anchors, const std::string& loss,
-                        const std::string& reduction, const std::string& box_format, double eps,
-                        double beta, double alpha, double focal_gamma,
-                        at::ArrayRef<double> delta_means, at::ArrayRef<double> delta_stds,
-                        double wh_ratio_clip) {
-  return std::get<0>(box_loss_with_grad_cpu(pred, target, weight, avg_factor, anchors, loss,
-                                            reduction, box_format, eps, beta, alpha, focal_gamma,
-                                            delta_means, delta_stds, wh_ratio_clip, false, false));
-}
-
-std::tuple<at::Tensor, at::Tensor> box_loss_backward_cpu(
-    const at::Tensor& grad_loss, const at::Tensor& pred, const at::Tensor& target,
-    const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& avg_factor,
-    const std::optional<at::Tensor>& anchors, const std::string& loss,
-    const std::string& reduction, const std::string& box_format, double eps, double beta,
-    double alpha, double focal_gamma, at::ArrayRef<double> delta_means,
-    at::ArrayRef<double> delta_stds, double wh_ratio_clip, bool grad_pred, bool grad_target) {
-  BoxLossPlan plan = plan_box_loss_backward(grad_loss, pred, target, weight, avg_factor, anchors,
-                                            loss, reduction, box_format, eps, beta, alpha,
-                                            focal_gamma, delta_means, delta_stds, wh_ratio_clip,
-                                            grad_pred, grad_target);
-  if (plan.num_boxes == 0) {
-    if (grad_pred) plan.grad_pred_out.zero_();
-    if (grad_target) plan.grad_target_out.zero_();
-  }
-  run_box_loss_cpu(plan);
-  return {plan.grad_pred_out, plan.grad_target_out};
-}
+using BoxLossCpu = BoxLossOps<run_box_loss_cpu>;
 
 at::Tensor box_iou_cpu(const at::Tensor& boxes1, const at::Tensor& boxes2, const std::string& kind,
                        const std::string& box_format, double eps) {
@@ -218,9 +175,9 @@ std::tuple<at::Tensor, at::Tensor> box_iou_backward_cpu(
 }  // namespace
 
 TORCH_LIBRARY_IMPL(alwa, CPU, m) {
-  m.impl("box_loss", &box_loss_cpu);
-  m.impl("box_loss_with_grad", &box_loss_with_grad_cpu);
-  m.impl("box_loss_backward", &box_loss_backward_cpu);
+  m.impl("box_loss", &BoxLossCpu::loss_only);
+  m.impl("box_loss_with_grad", &BoxLossCpu::with_grad);
+  m.impl("box_loss_backward", &BoxLossCpu::backward);
   m.impl("box_iou", &box_iou_cpu);
   m.impl("box_iou_backward", &box_iou_backward_cpu);
 }

@@ -35,22 +35,16 @@ std::tuple<at::Tensor, at::Tensor> alwa_step_cuda(const at::Tensor& loss_cls,
                                                   at::Tensor& held, int64_t interval,
                                                   const std::string& alwa_mode,
                                                   const std::string& update) {
-  const AlwaMode parsed_mode = parse_alwa_mode(alwa_mode);
-  const AlwaUpdate parsed_update = parse_alwa_update(update);
-  check_alwa_step_args(loss_cls, loss_reg, interval);
-  check_alwa_state(weights, window, step, skipped, num_updates, held, loss_cls.device());
-
+  const AlwaStepCall call = check_alwa_step(loss_cls, loss_reg, weights, window, step, skipped,
+                                            num_updates, held, interval, alwa_mode, update);
   const c10::cuda::CUDAGuard device_guard(loss_cls.device());
   at::Tensor applied_cls = at::empty({}, loss_cls.options());
   at::Tensor applied_reg = at::empty({}, loss_reg.options());
   const LossArgs losses{loss_cls.const_data_ptr(), loss_reg.const_data_ptr(),
                         applied_cls.mutable_data_ptr(), applied_reg.mutable_data_ptr(),
                         loss_dtype(loss_cls), loss_dtype(loss_reg)};
-  const AlwaState state{weights.mutable_data_ptr<double>(), window.mutable_data_ptr<double>(),
-                        step.mutable_data_ptr<int64_t>(), skipped.mutable_data_ptr<int64_t>(),
-                        num_updates.mutable_data_ptr<int64_t>(), held.mutable_data_ptr<int64_t>()};
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  alwa_step_kernel<<<1, 1, 0, stream>>>(losses, state, interval, parsed_mode, parsed_update);
+  alwa_step_kernel<<<1, 1, 0, stream>>>(losses, call.state, interval, call.mode, call.update);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {applied_cls, applied_reg};
 }

@@ -75,11 +75,7 @@ void run_box_loss_cuda(BoxLossPlan& plan) {
   const bool reduce = plan.loss.defined() && plan.reduction != Reduction::None;
   if (plan.num_boxes == 0) {
     if (reduce) plan.loss.zero_();
-    if (!plan.loss.defined()) {  // backward of an empty call: zero gradients
-      if (plan.grad_pred) plan.grad_pred_out.zero_();
-      if (plan.grad_target) plan.grad_target_out.zero_();
-    }
-    return;
+    return;  // (the gradients of an empty call have no elements)
   }
   const bool with_grad = plan.grad_pred || plan.grad_target;
   const uint32_t blocks = cuda::capped_blocks(plan.num_boxes, kThreadsPerBlock, resident_blocks());
@@ -123,48 +119,7 @@ void run_box_loss_cuda(BoxLossPlan& plan) {
   });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> box_loss_with_grad_cuda(
-    const at::Tensor& pred, const at::Tensor& target, const std::optional<at::Tensor>& weight,
-    const std::optional<at::Tensor>& avg_factor, const std::optional<at::Tensor>& anchors,
-    const std::string& loss, const std::string& reduction, const std::string& box_format,
-    double eps, double beta, double alpha, double focal_gamma, at::ArrayRef<double> delta_means,
-    at::ArrayRef<double> delta_stds, double wh_ratio_clip, bool grad_pred, bool grad_target) {
-  const c10::cuda::CUDAGuard device_guard(pred.device());
-  BoxLossPlan plan = plan_box_loss(pred, target, weight, avg_factor, anchors, loss, reduction,
-                                   box_format, eps, beta, alpha, focal_gamma, delta_means,
-                                   delta_stds, wh_ratio_clip, grad_pred, grad_target);
-  run_box_loss_cuda(plan);
-  return {plan.loss, plan.grad_pred_out, plan.grad_target_out};
-}
-
-at::Tensor box_loss_cuda(const at::Tensor& pred, const at::Tensor& target,
-                         const std::optional<at::Tensor>& weight,
-                         const std::optional<at::Tensor>& avg_factor,
-                         const std::optional<at::Tensor>& anchors, const std::string& loss,
-                         const std::string& reduction, const std::string& box_format, double eps,
-                         double beta, double alpha, double focal_gamma,
-                         at::ArrayRef<double> delta_means, at::ArrayRef<double> delta_stds,
-                         double wh_ratio_clip) {
-  return std::get<0>(box_loss_with_grad_cuda(pred, target, weight, avg_factor, anchors, loss,
-                                             reduction, box_format, eps, beta, alpha, focal_gamma,
-                                             delta_means, delta_stds, wh_ratio_clip, false, false));
-}
-
-std::tuple<at::Tensor, at::Tensor> box_loss_backward_cuda(
-    const at::Tensor& grad_loss, const at::Tensor& pred, const at::Tensor& target,
-    const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& avg_factor,
-    const std::optional<at::Tensor>& anchors, const std::string& loss,
-    const std::string& reduction, const std::string& box_format, double eps, double beta,
-    double alpha, double focal_gamma, at::ArrayRef<double> delta_means,
-    at::ArrayRef<double> delta_stds, double wh_ratio_clip, bool grad_pred, bool grad_target) {
-  const c10::cuda::CUDAGuard device_guard(pred.device());
-  BoxLossPlan plan = plan_box_loss_backward(grad_loss, pred, target, weight, avg_factor, anchors,
-                                            loss, reduction, box_format, eps, beta, alpha,
-                                            focal_gamma, delta_means, delta_stds, wh_ratio_clip,
-                                            grad_pred, grad_target);
-  run_box_loss_cuda(plan);
-  return {plan.grad_pred_out, plan.grad_target_out};
-}
+using BoxLossCuda = BoxLossOps<run_box_loss_cuda, c10::cuda::CUDAGuard>;
 
 // ----------------------------------------------------------------------------- box_iou
 
@@ -262,9 +217,9 @@ std::tuple<at::Tensor, at::Tensor> box_iou_backward_cuda(
 }  // namespace
 
 TORCH_LIBRARY_IMPL(alwa, CUDA, m) {
-  m.impl("box_loss", &box_loss_cuda);
-  m.impl("box_loss_with_grad", &box_loss_with_grad_cuda);
-  m.impl("box_loss_backward", &box_loss_backward_cuda);
+  m.impl("box_loss", &BoxLossCuda::loss_only);
+  m.impl("box_loss_with_grad", &BoxLossCuda::with_grad);
+  m.impl("box_loss_backward", &BoxLossCuda::backward);
   m.impl("box_iou", &box_iou_cuda);
   m.impl("box_iou_backward", &box_iou_backward_cuda);
 }

@@ -122,23 +122,28 @@ __device__ __forceinline__ void load_box_vector(const double* src, double (&box)
   box[2] = hi.x;
   box[3] = hi.y;
 }
-__device__ __forceinline__ void load_box_vector(const __half* src, float (&box)[4]) {
+// The half types: the whole box in 8 bytes, as two pairs converted to float.
+struct HalfPairToFloat2 {
+  __device__ float2 operator()(__half2 pair) const { return __half22float2(pair); }
+};
+struct BFloat16PairToFloat2 {
+  __device__ float2 operator()(__nv_bfloat162 pair) const { return __bfloat1622float2(pair); }
+};
+template <class Pair, class Convert, class S>
+__device__ __forceinline__ void load_box_pairs(const S* src, float (&box)[4]) {
   const uint2 raw = __ldg(reinterpret_cast<const uint2*>(src));
-  const float2 lo = __half22float2(*reinterpret_cast<const __half2*>(&raw.x));
-  const float2 hi = __half22float2(*reinterpret_cast<const __half2*>(&raw.y));
+  const float2 lo = Convert{}(*reinterpret_cast<const Pair*>(&raw.x));
+  const float2 hi = Convert{}(*reinterpret_cast<const Pair*>(&raw.y));
   box[0] = lo.x;
   box[1] = lo.y;
   box[2] = hi.x;
   box[3] = hi.y;
 }
+__device__ __forceinline__ void load_box_vector(const __half* src, float (&box)[4]) {
+  load_box_pairs<__half2, HalfPairToFloat2>(src, box);
+}
 __device__ __forceinline__ void load_box_vector(const __nv_bfloat16* src, float (&box)[4]) {
-  const uint2 raw = __ldg(reinterpret_cast<const uint2*>(src));
-  const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
-  const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
-  box[0] = lo.x;
-  box[1] = lo.y;
-  box[2] = hi.x;
-  box[3] = hi.y;
+  load_box_pairs<__nv_bfloat162, BFloat16PairToFloat2>(src, box);
 }
 #endif
 

@@ -37,21 +37,28 @@ ALWA_HD_INLINE double sqrt_(double x) { return ::sqrt(x); }
 ALWA_HD_INLINE float pow_(float x, float y) { return ::powf(x, y); }
 ALWA_HD_INLINE double pow_(double x, double y) { return ::pow(x, y); }
 
+// The bits of a float type and where its exponent is.
+template <class T>
+struct FloatBits;
+template <>
+struct FloatBits<float> {
+  using type = uint32_t;
+  static constexpr type kExponent = 0x7f800000u;
+};
+template <>
+struct FloatBits<double> {
+  using type = uint64_t;
+  static constexpr type kExponent = 0x7ff0000000000000ull;
+};
+
 // The largest power of two <= x for positive normal x, 0 for zero or subnormal x, and inf for
 // inf or NaN: x with its mantissa bits cleared.
-ALWA_HD_INLINE float pow2_floor_(float x) {
-  uint32_t bits;
+template <class T>
+ALWA_HD_INLINE T pow2_floor_(T x) {
+  typename FloatBits<T>::type bits;
   memcpy(&bits, &x, sizeof(bits));
-  bits &= 0x7f800000u;
-  float out;
-  memcpy(&out, &bits, sizeof(out));
-  return out;
-}
-ALWA_HD_INLINE double pow2_floor_(double x) {
-  uint64_t bits;
-  memcpy(&bits, &x, sizeof(bits));
-  bits &= 0x7ff0000000000000ull;
-  double out;
+  bits &= FloatBits<T>::kExponent;
+  T out;
   memcpy(&out, &bits, sizeof(out));
   return out;
 }
