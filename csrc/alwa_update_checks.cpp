@@ -52,11 +52,7 @@ void check_alwa_state(const at::Tensor& weights, const at::Tensor& window, const
   check_state_tensor(held, "held", at::kLong, {}, device);
 }
 
-AlwaStepCall check_alwa_step(const at::Tensor& loss_cls, const at::Tensor& loss_reg,
-                             at::Tensor& weights, at::Tensor& window, at::Tensor& step,
-                             at::Tensor& skipped, at::Tensor& num_updates, at::Tensor& held,
-                             int64_t interval, const std::string& alwa_mode,
-                             const std::string& update) {
+AlwaStepCall check_alwa_step(ALWA_STEP_PARAMS) {
   const AlwaMode parsed_mode = parse_alwa_mode(alwa_mode);
   const AlwaUpdate parsed_update = parse_alwa_update(update);
   check_loss(loss_cls, "loss_cls");

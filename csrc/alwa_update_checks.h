@@ -21,6 +21,13 @@ void check_alwa_state(const at::Tensor& weights, const at::Tensor& window, const
                       const at::Tensor& skipped, const at::Tensor& num_updates,
                       const at::Tensor& held, const at::Device& device);
 
+// alwa_step's parameters in schema order (the CPU and CUDA kernels take them).
+#define ALWA_STEP_PARAMS                                                                     \
+  const at::Tensor &loss_cls, const at::Tensor &loss_reg, at::Tensor &weights,               \
+      at::Tensor &window, at::Tensor &step, at::Tensor &skipped, at::Tensor &num_updates,    \
+      at::Tensor &held, int64_t interval, const std::string &alwa_mode,                      \
+      const std::string &update
+
 // An alwa_step call, checked: the losses 0-dim floating point on one device, the state on
 // it too (check_alwa_state), interval 0 (record only) or >= 2, and the strings parsed.
 struct AlwaStepCall {
@@ -28,11 +35,7 @@ struct AlwaStepCall {
   AlwaUpdate update;
   AlwaState state;
 };
-AlwaStepCall check_alwa_step(const at::Tensor& loss_cls, const at::Tensor& loss_reg,
-                             at::Tensor& weights, at::Tensor& window, at::Tensor& step,
-                             at::Tensor& skipped, at::Tensor& num_updates, at::Tensor& held,
-                             int64_t interval, const std::string& alwa_mode,
-                             const std::string& update);
+AlwaStepCall check_alwa_step(ALWA_STEP_PARAMS);
 
 // rank_windows: float64 (num_ranks, 2, 4) contiguous, num_ranks >= 1, and the state it
 // updates (weights, window, num_updates), all on one device.

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <torch/library.h>
 
 #include <array>
 #include <optional>
@@ -174,17 +175,24 @@ void dispatch_loss_kind(LossKind kind, F&& f) {
   }
 }
 
-// Same for the kinds with a pairwise form (box_iou).
+// Same for the kinds with a pairwise form (box_iou): the others are never instantiated.
 template <class F>
 void dispatch_iou_kind(LossKind kind, F&& f) {
-  using K = LossKind;
-  switch (kind) {
-    case K::IoU: f(std::integral_constant<K, K::IoU>{}); break;
-    case K::GIoU: f(std::integral_constant<K, K::GIoU>{}); break;
-    case K::DIoU: f(std::integral_constant<K, K::DIoU>{}); break;
-    case K::CIoU: f(std::integral_constant<K, K::CIoU>{}); break;
-    default: TORCH_CHECK_VALUE(false, "kind: expected one of 'iou', 'giou', 'diou', 'ciou'");
-  }
+  TORCH_CHECK_VALUE(has_alpha_form(kind), "kind: expected one of 'iou', 'giou', 'diou', 'ciou'");
+  dispatch_loss_kind(kind, [&](auto kind_constant) {
+    if constexpr (has_alpha_form(decltype(kind_constant)::value)) f(kind_constant);
+  });
+}
+
+// Registers a backend's box operators: the three forms of box_loss (BoxLossOps) and box_iou
+// with its backward.
+template <class Ops, class BoxIou, class BoxIouBackward>
+void register_box_ops(torch::Library& m, BoxIou box_iou, BoxIouBackward box_iou_backward) {
+  m.impl("box_loss", &Ops::loss_only);
+  m.impl("box_loss_with_grad", &Ops::with_grad);
+  m.impl("box_loss_backward", &Ops::backward);
+  m.impl("box_iou", box_iou);
+  m.impl("box_iou_backward", box_iou_backward);
 }
 
 }  // namespace alwa

@@ -72,8 +72,9 @@ class ALWAHook(Hook):
         cls_key, reg_key: the loss dict's entries; mmdet's one-stage heads use ``loss_cls`` /
             ``loss_bbox``; the RPN of two-stage detectors ``loss_rpn_cls`` / ``loss_rpn_bbox``
             (where the paper applies ALWA).
-        mode, interval, cls_weight, reg_weight, update, sync: :class:`alwa_ext.ALWA`'s.
         log_key: the name λcls is logged under (must not contain "loss").
+        alwa_options: :class:`alwa_ext.ALWA`'s arguments (mode, interval, cls_weight,
+            reg_weight, update, sync), its defaults where left out.
 
     ALWA's state is saved into every checkpoint and restored when the runner resumes (not
     when it only loads weights with ``load_from``). Every ``parse_losses`` call during training
@@ -86,13 +87,8 @@ class ALWAHook(Hook):
         self,
         cls_key: str = "loss_cls",
         reg_key: str = "loss_bbox",
-        mode: str = "alwa2",
-        interval: int = 100,
-        cls_weight: float = 1.0,
-        reg_weight: float = 1.0,
-        update: str = "paper",
-        sync: bool = True,
         log_key: str = "alwa_lambda_cls",
+        **alwa_options,
     ) -> None:
         for name, key in (("cls_key", cls_key), ("reg_key", reg_key), ("log_key", log_key)):
             if not isinstance(key, str) or not key:
@@ -102,9 +98,8 @@ class ALWAHook(Hook):
         if "loss" in log_key:
             raise ValueError(f"log_key: must not contain 'loss' (parse_losses would add it to the loss), got {log_key!r}")
         self.cls_key, self.reg_key, self.log_key = cls_key, reg_key, log_key
-        self.config = dict(mode=mode, interval=interval, cls_weight=cls_weight, reg_weight=reg_weight, update=update, sync=sync)
         # Made here, not in before_train: mmengine loads a resumed checkpoint before then.
-        self.alwa = ALWA(**self.config)
+        self.alwa = ALWA(**alwa_options)
         self._wrapped = None  # (model, wrapper) while training
 
     @property
@@ -155,7 +150,7 @@ class ALWAHook(Hook):
     # -------------------------------------------------------------------- checkpoints
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        entry = {"config": dict(self.config), "state": self.alwa.state_dict()}
+        entry = {"state": self.alwa.state_dict()}
         checkpoint.setdefault(CHECKPOINT_KEY, {})[self.checkpoint_name] = entry
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -164,12 +159,7 @@ class ALWAHook(Hook):
         # runner without the flag is taken to be resuming.
         if entry is None or not getattr(runner, "_resume", True):
             return
-        if entry["config"] != self.config:
-            warnings.warn(
-                f"ALWAHook({self.checkpoint_name}): the checkpoint was saved with {entry['config']}, "
-                f"the hook has {self.config}; loading its state anyway",
-                stacklevel=2,
-            )
+        # ALWA refuses a state saved with another mode, interval or update.
         self.alwa.load_state_dict(entry["state"])
 
 

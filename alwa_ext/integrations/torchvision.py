@@ -52,6 +52,21 @@ def _share_state(cls, module: nn.Module) -> nn.Module:
     return fused
 
 
+class _FusedHead:
+    """What the fused heads share: made from an existing torchvision head (``_head_type``)."""
+
+    _head_type: type
+
+    @classmethod
+    def from_head(cls, head, loss: str = "giou", **loss_options):
+        """A fused head holding ``head``'s parameters (the same objects) with this loss."""
+        if not isinstance(head, cls._head_type):
+            raise TypeError(f"head: expected a torchvision {cls._head_type.__name__}, got {type(head).__name__}")
+        fused = _share_state(cls, head)
+        fused.configure_loss(loss, **loss_options)
+        return fused
+
+
 def _matched_gt_boxes(boxes: Tensor, matched_idxs: Tensor, fallback: Tensor) -> Tensor:
     """The gt box of every anchor (anchors matched to none get box 0; their weight is 0).
 
@@ -122,7 +137,7 @@ def _common_dtype(*tensors: Tensor) -> torch.dtype:
 # --------------------------------------------------------------------------- RetinaNet
 
 
-class FusedRetinaNetRegressionHead(RetinaNetRegressionHead):
+class FusedRetinaNetRegressionHead(_FusedHead, RetinaNetRegressionHead):
     """RetinaNet's regression head with its loss computed by :func:`alwa_ext.box_loss`.
 
     Same layers, parameter names and forward as ``RetinaNetRegressionHead``; ``compute_loss``
@@ -131,17 +146,11 @@ class FusedRetinaNetRegressionHead(RetinaNetRegressionHead):
     :meth:`from_head` (what :func:`fuse_box_loss` does), or build it like the parent.
     """
 
+    _head_type = RetinaNetRegressionHead
+
     def __init__(self, in_channels, num_anchors, norm_layer=None, *, loss: str = "giou", **loss_options) -> None:
         super().__init__(in_channels, num_anchors, norm_layer=norm_layer)
         self.configure_loss(loss, **loss_options)
-
-    @classmethod
-    def from_head(cls, head: RetinaNetRegressionHead, loss: str = "giou", **loss_options) -> "FusedRetinaNetRegressionHead":
-        if not isinstance(head, RetinaNetRegressionHead):
-            raise TypeError(f"head: expected a torchvision RetinaNetRegressionHead, got {type(head).__name__}")
-        fused = _share_state(cls, head)
-        fused.configure_loss(loss, **loss_options)
-        return fused
 
     def configure_loss(self, loss: str = "giou", **loss_options) -> None:
         """Sets the loss kind and its options (eps, beta, alpha, focal_gamma of box_loss).
@@ -196,7 +205,7 @@ class FusedRetinaNetRegressionHead(RetinaNetRegressionHead):
 # --------------------------------------------------------------------------- FCOS
 
 
-class FusedFCOSHead(FCOSHead):
+class FusedFCOSHead(_FusedHead, FCOSHead):
     """FCOS's head with its box-regression loss computed by :func:`alwa_ext.box_loss`.
 
     ``compute_loss`` returns the same three losses as ``FCOSHead`` (classification, GIoU
@@ -205,17 +214,11 @@ class FusedFCOSHead(FCOSHead):
     it reads nothing back to the host (torchvision's calls ``.item()`` for the count).
     """
 
+    _head_type = FCOSHead
+
     def __init__(self, in_channels, num_anchors, num_classes, num_convs=4, *, loss: str = "giou", **loss_options) -> None:
         super().__init__(in_channels, num_anchors, num_classes, num_convs)
         self.configure_loss(loss, **loss_options)
-
-    @classmethod
-    def from_head(cls, head: FCOSHead, loss: str = "giou", **loss_options) -> "FusedFCOSHead":
-        if not isinstance(head, FCOSHead):
-            raise TypeError(f"head: expected a torchvision FCOSHead, got {type(head).__name__}")
-        fused = _share_state(cls, head)
-        fused.configure_loss(loss, **loss_options)
-        return fused
 
     def configure_loss(self, loss: str = "giou", **loss_options) -> None:
         """Sets the regression loss: an IoU kind (FCOS decodes its distances to boxes)."""

@@ -27,13 +27,7 @@ at::Tensor applied_weight(double weight, const at::Tensor& like) {
   return out;
 }
 
-std::tuple<at::Tensor, at::Tensor> alwa_step_cpu(const at::Tensor& loss_cls,
-                                                 const at::Tensor& loss_reg, at::Tensor& weights,
-                                                 at::Tensor& window, at::Tensor& step,
-                                                 at::Tensor& skipped, at::Tensor& num_updates,
-                                                 at::Tensor& held, int64_t interval,
-                                                 const std::string& alwa_mode,
-                                                 const std::string& update) {
+std::tuple<at::Tensor, at::Tensor> alwa_step_cpu(ALWA_STEP_PARAMS) {
   const AlwaStepCall call = check_alwa_step(loss_cls, loss_reg, weights, window, step, skipped,
                                             num_updates, held, interval, alwa_mode, update);
   double applied[2];

@@ -174,12 +174,6 @@ std::tuple<at::Tensor, at::Tensor> box_iou_backward_cpu(
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(alwa, CPU, m) {
-  m.impl("box_loss", &BoxLossCpu::loss_only);
-  m.impl("box_loss_with_grad", &BoxLossCpu::with_grad);
-  m.impl("box_loss_backward", &BoxLossCpu::backward);
-  m.impl("box_iou", &box_iou_cpu);
-  m.impl("box_iou_backward", &box_iou_backward_cpu);
-}
+TORCH_LIBRARY_IMPL(alwa, CPU, m) { register_box_ops<BoxLossCpu>(m, &box_iou_cpu, &box_iou_backward_cpu); }
 
 }  // namespace alwa

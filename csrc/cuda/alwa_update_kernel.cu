@@ -28,13 +28,7 @@ LossDtype loss_dtype(const at::Tensor& loss) {
   }
 }
 
-std::tuple<at::Tensor, at::Tensor> alwa_step_cuda(const at::Tensor& loss_cls,
-                                                  const at::Tensor& loss_reg, at::Tensor& weights,
-                                                  at::Tensor& window, at::Tensor& step,
-                                                  at::Tensor& skipped, at::Tensor& num_updates,
-                                                  at::Tensor& held, int64_t interval,
-                                                  const std::string& alwa_mode,
-                                                  const std::string& update) {
+std::tuple<at::Tensor, at::Tensor> alwa_step_cuda(ALWA_STEP_PARAMS) {
   const AlwaStepCall call = check_alwa_step(loss_cls, loss_reg, weights, window, step, skipped,
                                             num_updates, held, interval, alwa_mode, update);
   const c10::cuda::CUDAGuard device_guard(loss_cls.device());

@@ -217,11 +217,7 @@ std::tuple<at::Tensor, at::Tensor> box_iou_backward_cuda(
 }  // namespace
 
 TORCH_LIBRARY_IMPL(alwa, CUDA, m) {
-  m.impl("box_loss", &BoxLossCuda::loss_only);
-  m.impl("box_loss_with_grad", &BoxLossCuda::with_grad);
-  m.impl("box_loss_backward", &BoxLossCuda::backward);
-  m.impl("box_iou", &box_iou_cuda);
-  m.impl("box_iou_backward", &box_iou_backward_cuda);
+  register_box_ops<BoxLossCuda>(m, &box_iou_cuda, &box_iou_backward_cuda);
 }
 
 }  // namespace alwa

@@ -315,6 +315,20 @@ __device__ __forceinline__ void store_box_grad(T (&acc)[4], BoxFormat format,
   for (int k = 0; k < 4; ++k) out[k] = saturating_cast<scalar_t>(acc[k]);
 }
 
+// Box `box`'s summed gradient: the gradient itself with one chunk (out), this chunk's partial
+// sum otherwise.
+template <class scalar_t, class T>
+__device__ __forceinline__ void write_box_grad(T (&acc)[4], BoxFormat format, int64_t box,
+                                               int64_t num_boxes, T* __restrict__ partial,
+                                               scalar_t* __restrict__ out) {
+  if (out != nullptr) {
+    store_box_grad(acc, format, out + 4 * box);
+  } else {
+#pragma unroll
+    for (int k = 0; k < 4; ++k) partial[(blockIdx.y * num_boxes + box) * 4 + k] = acc[k];
+  }
+}
+
 // How a box_iou_backward kernel splits its sums, decided on the host.
 struct IouGradSplit {
   int64_t chunk;       // pairs per chunk (a multiple of the staged tile)
@@ -373,14 +387,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm<T>)
         }
       }
     }
-    if (j < n) {
-      if (out != nullptr) {
-        store_box_grad(acc, format, out + 4 * j);
-      } else {
-#pragma unroll
-        for (int k = 0; k < 4; ++k) partial[(blockIdx.y * n + j) * 4 + k] = acc[k];
-      }
-    }
+    if (j < n) write_box_grad(acc, format, j, n, partial, out);
   }
 }
 
@@ -422,14 +429,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm<T>)
     }
 #pragma unroll
     for (int k = 0; k < 4; ++k) acc[k] = warp_sum(acc[k]);
-    if (i < m && lane == 0) {
-      if (out != nullptr) {
-        store_box_grad(acc, format, out + 4 * i);
-      } else {
-#pragma unroll
-        for (int k = 0; k < 4; ++k) partial[(blockIdx.y * m + i) * 4 + k] = acc[k];
-      }
-    }
+    if (i < m && lane == 0) write_box_grad(acc, format, i, m, partial, out);
   }
 }
 

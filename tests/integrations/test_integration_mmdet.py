@@ -266,7 +266,7 @@ def test_hook_against_a_minimal_runner():
     fresh = ALWAHook(interval=2, cls_weight=0.5)
     fresh.after_load_checkpoint(types.SimpleNamespace(model=model, _resume=False), checkpoint)
     assert fresh.alwa.step.item() == 0
-    with pytest.warns(UserWarning, match="saved with"):
+    with pytest.raises(RuntimeError, match="saved with interval=2"):
         ALWAHook(interval=3).after_load_checkpoint(runner, checkpoint)
 
 
@@ -362,7 +362,7 @@ def test_alwa_hook_weights_the_losses_and_resumes_from_a_checkpoint(tmp_path, mo
 
     checkpoint = torch.load(tmp_path / "full" / "iter_3.pth", map_location="cpu", weights_only=False)
     saved = checkpoint["alwa"]["loss_cls/loss_bbox"]
-    assert saved["config"]["interval"] == 2
+    assert saved["state"]["_extra_state"]["interval"] == 2
     assert (saved["state"]["step"].item(), saved["state"]["window"][0, 0].item()) == (3, 1)  # mid-window
     buffer = io.BytesIO()
     torch.save(checkpoint["alwa"], buffer)
