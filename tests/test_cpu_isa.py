@@ -220,11 +220,14 @@ def test_vector_atan2_accuracy(isa):
     assert torch.equal(got.signbit()[~want.isnan()], want.signbit()[~want.isnan()])  # signed zeros
 
 
-def test_environment_variable_forces_a_path():
+def test_environment_variable_forces_a_path(tmp_path):
     code = "import alwa_ext; print(alwa_ext.cpu.isa())"
+    # The child imports the alwa_ext this process imported (an installed build or the tree),
+    # not whatever its working folder holds.
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(alwa_ext.__file__)))
     for isa in cpu.available_isas() + ["bogus"]:
-        env = dict(os.environ, ALWA_CPU_ISA=isa, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        env = dict(os.environ, ALWA_CPU_ISA=isa, PYTHONPATH=os.pathsep.join([package_parent, os.environ.get("PYTHONPATH", "")]))
+        done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, check=True)
         expected = cpu.available_isas()[-1] if isa == "bogus" else isa
         assert done.stdout.strip() == expected, done.stderr
         if isa == "bogus":
