@@ -1,6 +1,5 @@
 """The command line: clear errors for bad input, eval of a finished run, and the comparison table."""
 
-from harness_helpers import COCO_CONTENT, make_coco, make_voc, single_thread  # noqa: F401  (first: puts alwa_det on the path)
 import csv
 import json
 
@@ -9,6 +8,7 @@ import pytest
 from alwa_det import cli
 from alwa_det.config import TrainConfig, make_config
 
+from helpers.harness import COCO_CONTENT, make_coco, make_voc, single_thread  # noqa: F401  (single_thread: an autouse fixture)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -106,8 +106,6 @@ def test_compare_writes_the_table(tmp_path, monkeypatch):
         rows = list(csv.DictReader(handle))
     assert [(r["loss"], r["weighting"]) for r in rows] == [("l1", "fixed"), ("l1", "alwa2"), ("ciou", "fixed"), ("ciou", "alwa2")]
     assert float(rows[1]["change_vs_fixed"]) == pytest.approx(1.0)
-
-
 
 
 def test_epochs_become_iterations():

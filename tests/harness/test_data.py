@@ -1,6 +1,5 @@
 """Synthetic data determinism, the VOC and COCO loaders on tiny folders, and bad-data errors."""
 
-from harness_helpers import COCO_CONTENT, make_coco, make_voc, single_thread, voc_xml  # noqa: F401  (first: puts alwa_det on the path)
 import json
 import os
 
@@ -11,6 +10,8 @@ from PIL import Image
 
 from alwa_det.data import (COCODetection, DatasetError, SyntheticShapes, TrainBatchSampler, VOCDetection, build_dataset,
                            collate)
+
+from helpers.harness import COCO_CONTENT, make_coco, make_voc, single_thread, voc_xml  # noqa: F401  (single_thread: an autouse fixture)
 
 
 def test_synthetic_is_deterministic_from_seed_and_varied():

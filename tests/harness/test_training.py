@@ -1,7 +1,6 @@
 """Smoke training of each detector with each weighting, exact resume, no host sync in the step,
 and a two-process gloo run."""
 
-from harness_helpers import single_thread, tiny_config  # noqa: F401  (first: puts alwa_det on the path)
 import csv
 import json
 import math
@@ -15,7 +14,7 @@ from alwa_det.models import build_detector
 from alwa_det.train import load_checkpoint, train
 from alwa_det.weighting import make_weighting
 from helpers.distributed import init_gloo, leave_group, run_ranks
-
+from helpers.harness import single_thread, tiny_config  # noqa: F401  (single_thread: an autouse fixture)
 
 
 def _read_log(path):

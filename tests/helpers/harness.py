@@ -1,18 +1,15 @@
-"""What the harness tests share. Imported first by each of them: it makes ``alwa_det`` importable
-from a checkout and runs the tests on one thread. (Not a conftest.py: tests/ has one already, and
-the main suite imports names from it as ``conftest``.)"""
+"""What the harness tests share: one thread per test, a run configuration that trains in
+seconds, and tiny VOC / COCO folders written into the test's own tmp_path.
+
+``alwa_det`` is installed (editable) beside ``alwa_ext`` by ``make build``; a test module takes
+the autouse fixture by importing it: ``from helpers.harness import single_thread``.
+"""
 import json
 import os
-import sys
 
 import pytest
 import torch
 from PIL import Image
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# The harness lives in python/ until setup.py installs it.
-if os.path.join(ROOT, "python") not in sys.path:
-    sys.path.insert(0, os.path.join(ROOT, "python"))
 
 
 @pytest.fixture(autouse=True)
