@@ -3,7 +3,7 @@ inference tail (score threshold, top-k per level, class-wise NMS, a cap on detec
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +34,9 @@ class InferenceSettings:
 
 
 class DetectorBase(nn.Module):
+    # Losses besides the weighted (cls, reg) pair that forward() returns; they add with weight 1.
+    extra_losses: Tuple[str, ...] = ()
+
     def __init__(self):
         super().__init__()
         self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)

@@ -111,6 +111,9 @@ class RoIHead(nn.Module):
 
 
 class FasterRCNN(DetectorBase):
+    # The RoI head's losses (the RPN's pair is the weighted one).
+    extra_losses = ("roi_cls", "roi_reg")
+
     def __init__(
         self,
         backbone: nn.Module,

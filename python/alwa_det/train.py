@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .config import TrainConfig
-from .data import TrainBatchSampler, build_dataset, collate
+from .data import Batch, TrainBatchSampler, build_dataset, collate
 from .evaluate import evaluate, predict
 from .models import build_detector
 from .weighting import make_weighting
@@ -158,12 +158,25 @@ class RunLog:
             writer.writerow(row)
 
 
-def train(config: TrainConfig, resume: Optional[str] = None) -> Dict[str, object]:
-    """Train, checkpoint, evaluate and plot; returns the metrics (on every rank; only rank 0 writes)."""
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    process = init_process(config)
-    device = resolve_device(config, process)
+@dataclass
+class Training:
+    """What the training step and a checkpoint need: the process, the data and the learning state."""
+
+    config: TrainConfig
+    process: Process
+    device: torch.device
+    train_set: torch.utils.data.Dataset
+    sampler: TrainBatchSampler
+    model: torch.nn.Module
+    trained: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    weighting: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+
+
+def build_training(config: TrainConfig, process: Process, device: torch.device) -> Training:
+    """Data, model, loss weighting, optimiser, schedule and AMP scaler, seeded from the config."""
     seed_everything(config.seed)
     train_set = build_dataset(config.dataset, config.train_split, config.image_size, config.data_root, config.seed,
                               config.synthetic_train_images)
@@ -176,124 +189,176 @@ def train(config: TrainConfig, resume: Optional[str] = None) -> Dict[str, object
                                 fused=True if device.type == "cuda" else None)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(config, it))
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp)
-
-    start_iteration = 0
-    if resume:
-        checkpoint = load_checkpoint(resume)
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        weighting.load_state_dict(checkpoint["weighting"])
-        set_rng_state(checkpoint["rng"][min(process.rank, len(checkpoint["rng"]) - 1)])
-        start_iteration = int(checkpoint["iteration"])
-
-    out = config.out
-    if process.is_main:
-        os.makedirs(os.path.join(out, CHECKPOINT_DIR), exist_ok=True)
-        with open(os.path.join(out, "config.json"), "w") as handle:
-            json.dump(config.to_dict(), handle, indent=2)
-    run_log = RunLog(os.path.join(out, "log.csv"), start_iteration) if process.is_main else None
-
-    trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if process.distributed else model
+    trained = model
+    if process.distributed:
+        trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     sampler = TrainBatchSampler(len(train_set), config.batch_size, config.seed, process.rank, process.world_size)
-    per_epoch = len(sampler)
-    loader_kwargs = dict(batch_sampler=sampler, collate_fn=collate, num_workers=config.workers)
-    model.train()
+    return Training(config, process, device, train_set, sampler, model, trained, weighting, optimizer, scheduler, scaler)
 
+
+def restore(training: Training, checkpoint: Dict[str, object]) -> int:
+    """Load a checkpoint's learning state and this rank's RNG state; returns its iteration."""
+    training.model.load_state_dict(checkpoint["model"])
+    training.optimizer.load_state_dict(checkpoint["optimizer"])
+    training.scheduler.load_state_dict(checkpoint["scheduler"])
+    training.scaler.load_state_dict(checkpoint["scaler"])
+    training.weighting.load_state_dict(checkpoint["weighting"])
+    set_rng_state(checkpoint["rng"][min(training.process.rank, len(checkpoint["rng"]) - 1)])
+    return int(checkpoint["iteration"])
+
+
+class Batches:
+    """The training batches from any iteration on: the sampler is placed at (epoch, batch) of the
+    iteration, so a resumed run sees exactly the batches an uninterrupted one would."""
+
+    def __init__(self, training: Training):
+        self.training = training
+        self.per_epoch = len(training.sampler)
+        self.loader_kwargs = dict(batch_sampler=training.sampler, collate_fn=collate, num_workers=training.config.workers)
+        self.iterator = None
+
+    def get(self, iteration: int) -> Batch:
+        epoch, batch_in_epoch = divmod(iteration, self.per_epoch)
+        if self.iterator is None or batch_in_epoch == 0:
+            self.training.sampler.set_position(epoch, batch_in_epoch)
+            self.iterator = iter(torch.utils.data.DataLoader(self.training.train_set, **self.loader_kwargs))
+        return next(self.iterator).to(self.training.device)
+
+
+def loss_columns(model: torch.nn.Module) -> List[str]:
+    """The log's loss columns, in the order :func:`training_step` stacks them."""
+    return ["loss_cls", "loss_reg", "weighted_cls", "weighted_reg", *[f"loss_{name}" for name in model.extra_losses],
+            "loss_total"]
+
+
+def training_step(training: Training, batch: Batch) -> torch.Tensor:
+    """One optimiser step; returns its losses stacked on the device (the :func:`loss_columns` values,
+    then the squared raw losses, so the log can give each interval's spread, not only its mean)."""
+    config = training.config
+    with torch.autocast(device_type=training.device.type, dtype=torch.float16, enabled=config.amp):
+        losses = training.trained(batch.images, batch.gt_boxes, batch.gt_labels, batch.gt_valid)
+    weighted_cls, weighted_reg = training.weighting(losses["cls"].float(), losses["reg"].float())
+    # The (cls, reg) pair is what the weighting sees; other losses (Faster R-CNN's RoI head) add with weight 1.
+    extra = [losses[name].float() for name in training.model.extra_losses]
+    total = weighted_cls + weighted_reg + sum(extra)
+    training.optimizer.zero_grad(set_to_none=True)
+    training.scaler.scale(total).backward()
+    if config.clip_grad > 0:
+        training.scaler.unscale_(training.optimizer)
+        torch.nn.utils.clip_grad_norm_(training.model.parameters(), config.clip_grad)
+    training.scaler.step(training.optimizer)
+    training.scaler.update()
+    training.scheduler.step()
+    raw_cls, raw_reg = losses["cls"].detach().float(), losses["reg"].detach().float()
+    return torch.stack([raw_cls, raw_reg, weighted_cls.detach(), weighted_reg.detach(), *[e.detach() for e in extra],
+                        total.detach(), raw_cls * raw_cls, raw_reg * raw_reg])
+
+
+class LogWindow:
+    """The step values since the last log point, summed on the device; read once, at the log point."""
+
+    def __init__(self):
+        self.sums: Optional[torch.Tensor] = None
+        self.count = 0
+
+    def add(self, values: torch.Tensor) -> None:
+        self.sums = values if self.sums is None else self.sums + values
+        self.count += 1
+
+    def row(self, training: Training, names: List[str], iteration: int, seconds: float) -> Dict[str, float]:
+        """The log row of the window ending at ``iteration`` (means over all ranks), and a fresh window."""
+        means = self.sums / self.count
+        if training.process.distributed:
+            dist.all_reduce(means)
+            means /= training.process.world_size
+        *mean_values, cls_square, reg_square = means.tolist()
+        row = {"iteration": iteration, "logged_iterations": self.count, **dict(zip(names, mean_values))}
+        # Spread of the per-iteration raw losses over the interval (all ranks' when distributed).
+        row["loss_cls_std"] = max(cls_square - row["loss_cls"] ** 2, 0.0) ** 0.5
+        row["loss_reg_std"] = max(reg_square - row["loss_reg"] ** 2, 0.0) ** 0.5
+        lambda_cls, lambda_reg = training.weighting.weights.float().tolist()
+        row.update(lambda_cls=lambda_cls, lambda_reg=lambda_reg, lr=training.optimizer.param_groups[0]["lr"], seconds=seconds)
+        self.sums, self.count = None, 0
+        return row
+
+
+def run_iterations(training: Training, start_iteration: int, run_log: Optional["RunLog"]) -> float:
+    """Train from ``start_iteration`` to the configured end, logging and checkpointing; returns the seconds."""
+    config, process = training.config, training.process
+    training.model.train()
     progress = tqdm(total=config.iterations, initial=start_iteration, disable=not process.is_main, desc="train",
                     dynamic_ncols=True, file=sys.stderr)
-    log_sums: Optional[torch.Tensor] = None
-    log_count = 0
-    log_names: List[str] = []
-    last_log_time = time.perf_counter()
-    train_start = time.perf_counter()
-    batches = None
+    batches = Batches(training)
+    names = loss_columns(training.model)
+    window = LogWindow()
+    last_log_time = train_start = time.perf_counter()
     for iteration in range(start_iteration, config.iterations):
-        epoch, batch_in_epoch = divmod(iteration, per_epoch)
-        if batches is None or batch_in_epoch == 0:
-            sampler.set_position(epoch, batch_in_epoch)
-            batches = iter(torch.utils.data.DataLoader(train_set, **loader_kwargs))
-        batch = next(batches).to(device)
-
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=config.amp):
-            losses = trained(batch.images, batch.gt_boxes, batch.gt_labels, batch.gt_valid)
-        weighted_cls, weighted_reg = weighting(losses["cls"].float(), losses["reg"].float())
-        extra = [value.float() for name, value in losses.items() if name not in ("cls", "reg")]
-        total = weighted_cls + weighted_reg + sum(extra)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(total).backward()
-        if config.clip_grad > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-
-        # Accumulated on the device; read only at log time.
-        # Squares too, so the log can give each interval's spread, not only its mean.
-        raw_cls, raw_reg = losses["cls"].detach().float(), losses["reg"].detach().float()
-        values = torch.stack([raw_cls, raw_reg, weighted_cls.detach(), weighted_reg.detach(),
-                              *[e.detach() for e in extra], total.detach(), raw_cls * raw_cls, raw_reg * raw_reg])
-        log_sums = values if log_sums is None else log_sums + values
-        log_count += 1
-        log_names = ["loss_cls", "loss_reg", "weighted_cls", "weighted_reg",
-                     *[f"loss_{name}" for name in losses if name not in ("cls", "reg")], "loss_total"]
-
+        window.add(training_step(training, batches.get(iteration)))
         done = iteration + 1
         if done % config.log_interval == 0 or done == config.iterations:
-            means = log_sums / log_count
-            if process.distributed:
-                dist.all_reduce(means)
-                means /= process.world_size
             now = time.perf_counter()
-            *mean_values, cls_square, reg_square = means.tolist()
-            row = {"iteration": done, "logged_iterations": log_count, **dict(zip(log_names, mean_values))}
-            # Spread of the per-iteration raw losses over the interval (all ranks' when distributed).
-            row["loss_cls_std"] = max(cls_square - row["loss_cls"] ** 2, 0.0) ** 0.5
-            row["loss_reg_std"] = max(reg_square - row["loss_reg"] ** 2, 0.0) ** 0.5
-            lambda_cls, lambda_reg = weighting.weights.float().tolist()
-            row.update(lambda_cls=lambda_cls, lambda_reg=lambda_reg, lr=optimizer.param_groups[0]["lr"],
-                       seconds=round(now - train_start, 3))
+            logged = window.count
+            row = window.row(training, names, done, round(now - train_start, 3))
             if process.is_main:
                 run_log.append(row)
-                progress.set_postfix(cls=f"{row['loss_cls']:.3f}", reg=f"{row['loss_reg']:.3f}", lam_cls=f"{lambda_cls:.3f}",
-                                     it_s=f"{log_count / max(now - last_log_time, 1e-9):.1f}")
-            progress.update(log_count)
-            log_sums, log_count, last_log_time = None, 0, now
-
+                progress.set_postfix(cls=f"{row['loss_cls']:.3f}", reg=f"{row['loss_reg']:.3f}",
+                                     lam_cls=f"{row['lambda_cls']:.3f}", it_s=f"{logged / max(now - last_log_time, 1e-9):.1f}")
+            progress.update(logged)
+            last_log_time = now
         if done % config.checkpoint_interval == 0 or done == config.iterations:
-            save_checkpoint(config, process, done, model, optimizer, scheduler, scaler, weighting)
+            save_checkpoint(training, done)
     progress.close()
-    train_seconds = time.perf_counter() - train_start
+    return time.perf_counter() - train_start
 
+
+def prepare_run_folder(config: TrainConfig, process: Process, start_iteration: int) -> Optional["RunLog"]:
+    """The run folder's config.json and log.csv (main process only)."""
+    if not process.is_main:
+        return None
+    os.makedirs(os.path.join(config.out, CHECKPOINT_DIR), exist_ok=True)
+    with open(os.path.join(config.out, "config.json"), "w") as handle:
+        json.dump(config.to_dict(), handle, indent=2)
+    return RunLog(os.path.join(config.out, "log.csv"), start_iteration)
+
+
+def train(config: TrainConfig, resume: Optional[str] = None) -> Dict[str, object]:
+    """Train, checkpoint, evaluate and plot; returns the metrics (on every rank; only rank 0 writes)."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    process = init_process(config)
+    device = resolve_device(config, process)
+    training = build_training(config, process, device)
+    start_iteration = restore(training, load_checkpoint(resume)) if resume else 0
+    run_log = prepare_run_folder(config, process, start_iteration)
+    train_seconds = run_iterations(training, start_iteration, run_log)
     metrics: Dict[str, object] = {}
     if process.is_main:
-        torch.save(model.state_dict(), os.path.join(out, FINAL_WEIGHTS))
-        metrics = finish_run(config, model, weighting, device, train_seconds)
+        torch.save(training.model.state_dict(), os.path.join(config.out, FINAL_WEIGHTS))
+        metrics = finish_run(config, training.model, training.weighting, device, train_seconds)
     if process.distributed:
         dist.barrier()
     return metrics
 
 
-def save_checkpoint(config, process, iteration, model, optimizer, scheduler, scaler, weighting) -> None:
+def save_checkpoint(training: Training, iteration: int) -> None:
     """Every rank's RNG state is gathered so a resumed multi-process run continues exactly too."""
+    process = training.process
     states = [rng_state()]
     if process.distributed:
         states = [None] * process.world_size
         dist.all_gather_object(states, rng_state())
     if process.is_main:
         payload = {
-            "config": config.to_dict(),
+            "config": training.config.to_dict(),
             "iteration": iteration,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "weighting": weighting.state_dict(),
+            "model": training.model.state_dict(),
+            "optimizer": training.optimizer.state_dict(),
+            "scheduler": training.scheduler.state_dict(),
+            "scaler": training.scaler.state_dict(),
+            "weighting": training.weighting.state_dict(),
             "rng": states,
         }
-        save_atomically(payload, os.path.join(config.out, CHECKPOINT_DIR, LAST_CHECKPOINT))
+        save_atomically(payload, os.path.join(training.config.out, CHECKPOINT_DIR, LAST_CHECKPOINT))
 
 
 def finish_run(config: TrainConfig, model, weighting, device, train_seconds: float) -> Dict[str, object]:
