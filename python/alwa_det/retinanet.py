@@ -9,8 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .anchors import AnchorGenerator
-from .backbone import FPN
 from .box_coder import DeltaBoxCoder
 from .detector_base import DetectorBase, Detections, InferenceSettings, flatten_levels, select_detections
 from .losses import regression_loss, sigmoid_focal_loss_sum
@@ -60,22 +58,16 @@ class RetinaNet(DetectorBase):
         anchor_base_scale: float = 4.0,
         inference: Optional[InferenceSettings] = None,
     ):
-        super().__init__()
-        self.num_classes = num_classes
-        self.regression_loss_kind = regression_loss_kind
-        self.backbone = backbone
-        self.fpn = FPN(backbone.out_channels, fpn_channels, min_level, max_level)
-        self.anchor_generator = AnchorGenerator(
-            self.fpn.strides, anchor_base_scale, scales=(1.0, 2 ** (1 / 3), 2 ** (2 / 3)), ratios=(0.5, 1.0, 2.0)
-        )
+        # Three anchor scales an octave apart, as in the RetinaNet paper.
+        super().__init__(backbone, num_classes, regression_loss_kind, fpn_channels, min_level, max_level, anchor_base_scale,
+                         (1.0, 2 ** (1 / 3), 2 ** (2 / 3)), inference)
         self.head = RetinaHead(fpn_channels, self.anchor_generator.anchors_per_location, num_classes, head_convs)
         self.coder = DeltaBoxCoder()
         self.matcher = IoUMatcher(pos_threshold=0.5, neg_threshold=0.4, allow_low_quality=True)
-        self.inference = inference or InferenceSettings()
 
     def forward(self, images: Tensor, gt_boxes: Tensor, gt_labels: Tensor, gt_valid: Tensor) -> Dict[str, Tensor]:
         """Training losses: {'cls': focal loss, 'reg': box loss}, both averaged over positives."""
-        features = self.fpn(self.backbone(self.normalize(images)))
+        features = self.features(images)
         cls_levels, reg_levels = self.head(features)
         anchors = torch.cat(self.anchor_generator.grid_anchors([f.shape[-2:] for f in features], images.device))
         cls_logits = flatten_levels(cls_levels, self.num_classes)
@@ -103,7 +95,7 @@ class RetinaNet(DetectorBase):
 
     @torch.no_grad()
     def detect(self, images: Tensor) -> List[Detections]:
-        features = self.fpn(self.backbone(self.normalize(images)))
+        features = self.features(images)
         cls_levels, reg_levels = self.head(features)
         anchors = self.anchor_generator.grid_anchors([f.shape[-2:] for f in features], images.device)
         image_size = images.shape[-2:]
