@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import json
 import math
 import os
@@ -16,9 +17,12 @@ from typing import Dict, List, Optional, Sequence
 from alwa_ext.kinds import LOSS_KINDS
 
 from .backbone import BACKBONES
-from .config import DETECTORS, make_config
-from .data import DATASETS
+from .config import DATASETS, DETECTORS, make_config
 from .weighting import ALWA_UPDATES, WEIGHTINGS
+
+# What the commands import beyond alwa_ext's own dependencies (torch, numpy), module -> package:
+# a plain `pip install alwa_ext` has none of them, `alwa_ext[harness]` brings them. --help needs none.
+HARNESS_EXTRAS = {"PIL": "pillow", "tqdm": "tqdm", "matplotlib": "matplotlib"}
 
 METRICS = ("map50", "map50_11pt", "map")
 WEIGHTING_TITLES = {"fixed": "Fixed", "alwa1": "ALWA_1", "alwa2": "ALWA_2"}
@@ -275,11 +279,24 @@ def write_comparison(results: Dict[tuple, List[float]], losses: Sequence[str], w
         writer.writerows(rows)
 
 
+def require_extras(command: str) -> None:
+    """Raise a one-line error naming what ``command`` needs and the pip install that brings it."""
+    missing = []
+    for module, package in HARNESS_EXTRAS.items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(package)
+    if missing:
+        raise ValueError(f"{command} needs {', '.join(missing)}, not installed here: pip install 'alwa_ext[harness]'")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     commands = {"train": run_train, "eval": run_eval, "compare": run_compare}
     try:
+        require_extras(args.command)
         return commands[args.command](args)
     except ValueError as error:  # bad configuration or data: a message, not a traceback
         print(f"alwa-train {args.command}: error: {error}", file=sys.stderr)

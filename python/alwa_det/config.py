@@ -14,10 +14,10 @@ from typing import Dict, List, Optional, Tuple
 from alwa_ext.kinds import LOSS_KINDS
 
 from .backbone import BACKBONES
-from .data import DATASETS
 from .weighting import ALWA_UPDATES, WEIGHTINGS
 
 DETECTORS = ("retinanet", "faster_rcnn")
+DATASETS = ("synthetic", "voc", "coco")
 
 
 @dataclass

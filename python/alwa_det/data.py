@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageDraw, UnidentifiedImageError
 from torch import Tensor
 
-DATASETS = ("synthetic", "voc", "coco")
+from .config import DATASETS
 SYNTHETIC_CLASSES = ("rectangle", "ellipse", "triangle")
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",

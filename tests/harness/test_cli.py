@@ -2,6 +2,8 @@
 
 import csv
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -143,3 +145,66 @@ def test_train_and_eval_on_tiny_folders(tmp_path, capsys, dataset):
     config = json.loads((out / "config.json").read_text())
     assert config["eval_split"] == {"voc": "test", "coco": "val2017"}[dataset]
     assert cli.main(["eval", "--checkpoint", str(out)]) == 0
+
+
+# Runs alwa-train's main() for each argv in a Python whose import system refuses the harness's
+# extras, as after the README's plain `pip install --no-build-isolation -e .`.
+PLAIN_INSTALL = r'''
+import contextlib, io, json, sys
+
+REFUSED = ("PIL", "matplotlib", "tqdm", "pycocotools", "faster_coco_eval", "torchvision")
+
+
+class NotInstalled:
+    """Wraps a finder so that the refused packages look absent (find_spec None, import fails)."""
+
+    def __init__(self, finder):
+        self.finder = finder
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in REFUSED:
+            return None
+        find = getattr(self.finder, "find_spec", None)
+        return find(name, path, target) if find else None
+
+    def __getattr__(self, name):
+        return getattr(self.finder, name)
+
+
+sys.meta_path[:] = [NotInstalled(finder) for finder in sys.meta_path]
+try:
+    import PIL  # noqa: F401
+except ImportError:
+    pass
+else:
+    raise SystemExit("the finder did not refuse PIL")
+from alwa_det.cli import main
+
+results = []
+for argv in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as stop:
+            code = stop.code
+    results.append({"code": code, "out": out.getvalue(), "err": err.getvalue()})
+print(json.dumps(results))
+'''
+
+
+def test_plain_install_gives_help_and_names_the_missing_extra(tmp_path):
+    argvs = [["--help"], ["train", "--help"], ["train", "--iterations", "1", "--out", str(tmp_path / "run")],
+             ["eval", "--checkpoint", str(tmp_path / "run")], ["compare", "--seeds", "1", "--out", str(tmp_path / "grid")]]
+    done = subprocess.run([sys.executable, "-c", PLAIN_INSTALL, json.dumps(argvs)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    help_text, train_help, train, evaluate, compare = json.loads(done.stdout)
+    assert help_text["code"] == 0 and "usage: alwa-train" in help_text["out"]
+    assert train_help["code"] == 0 and "--iterations" in train_help["out"]
+    for result in (train, evaluate, compare):
+        assert result["code"] == 2
+        lines = result["err"].strip().splitlines()
+        assert len(lines) == 1 and "pip install 'alwa_ext[harness]'" in lines[0], result["err"]
+    assert "pillow" in train["err"] and "tqdm" in train["err"] and "matplotlib" in train["err"]
+    assert not (tmp_path / "run").exists()  # refused before anything was written
