@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train one detector")
     _add_training_options(train, with_weighting=True)
     train.add_argument("--out", default=argparse.SUPPRESS, help="run folder (default runs/demo)")
-    train.add_argument("--resume", default=None, help="checkpoint file or run folder to continue from")
+    train.add_argument("--resume", default=None, help="run folder (or its checkpoints/last.pt) to continue; the run stays in it")
+    train.add_argument("--overwrite", action="store_true", help="replace the run in a non-empty --out folder")
 
     evaluate = commands.add_parser("eval", help="evaluate a checkpoint")
     evaluate.add_argument("--checkpoint", required=True, help="run folder, checkpoint file or model_final.pt")
@@ -154,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _explicit_training_values(args: argparse.Namespace) -> Dict[str, object]:
-    values = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "epochs",
+    values = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "overwrite", "epochs",
                                                                  "losses", "weightings", "seeds", "metric")}
     if "epochs" in vars(args):
         if "iterations" in values:
@@ -177,26 +178,31 @@ def _config_from(values: Dict[str, object]):
     return config
 
 
-def _resume_config(path: str, explicit: Dict[str, object]):
-    """The checkpoint's config; only --iterations, --out, --device, --workers and logging may change."""
-    from .config import TrainConfig
+def _resume_config(resume: str, explicit: Dict[str, object]):
+    """The checkpoint's config, in the folder --resume names; only RESUME_CHANGEABLE options may differ."""
+    from .config import TrainConfig, resume_conflicts
+    from .run_folder import RunFolder, run_folder_of, same_folder
     from .train import load_checkpoint
 
-    saved = load_checkpoint(path)["config"]
-    changeable = {"iterations", "out", "device", "workers", "threads", "log_interval", "checkpoint_interval", "evaluate", "eval_batch_size"}
-    as_saved = lambda value: list(value) if isinstance(value, (tuple, list)) else value  # noqa: E731
-    conflicts = [k for k, v in explicit.items() if k not in changeable and as_saved(saved.get(k)) != as_saved(v)]
+    folder = run_folder_of(resume)
+    if "out" in explicit and not same_folder(explicit["out"], folder):
+        raise ValueError(f"--resume continues the run in {folder}; --out {explicit['out']} names another folder "
+                         "(copy the run folder to branch a run)")
+    saved = load_checkpoint(RunFolder(folder).checkpoint)["config"]
+    conflicts = resume_conflicts(saved, explicit)
     if conflicts:
-        raise ValueError(f"--resume continues the saved run; these options differ from its config: {', '.join(sorted(conflicts))}")
-    return TrainConfig.from_dict({**saved, **{k: v for k, v in explicit.items() if k in changeable}})
+        raise ValueError(f"--resume continues the saved run; these options differ from its config: {', '.join(conflicts)}")
+    return TrainConfig.from_dict({**saved, **explicit, "out": folder})
 
 
 def run_train(args: argparse.Namespace) -> int:
     from .train import train
 
     explicit = _explicit_training_values(args)
+    if args.resume and args.overwrite:
+        raise ValueError("give --resume or --overwrite, not both")
     config = _resume_config(args.resume, explicit) if args.resume else _config_from(explicit)
-    metrics = train(config, resume=args.resume)
+    metrics = train(config, resume=args.resume, overwrite=args.overwrite)
     if metrics:
         shown = {k: metrics[k] for k in ("map50", "map50_11pt", "map", "train_seconds", "eval_seconds") if k in metrics}
         print(json.dumps(shown))

@@ -131,6 +131,18 @@ class TrainConfig:
         return self
 
 
+# What a resumed run may change: its length, where and how it runs, and how it logs. Everything
+# else would make it another run than the one its checkpoint continues.
+RESUME_CHANGEABLE = frozenset({"iterations", "out", "device", "workers", "threads", "log_interval", "checkpoint_interval",
+                               "evaluate", "eval_batch_size"})
+
+
+def resume_conflicts(saved: Dict[str, object], values: Dict[str, object]) -> List[str]:
+    """The keys of ``values`` that a run resumed from a checkpoint of config ``saved`` may not change."""
+    as_saved = lambda value: list(value) if isinstance(value, (tuple, list)) else value  # noqa: E731
+    return sorted(k for k, v in values.items() if k not in RESUME_CHANGEABLE and as_saved(saved.get(k)) != as_saved(v))
+
+
 def preset(dataset: str, detector: str) -> Dict[str, object]:
     """Defaults for a dataset and detector; the user's explicit choices override them."""
     if dataset not in DATASETS:

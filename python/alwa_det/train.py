@@ -21,15 +21,14 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from .config import TrainConfig
+from .config import TrainConfig, resume_conflicts
 from .data import Batch, TrainBatchSampler, build_dataset, collate
 from .evaluate import evaluate, predict
 from .models import build_detector
+from .run_folder import (CHECKPOINT_DIR, CONFIG_FILE, DETECTIONS_PLOT, FINAL_WEIGHTS, LAST_CHECKPOINT, LOG_FILE, LOSS_PLOT,
+                         METRICS_FILE, RunFolder, RunFolderError, read_json, run_folder_of, same_folder, save_atomically,
+                         write_json_atomically)
 from .weighting import make_weighting
-
-CHECKPOINT_DIR = "checkpoints"
-LAST_CHECKPOINT = "last.pt"
-FINAL_WEIGHTS = "model_final.pt"
 
 
 @dataclass
@@ -105,14 +104,6 @@ def set_rng_state(state: Dict[str, object]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_atomically(payload: Dict[str, object], path: str) -> None:
-    """Write to a temporary file beside ``path`` and rename: a crash never leaves half a checkpoint."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    temporary = f"{path}.tmp-{os.getpid()}"
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
 
 
 def load_checkpoint(path: str) -> Dict[str, object]:
@@ -282,7 +273,7 @@ class LogWindow:
         return row
 
 
-def run_iterations(training: Training, start_iteration: int, run_log: Optional["RunLog"]) -> float:
+def run_iterations(training: Training, start_iteration: int, run_log: Optional["RunLog"], folder: RunFolder) -> float:
     """Train from ``start_iteration`` to the configured end, logging and checkpointing; returns the seconds."""
     config, process = training.config, training.process
     training.model.train()
@@ -306,41 +297,106 @@ def run_iterations(training: Training, start_iteration: int, run_log: Optional["
             progress.update(logged)
             last_log_time = now
         if done % config.checkpoint_interval == 0 or done == config.iterations:
-            save_checkpoint(training, done)
+            save_checkpoint(training, done, folder)
     progress.close()
     return time.perf_counter() - train_start
 
 
-def prepare_run_folder(config: TrainConfig, process: Process, start_iteration: int) -> Optional["RunLog"]:
-    """The run folder's config.json and log.csv (main process only)."""
-    if not process.is_main:
+def on_main(process: Process, action, share: bool = False):
+    """``action()`` on the main process; an error there is raised on every process, so none is left
+    waiting for the main one at the next collective. Returns the main process's result, on every
+    process when ``share`` (else None elsewhere)."""
+    failure, result = None, None
+    if process.is_main:
+        try:
+            result = action()
+        except (ValueError, OSError) as error:
+            failure = error
+    if process.distributed:
+        outcome = [None if failure is None else str(failure), result if share else None]
+        dist.broadcast_object_list(outcome, src=0)
+        if failure is None and outcome[0] is not None:
+            raise RunFolderError(outcome[0])
+        if share:
+            result = outcome[1]
+    if failure is not None:
+        raise failure
+    return result
+
+
+def resumable_checkpoint(folder: RunFolder, config: TrainConfig) -> Dict[str, object]:
+    """The folder's checkpoint, if ``config`` may continue it: the same run, not shortened."""
+    checkpoint = load_checkpoint(folder.checkpoint)
+    conflicts = resume_conflicts(checkpoint["config"], config.to_dict())
+    if conflicts:
+        raise RunFolderError(f"{folder.checkpoint}: the run's config differs in {', '.join(conflicts)}; a resumed run "
+                             "can change only its length, device, workers, threads, logging and evaluation")
+    iteration = int(checkpoint["iteration"])
+    if config.iterations < iteration:
+        raise RunFolderError(f"iterations: {config.iterations} is below the {iteration} iterations the checkpoint "
+                             f"{folder.checkpoint} has trained; a run cannot be shortened (give --iterations {iteration} "
+                             "or more)")
+    return checkpoint
+
+
+def finished_metrics(folder: RunFolder, iteration: int) -> Optional[Dict[str, object]]:
+    """The metrics of a run that is finished at ``iteration``, else None."""
+    path = folder.file(METRICS_FILE)
+    if not os.path.isfile(path) or not os.path.isfile(folder.file(FINAL_WEIGHTS)):
         return None
-    os.makedirs(os.path.join(config.out, CHECKPOINT_DIR), exist_ok=True)
-    with open(os.path.join(config.out, "config.json"), "w") as handle:
-        json.dump(config.to_dict(), handle, indent=2)
-    return RunLog(os.path.join(config.out, "log.csv"), start_iteration)
+    metrics = read_json(path)
+    return metrics if metrics.get("iterations") == iteration else None
 
 
-def train(config: TrainConfig, resume: Optional[str] = None) -> Dict[str, object]:
-    """Train, checkpoint, evaluate and plot; returns the metrics (on every rank; only rank 0 writes)."""
+def train(config: TrainConfig, resume: Optional[str] = None, overwrite: bool = False) -> Dict[str, object]:
+    """Train, checkpoint, evaluate and plot; returns the metrics (on every rank; only rank 0 writes).
+
+    A fresh run goes into ``config.out``, which must be empty unless ``overwrite``; ``resume``
+    names a run folder (or its checkpoints/last.pt) whose run continues in that folder.
+    """
+    if resume and overwrite:
+        raise RunFolderError("give resume or overwrite, not both")
+    folder = RunFolder(run_folder_of(resume) if resume else config.out)
+    if resume and not same_folder(folder.path, config.out):
+        raise RunFolderError(f"resume: the run in {folder.path} continues there, but out is {config.out!r}")
     if config.threads:
         torch.set_num_threads(config.threads)
     process = init_process(config)
     device = resolve_device(config, process)
-    training = build_training(config, process, device)
-    start_iteration = restore(training, load_checkpoint(resume)) if resume else 0
-    run_log = prepare_run_folder(config, process, start_iteration)
-    train_seconds = run_iterations(training, start_iteration, run_log)
-    metrics: Dict[str, object] = {}
-    if process.is_main:
-        torch.save(training.model.state_dict(), os.path.join(config.out, FINAL_WEIGHTS))
-        metrics = finish_run(config, training.model, training.weighting, device, train_seconds)
-    if process.distributed:
-        dist.barrier()
-    return metrics
+    on_main(process, lambda: folder.claim(fresh=not resume, overwrite=overwrite))
+    try:
+        checkpoint = resumable_checkpoint(folder, config) if resume else None
+        start_iteration = int(checkpoint["iteration"]) if checkpoint else 0
+        if checkpoint and start_iteration == config.iterations:
+            finished = on_main(process, lambda: finished_metrics(folder, start_iteration), share=True)
+            if finished is not None:
+                if process.is_main:
+                    print(f"{folder.path} is finished at iteration {start_iteration}; nothing to train "
+                          f"(give --iterations above {start_iteration} to continue)", file=sys.stderr)
+                return finished
+        training = build_training(config, process, device)
+        if checkpoint:
+            restore(training, checkpoint)
+        run_log = on_main(process, lambda: start_files(folder, config, start_iteration))
+        train_seconds = run_iterations(training, start_iteration, run_log, folder)
+        metrics: Dict[str, object] = {}
+        if process.is_main:
+            save_atomically(training.model.state_dict(), folder.file(FINAL_WEIGHTS))
+            metrics = finish_run(config, folder, training.model, training.weighting, device, train_seconds)
+        if process.distributed:
+            dist.barrier()
+        return metrics
+    finally:
+        folder.release()
 
 
-def save_checkpoint(training: Training, iteration: int) -> None:
+def start_files(folder: RunFolder, config: TrainConfig, start_iteration: int) -> "RunLog":
+    """config.json, and log.csv up to ``start_iteration`` (main process only, once the resume has worked)."""
+    write_json_atomically(config.to_dict(), folder.file(CONFIG_FILE))
+    return RunLog(folder.file(LOG_FILE), start_iteration)
+
+
+def save_checkpoint(training: Training, iteration: int, folder: RunFolder) -> None:
     """Every rank's RNG state is gathered so a resumed multi-process run continues exactly too."""
     process = training.process
     states = [rng_state()]
@@ -358,10 +414,10 @@ def save_checkpoint(training: Training, iteration: int) -> None:
             "weighting": training.weighting.state_dict(),
             "rng": states,
         }
-        save_atomically(payload, os.path.join(training.config.out, CHECKPOINT_DIR, LAST_CHECKPOINT))
+        save_atomically(payload, folder.checkpoint)
 
 
-def finish_run(config: TrainConfig, model, weighting, device, train_seconds: float) -> Dict[str, object]:
+def finish_run(config: TrainConfig, folder: RunFolder, model, weighting, device, train_seconds: float) -> Dict[str, object]:
     """metrics.json, losses.png and detections.png in the run folder."""
     from .plots import plot_detections, plot_losses  # matplotlib only when a run finishes
 
@@ -381,10 +437,10 @@ def finish_run(config: TrainConfig, model, weighting, device, train_seconds: flo
         metrics["eval_seconds"] = round(time.perf_counter() - eval_start, 2)
         shown = min(6, len(eval_set))
         plot_detections(eval_set, predict(model, eval_set, device, config.eval_batch_size, limit=shown),
-                        os.path.join(config.out, "detections.png"))
-    with open(os.path.join(config.out, "metrics.json"), "w") as handle:
-        json.dump(metrics, handle, indent=2)
-    plot_losses(os.path.join(config.out, "log.csv"), config.interval, os.path.join(config.out, "losses.png"))
+                        folder.file(DETECTIONS_PLOT))
+    plot_losses(folder.file(LOG_FILE), config.interval, folder.file(LOSS_PLOT))
+    # Last: a metrics.json of this length says the run is finished.
+    write_json_atomically(metrics, folder.file(METRICS_FILE))
     return metrics
 
 
@@ -392,7 +448,7 @@ def evaluate_checkpoint(checkpoint_path: str, dataset: Optional[str], data_root:
                         device: str, out: Optional[str]) -> Dict[str, object]:
     """Evaluate a checkpoint (a run folder, a checkpoint file, or model_final.pt beside its config.json)."""
     if os.path.isfile(checkpoint_path) and os.path.basename(checkpoint_path) == FINAL_WEIGHTS:
-        config_path = os.path.join(os.path.dirname(checkpoint_path), "config.json")
+        config_path = os.path.join(os.path.dirname(checkpoint_path), CONFIG_FILE)
         if not os.path.isfile(config_path):
             raise ValueError(f"{checkpoint_path}: no config.json beside it to rebuild the model")
         with open(config_path) as handle:

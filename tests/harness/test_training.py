@@ -129,7 +129,7 @@ def test_training_step_makes_no_host_sync(tmp_path, monkeypatch, detector):
     assert original_nonzero is torch.Tensor.nonzero
 
 
-def _distributed_worker(rank, world_size, rendezvous, out):
+def _distributed_worker(rank, world_size, rendezvous, folder):
     # The group is joined here (a file rendezvous: no port to race for); train() finds it
     # initialised and only reads the rank from the environment, as under torchrun.
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
@@ -137,7 +137,7 @@ def _distributed_worker(rank, world_size, rendezvous, out):
     from alwa_det.models import build_detector as build
     from alwa_det import train as train_module
 
-    config = tiny_config(out, weighting="alwa2", interval=2, iterations=4, evaluate=False)
+    config = tiny_config(os.path.join(folder, "run"), weighting="alwa2", interval=2, iterations=4, evaluate=False)
     captured = {}
     original_build = train_module.build_detector
 
@@ -156,18 +156,18 @@ def _distributed_worker(rank, world_size, rendezvous, out):
     try:
         train_module.train(config)
         torch.save({"model": captured["model"].state_dict(), "weights": captured["weighting"].weights},
-                   os.path.join(out, f"rank{rank}.pt"))
+                   os.path.join(folder, f"rank{rank}.pt"))
     finally:
         leave_group()
     del build
 
 
 def test_two_process_gloo_training(tmp_path):
-    out = str(tmp_path / "ddp")
-    os.makedirs(out)
-    run_ranks(_distributed_worker, 2, out, out)
-    rank0 = torch.load(os.path.join(out, "rank0.pt"))
-    rank1 = torch.load(os.path.join(out, "rank1.pt"))
+    folder = str(tmp_path / "ddp")
+    run_ranks(_distributed_worker, 2, folder, folder)
+    out = os.path.join(folder, "run")  # beside the rendezvous file: a run folder holds only the run
+    rank0 = torch.load(os.path.join(folder, "rank0.pt"))
+    rank1 = torch.load(os.path.join(folder, "rank1.pt"))
     # DDP keeps parameters identical across ranks, and ALWA's weights are synchronised.
     for key, value in rank0["model"].items():
         if value.is_floating_point() and "running" not in key:
