@@ -6,7 +6,6 @@ The step itself never waits for the device: losses are accumulated on the device
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import random
@@ -26,8 +25,9 @@ from .data import Batch, TrainBatchSampler, build_dataset, collate
 from .evaluate import evaluate, predict
 from .models import build_detector
 from .run_folder import (CHECKPOINT_DIR, CONFIG_FILE, DETECTIONS_PLOT, FINAL_WEIGHTS, LAST_CHECKPOINT, LOG_FILE, LOSS_PLOT,
-                         METRICS_FILE, RunFolder, RunFolderError, read_json, run_folder_of, same_folder, save_atomically,
+                         METRICS_FILE, RunFolder, RunFolderError, describe, read_json, run_folder_of, same_folder, save_atomically,
                          write_json_atomically)
+from .run_log import RunLog, log_columns
 from .weighting import make_weighting
 
 
@@ -107,46 +107,18 @@ def set_rng_state(state: Dict[str, object]) -> None:
 
 
 def load_checkpoint(path: str) -> Dict[str, object]:
+    """A checkpoint file, or a run folder's checkpoints/last.pt; a damaged file is an error naming it."""
     if os.path.isdir(path):
         path = os.path.join(path, CHECKPOINT_DIR, LAST_CHECKPOINT)
     if not os.path.isfile(path):
-        raise ValueError(f"checkpoint {path} not found")
+        raise RunFolderError(f"checkpoint {path} not found")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # torch raises many types for a damaged file
-        raise ValueError(f"checkpoint {path} cannot be read ({type(error).__name__}: {error})") from error
-    if not isinstance(checkpoint, dict) or "config" not in checkpoint or "model" not in checkpoint:
-        raise ValueError(f"checkpoint {path} is not an alwa_det checkpoint")
+        raise RunFolderError(f"checkpoint {path} cannot be read ({type(error).__name__}: {describe(error)})") from error
+    if not isinstance(checkpoint, dict) or not {"config", "model", "iteration"} <= set(checkpoint):
+        raise RunFolderError(f"checkpoint {path} is not an alwa_det checkpoint")
     return checkpoint
-
-
-class RunLog:
-    """log.csv, written by the main process only, one row per logged iteration."""
-
-    def __init__(self, path: str, resume_iteration: int):
-        self.path = path
-        self.rows: List[Dict[str, float]] = []
-        if resume_iteration and os.path.isfile(path):
-            # Rows past the checkpoint belong to a run that was cut short: they are replayed.
-            with open(path) as handle:
-                self.rows = [r for r in csv.DictReader(handle) if int(r["iteration"]) <= resume_iteration]
-        self._rewrite()
-
-    def _rewrite(self) -> None:
-        with open(self.path, "w", newline="") as handle:
-            if self.rows:
-                writer = csv.DictWriter(handle, fieldnames=list(self.rows[0]))
-                writer.writeheader()
-                writer.writerows(self.rows)
-
-    def append(self, row: Dict[str, float]) -> None:
-        first = not self.rows
-        self.rows.append(row)
-        with open(self.path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(row))
-            if first:
-                writer.writeheader()
-            writer.writerow(row)
 
 
 @dataclass
@@ -273,7 +245,7 @@ class LogWindow:
         return row
 
 
-def run_iterations(training: Training, start_iteration: int, run_log: Optional["RunLog"], folder: RunFolder) -> float:
+def run_iterations(training: Training, start_iteration: int, run_log: Optional[RunLog], folder: RunFolder) -> float:
     """Train from ``start_iteration`` to the configured end, logging and checkpointing; returns the seconds."""
     config, process = training.config, training.process
     training.model.train()
@@ -377,7 +349,7 @@ def train(config: TrainConfig, resume: Optional[str] = None, overwrite: bool = F
         training = build_training(config, process, device)
         if checkpoint:
             restore(training, checkpoint)
-        run_log = on_main(process, lambda: start_files(folder, config, start_iteration))
+        run_log = on_main(process, lambda: start_files(folder, config, training.model, start_iteration))
         train_seconds = run_iterations(training, start_iteration, run_log, folder)
         metrics: Dict[str, object] = {}
         if process.is_main:
@@ -390,10 +362,13 @@ def train(config: TrainConfig, resume: Optional[str] = None, overwrite: bool = F
         folder.release()
 
 
-def start_files(folder: RunFolder, config: TrainConfig, start_iteration: int) -> "RunLog":
+def start_files(folder: RunFolder, config: TrainConfig, model: torch.nn.Module, start_iteration: int) -> RunLog:
     """config.json, and log.csv up to ``start_iteration`` (main process only, once the resume has worked)."""
     write_json_atomically(config.to_dict(), folder.file(CONFIG_FILE))
-    return RunLog(folder.file(LOG_FILE), start_iteration)
+    columns = log_columns(loss_columns(model))
+    if start_iteration:
+        return RunLog.resumed(folder.file(LOG_FILE), columns, start_iteration)
+    return RunLog.fresh(folder.file(LOG_FILE), columns)
 
 
 def save_checkpoint(training: Training, iteration: int, folder: RunFolder) -> None:

@@ -156,3 +156,51 @@ def test_an_unusable_out_is_a_one_line_error(tmp_path, monkeypatch, capsys, case
                 "read_only": "Read-only file system"}[case]
     assert expected in message
     assert sorted(os.listdir(tmp_path)) == ([] if case != "file" else ["taken"])
+
+
+def _log_lines(run):
+    return (run / "log.csv").read_text().splitlines(keepends=True)
+
+
+def test_a_garbled_log_row_is_left_out_with_a_warning_and_the_old_log_kept(tmp_path, capsys):
+    # Issue 17.4: resume truncated the log, then failed (dict contains fields not in fieldnames: None);
+    # run again, it succeeded with the rows gone.
+    run = tmp_path / "run"
+    assert cli.main(tiny_argv(run, iterations=6)) == 0
+    lines = _log_lines(run)
+    lines[2] = lines[2].rstrip("\n") + ",1.5,extra\n"  # the row of iteration 4
+    garbled = "".join(lines)
+    (run / "log.csv").write_text(garbled)
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", str(run), "--iterations", "8"]) == 0
+    err = capsys.readouterr().err
+    assert f"{run / 'log.csv'}: line(s) 3 cannot be read" in err and "log.csv.damaged" in err
+    assert log_iterations(run) == [2, 6, 8]
+    assert (run / "log.csv.damaged").read_text() == garbled
+    assert (run / "losses.png").is_file()
+
+
+def test_a_log_cut_short_is_rebuilt_from_what_can_be_read(tmp_path, capsys):
+    # Issue 17.4: a last row cut short let training finish, then exit 2 (could not convert string to float: '').
+    run = tmp_path / "run"
+    assert cli.main(tiny_argv(run, iterations=6)) == 0
+    text = (run / "log.csv").read_text()
+    (run / "log.csv").write_text(text[: len(text) - len(_log_lines(run)[-1]) // 2])
+    assert cli.main(["train", "--resume", str(run), "--iterations", "8"]) == 0
+    assert "line(s) 4 cannot be read" in capsys.readouterr().err
+    assert log_iterations(run) == [2, 4, 8]
+    assert json.loads((run / "metrics.json").read_text())["iterations"] == 8
+
+
+def test_a_failed_resume_leaves_the_log_as_it_was(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(tiny_argv(run, iterations=6, checkpoint_interval=4)) == 0
+    checkpoint = run / "checkpoints" / "last.pt"
+    whole = checkpoint.read_bytes()
+    log = (run / "log.csv").read_bytes()
+    for damaged in (whole[: len(whole) // 2], b""):
+        checkpoint.write_bytes(damaged)
+        capsys.readouterr()
+        assert cli.main(["train", "--resume", str(run), "--iterations", "8", "--log-interval", "3"]) == 2
+        assert f"{checkpoint}" in error_line(capsys.readouterr().err)
+        assert (run / "log.csv").read_bytes() == log
