@@ -11,7 +11,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -159,15 +159,19 @@ def build_training(config: TrainConfig, process: Process, device: torch.device) 
     return Training(config, process, device, train_set, sampler, model, trained, weighting, optimizer, scheduler, scaler)
 
 
-def restore(training: Training, checkpoint: Dict[str, object]) -> int:
-    """Load a checkpoint's learning state and this rank's RNG state; returns its iteration."""
+def restore(training: Training, checkpoint: Dict[str, object]) -> "LoopState":
+    """Load a checkpoint's learning state, and this rank's RNG state and log window."""
     training.model.load_state_dict(checkpoint["model"])
     training.optimizer.load_state_dict(checkpoint["optimizer"])
     training.scheduler.load_state_dict(checkpoint["scheduler"])
     training.scaler.load_state_dict(checkpoint["scaler"])
     training.weighting.load_state_dict(checkpoint["weighting"])
-    set_rng_state(checkpoint["rng"][min(training.process.rank, len(checkpoint["rng"]) - 1)])
-    return int(checkpoint["iteration"])
+    rank = training.process.rank
+    set_rng_state(checkpoint["rng"][min(rank, len(checkpoint["rng"]) - 1)])
+    window = LogWindow()
+    if "log_window" in checkpoint:
+        window.load_state_dict(checkpoint["log_window"][min(rank, len(checkpoint["log_window"]) - 1)], training.device)
+    return LoopState(int(checkpoint["iteration"]), window, float(checkpoint.get("train_seconds", 0.0)))
 
 
 class Batches:
@@ -228,6 +232,15 @@ class LogWindow:
         self.sums = values if self.sums is None else self.sums + values
         self.count += 1
 
+    def state_dict(self) -> Dict[str, object]:
+        """For a checkpoint between log points: the resumed run's next row then covers the same
+        iterations, with the same sums, as an uninterrupted run's."""
+        return {"count": self.count, "sums": None if self.sums is None else self.sums.cpu()}
+
+    def load_state_dict(self, state: Dict[str, object], device: torch.device) -> None:
+        self.count = int(state["count"])
+        self.sums = None if state["sums"] is None else state["sums"].to(device)
+
     def row(self, training: Training, names: List[str], iteration: int, seconds: float) -> Dict[str, float]:
         """The log row of the window ending at ``iteration`` (means over all ranks), and a fresh window."""
         means = self.sums / self.count
@@ -245,23 +258,34 @@ class LogWindow:
         return row
 
 
-def run_iterations(training: Training, start_iteration: int, run_log: Optional[RunLog], folder: RunFolder) -> float:
-    """Train from ``start_iteration`` to the configured end, logging and checkpointing; returns the seconds."""
+@dataclass
+class LoopState:
+    """Where the loop stands; a checkpoint saves it beside the learning state."""
+
+    iteration: int = 0
+    window: LogWindow = field(default_factory=LogWindow)
+    seconds: float = 0.0  # training time of the sessions before this one, up to the checkpoint
+
+
+def run_iterations(training: Training, state: LoopState, run_log: Optional[RunLog], folder: RunFolder) -> float:
+    """Train from ``state`` to the configured end, logging and checkpointing; returns the training seconds
+    (of every session)."""
     config, process = training.config, training.process
     training.model.train()
-    progress = tqdm(total=config.iterations, initial=start_iteration, disable=not process.is_main, desc="train",
+    progress = tqdm(total=config.iterations, initial=state.iteration, disable=not process.is_main, desc="train",
                     dynamic_ncols=True, file=sys.stderr)
     batches = Batches(training)
     names = loss_columns(training.model)
-    window = LogWindow()
-    last_log_time = train_start = time.perf_counter()
-    for iteration in range(start_iteration, config.iterations):
+    window = state.window
+    last_log_time = session_start = time.perf_counter()
+    seconds = lambda now: state.seconds + (now - session_start)  # noqa: E731
+    for iteration in range(state.iteration, config.iterations):
         window.add(training_step(training, batches.get(iteration)))
         done = iteration + 1
         if done % config.log_interval == 0 or done == config.iterations:
             now = time.perf_counter()
             logged = window.count
-            row = window.row(training, names, done, round(now - train_start, 3))
+            row = window.row(training, names, done, round(seconds(now), 3))
             if process.is_main:
                 run_log.append(row)
                 progress.set_postfix(cls=f"{row['loss_cls']:.3f}", reg=f"{row['loss_reg']:.3f}",
@@ -269,9 +293,9 @@ def run_iterations(training: Training, start_iteration: int, run_log: Optional[R
             progress.update(logged)
             last_log_time = now
         if done % config.checkpoint_interval == 0 or done == config.iterations:
-            save_checkpoint(training, done, folder)
+            save_checkpoint(training, LoopState(done, window, seconds(time.perf_counter())), folder)
     progress.close()
-    return time.perf_counter() - train_start
+    return seconds(time.perf_counter())
 
 
 def on_main(process: Process, action, share: bool = False):
@@ -347,10 +371,9 @@ def train(config: TrainConfig, resume: Optional[str] = None, overwrite: bool = F
                           f"(give --iterations above {start_iteration} to continue)", file=sys.stderr)
                 return finished
         training = build_training(config, process, device)
-        if checkpoint:
-            restore(training, checkpoint)
+        state = restore(training, checkpoint) if checkpoint else LoopState()
         run_log = on_main(process, lambda: start_files(folder, config, training.model, start_iteration))
-        train_seconds = run_iterations(training, start_iteration, run_log, folder)
+        train_seconds = run_iterations(training, state, run_log, folder)
         metrics: Dict[str, object] = {}
         if process.is_main:
             save_atomically(training.model.state_dict(), folder.file(FINAL_WEIGHTS))
@@ -371,23 +394,27 @@ def start_files(folder: RunFolder, config: TrainConfig, model: torch.nn.Module, 
     return RunLog.fresh(folder.file(LOG_FILE), columns)
 
 
-def save_checkpoint(training: Training, iteration: int, folder: RunFolder) -> None:
-    """Every rank's RNG state is gathered so a resumed multi-process run continues exactly too."""
+def save_checkpoint(training: Training, state: LoopState, folder: RunFolder) -> None:
+    """Every rank's RNG state and log window are gathered so a resumed multi-process run continues
+    exactly too."""
     process = training.process
-    states = [rng_state()]
+    per_rank = [(rng_state(), state.window.state_dict())]
     if process.distributed:
-        states = [None] * process.world_size
-        dist.all_gather_object(states, rng_state())
+        gathered = [None] * process.world_size
+        dist.all_gather_object(gathered, per_rank[0])
+        per_rank = gathered
     if process.is_main:
         payload = {
             "config": training.config.to_dict(),
-            "iteration": iteration,
+            "iteration": state.iteration,
+            "train_seconds": state.seconds,
             "model": training.model.state_dict(),
             "optimizer": training.optimizer.state_dict(),
             "scheduler": training.scheduler.state_dict(),
             "scaler": training.scaler.state_dict(),
             "weighting": training.weighting.state_dict(),
-            "rng": states,
+            "rng": [rng for rng, _ in per_rank],
+            "log_window": [window for _, window in per_rank],
         }
         save_atomically(payload, folder.checkpoint)
 

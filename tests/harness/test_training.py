@@ -196,3 +196,37 @@ def test_window_statistics_pool_log_rows_exactly():
     for index, (start, end) in enumerate([(0, 20), (20, 40), (40, 47)]):
         assert means[index] == pytest.approx(per_iteration[start:end].mean(), rel=1e-12)
         assert stds[index] == pytest.approx(per_iteration[start:end].std(ddof=1), rel=1e-9)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resume_between_log_points_logs_every_iteration(tmp_path, monkeypatch):
+    # Issue 17.12: with log interval 3 and checkpoint interval 4, a run resumed from iteration 8 lost
+    # iterations 7-8 from its log (the row at 9 covered iteration 9 alone).
+    common = dict(log_interval=3, checkpoint_interval=4, iterations=10, evaluate=False)
+    train(tiny_config(tmp_path / "straight", **common))
+    from alwa_det import train as train_module
+
+    batches, collate = [], train_module.collate
+
+    def collate_then_stop(samples):
+        batches.append(len(samples))
+        if len(batches) == 9:  # the batch of iteration 9: 8 trained, checkpoint at 8, no log row since 6
+            raise Interrupted
+        return collate(samples)
+
+    monkeypatch.setattr(train_module, "collate", collate_then_stop)
+    with pytest.raises(Interrupted):
+        train(tiny_config(tmp_path / "resumed", **common))
+    monkeypatch.undo()
+    assert load_checkpoint(str(tmp_path / "resumed"))["iteration"] == 8
+    train(tiny_config(tmp_path / "resumed", **common), resume=str(tmp_path / "resumed"))
+    drop_time = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    straight_rows = _read_log(tmp_path / "straight" / "log.csv")
+    assert [int(r["iteration"]) for r in straight_rows] == [3, 6, 9, 10]
+    assert drop_time(_read_log(tmp_path / "resumed" / "log.csv")) == drop_time(straight_rows)
+    a = torch.load(tmp_path / "straight" / "model_final.pt")
+    b = torch.load(tmp_path / "resumed" / "model_final.pt")
+    assert all(torch.equal(a[key], b[key]) for key in a)
