@@ -284,6 +284,18 @@ def _open_rgb(path: str) -> Image.Image:
         raise DatasetError(f"{path}: cannot read the image ({error})") from error
 
 
+def checked_box(what: str, values: Sequence[float], corners: Sequence[float], negative: bool) -> List[float]:
+    """``corners`` (x1, y1, x2, y2, from the file's ``values``) if they are finite in float32 and not
+    ``negative`` in size: a NaN box trains a NaN model, or is silently taken for background."""
+    with np.errstate(over="ignore"):
+        finite = np.isfinite(np.asarray(corners, dtype=np.float32)).all()
+    if not finite:
+        raise DatasetError(f"{what} has a non-finite box {tuple(values)}")
+    if negative:
+        raise DatasetError(f"{what} has a box of negative size {tuple(values)}")
+    return list(corners)
+
+
 def _require_dir(path: str, what: str) -> None:
     if not os.path.isdir(path):
         raise DatasetError(f"{path}: {what} not found")
@@ -325,18 +337,19 @@ class VOCDetection(DetectionDataset):
         except ElementTree.ParseError as error:
             raise DatasetError(f"{path}: malformed XML ({error})") from error
         boxes, labels, difficult = [], [], []
-        for obj in tree.getroot().iter("object"):
+        for number, obj in enumerate(tree.getroot().iter("object"), start=1):
             class_name = (obj.findtext("name") or "").strip()
             if class_name not in self.class_index:
-                raise DatasetError(f"{path}: unknown class {class_name!r}; known classes: {', '.join(self.class_names)}")
+                raise DatasetError(f"{path}: object {number} has unknown class {class_name!r}; known classes: {', '.join(self.class_names)}")
+            what = f"{path}: object {number} ({class_name!r})"
             box = obj.find("bndbox")
             try:
                 xmin, ymin, xmax, ymax = (float(box.findtext(tag)) for tag in ("xmin", "ymin", "xmax", "ymax"))
             except (AttributeError, TypeError, ValueError) as error:
-                raise DatasetError(f"{path}: object {class_name!r} has a missing or non-numeric bndbox") from error
-            if xmax < xmin or ymax < ymin:
-                raise DatasetError(f"{path}: object {class_name!r} has an inverted box ({xmin}, {ymin}, {xmax}, {ymax})")
-            boxes.append([xmin - 1, ymin - 1, xmax, ymax])
+                raise DatasetError(f"{what} has a missing or non-numeric bndbox") from error
+            # The toolkit's 1-based inclusive pixels to continuous coordinates.
+            boxes.append(checked_box(what, (xmin, ymin, xmax, ymax), (xmin - 1, ymin - 1, xmax, ymax),
+                                     negative=xmax < xmin or ymax < ymin))
             labels.append(self.class_index[class_name])
             difficult.append((obj.findtext("difficult") or "0").strip() == "1")
         return Annotation(
@@ -383,10 +396,9 @@ class COCODetection(DetectionDataset):
                 if ann["image_id"] not in per_image:
                     raise DatasetError(f"{path}: annotation {ann.get('id')} refers to unknown image_id {ann['image_id']}")
                 x, y, w, h = (float(v) for v in ann["bbox"])
-                if w < 0 or h < 0:
-                    raise DatasetError(f"{path}: annotation {ann.get('id')} has a negative width or height")
                 boxes, labels, crowd = per_image[ann["image_id"]]
-                boxes.append([x, y, x + w, y + h])
+                boxes.append(checked_box(f"{path}: annotation {ann.get('id')}", (x, y, w, h), (x, y, x + w, y + h),
+                                         negative=w < 0 or h < 0))
                 labels.append(label_of[ann["category_id"]])
                 crowd.append(bool(ann.get("iscrowd", 0)))
         except DatasetError:

@@ -6,13 +6,14 @@ The step itself never waits for the device: losses are accumulated on the device
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -199,8 +200,9 @@ def loss_columns(model: torch.nn.Module) -> List[str]:
 
 
 def training_step(training: Training, batch: Batch) -> torch.Tensor:
-    """One optimiser step; returns its losses stacked on the device (the :func:`loss_columns` values,
-    then the squared raw losses, so the log can give each interval's spread, not only its mean)."""
+    """One optimiser step; returns its losses stacked on the device: the :func:`loss_columns` values,
+    the squared raw losses (so the log can give each interval's spread, not only its mean), and 1
+    where the total loss is not finite."""
     config = training.config
     with torch.autocast(device_type=training.device.type, dtype=torch.float16, enabled=config.amp):
         losses = training.trained(batch.images, batch.gt_boxes, batch.gt_labels, batch.gt_valid)
@@ -218,7 +220,31 @@ def training_step(training: Training, batch: Batch) -> torch.Tensor:
     training.scheduler.step()
     raw_cls, raw_reg = losses["cls"].detach().float(), losses["reg"].detach().float()
     return torch.stack([raw_cls, raw_reg, weighted_cls.detach(), weighted_reg.detach(), *[e.detach() for e in extra],
-                        total.detach(), raw_cls * raw_cls, raw_reg * raw_reg])
+                        total.detach(), raw_cls * raw_cls, raw_reg * raw_reg, (~torch.isfinite(total.detach())).float()])
+
+
+class TrainingDiverged(ValueError):
+    """The loss or the weights became non-finite (exit status 2, like bad data or options)."""
+
+
+def nonfinite(training: Training, window: "LogWindow") -> Tuple[bool, bool]:
+    """Whether a step's loss since the last log point, and whether any weight, is non-finite (on any
+    rank): one read of the device, made at log and checkpoint points only."""
+    tensors = [t for t in itertools.chain(training.model.parameters(), training.model.buffers()) if t.is_floating_point()]
+    flags = torch.stack([window.sums[-1] if window.sums is not None else torch.zeros((), device=training.device),
+                         torch.stack([~torch.isfinite(t).all() for t in tensors]).any().float()])
+    if training.process.distributed:
+        dist.all_reduce(flags)
+    bad_loss, bad_weights = (flags > 0).tolist()
+    return bad_loss, bad_weights
+
+
+def divergence(bad: Tuple[bool, bool], first: int, last: int, lr: float, folder: RunFolder, checkpoint: Optional[int]) -> str:
+    what = {(True, False): "the loss", (False, True): "the weights", (True, True): "the loss and the weights"}[bad]
+    kept = (f"{folder.checkpoint} (iteration {checkpoint}) is the last good state" if checkpoint is not None
+            else "no checkpoint was written before")
+    return (f"training diverged: {what} became non-finite between iterations {first} and {last} (lr {lr:g}); {kept}; "
+            "lower --lr, or check the data")
 
 
 class LogWindow:
@@ -247,7 +273,7 @@ class LogWindow:
         if training.process.distributed:
             dist.all_reduce(means)
             means /= training.process.world_size
-        *mean_values, cls_square, reg_square = means.tolist()
+        *mean_values, cls_square, reg_square, _ = means.tolist()
         row = {"iteration": iteration, "logged_iterations": self.count, **dict(zip(names, mean_values))}
         # Spread of the per-iteration raw losses over the interval (all ranks' when distributed).
         row["loss_cls_std"] = max(cls_square - row["loss_cls"] ** 2, 0.0) ** 0.5
@@ -279,10 +305,16 @@ def run_iterations(training: Training, state: LoopState, run_log: Optional[RunLo
     window = state.window
     last_log_time = session_start = time.perf_counter()
     seconds = lambda now: state.seconds + (now - session_start)  # noqa: E731
+    # Checked at each log and checkpoint point, so no checkpoint holds a non-finite model.
+    last_checked = state.iteration
+    last_checkpoint = state.iteration if state.iteration else None
     for iteration in range(state.iteration, config.iterations):
         window.add(training_step(training, batches.get(iteration)))
         done = iteration + 1
-        if done % config.log_interval == 0 or done == config.iterations:
+        log_point = done % config.log_interval == 0 or done == config.iterations
+        checkpoint_point = done % config.checkpoint_interval == 0 or done == config.iterations
+        bad = nonfinite(training, window) if log_point or checkpoint_point else (False, False)
+        if log_point:
             now = time.perf_counter()
             logged = window.count
             row = window.row(training, names, done, round(seconds(now), 3))
@@ -292,8 +324,15 @@ def run_iterations(training: Training, state: LoopState, run_log: Optional[RunLo
                                      lam_cls=f"{row['lambda_cls']:.3f}", it_s=f"{logged / max(now - last_log_time, 1e-9):.1f}")
             progress.update(logged)
             last_log_time = now
-        if done % config.checkpoint_interval == 0 or done == config.iterations:
+        if any(bad):
+            progress.close()
+            lr = training.optimizer.param_groups[0]["lr"]
+            raise TrainingDiverged(divergence(bad, last_checked + 1, done, lr, folder, last_checkpoint))
+        if log_point or checkpoint_point:
+            last_checked = done
+        if checkpoint_point:
             save_checkpoint(training, LoopState(done, window, seconds(time.perf_counter())), folder)
+            last_checkpoint = done
     progress.close()
     return seconds(time.perf_counter())
 

@@ -98,15 +98,15 @@ class HostSync(AssertionError):
 
 @pytest.mark.parametrize("detector", ["retinanet", "faster_rcnn"])
 def test_training_step_makes_no_host_sync(tmp_path, monkeypatch, detector):
-    """Every way Python reads a tensor's value is made to fail during a step."""
-    config = tiny_config(tmp_path, detector=detector, weighting="alwa2")
+    """Every way Python reads a tensor's value is made to fail during the harness's own steps."""
+    from alwa_det.train import LogWindow, Process, build_training, training_step
+
+    config = tiny_config(tmp_path, detector=detector, weighting="alwa2", interval=2)
+    training = build_training(config, Process(), torch.device("cpu"))
     dataset = build_dataset("synthetic", "train", config.image_size, None, 0, 4)
     batch = collate([dataset[i] for i in range(2)] + [dataset[0]])
     batch.gt_valid[2] = False  # an image without objects in the batch
-    torch.manual_seed(0)
-    model = build_detector(config, 3)
-    weighting = make_weighting("alwa2", 1.0, 1.0, interval=2)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    window = LogWindow()
 
     def refuse(*args, **kwargs):
         raise HostSync("host sync in the training step")
@@ -117,15 +117,9 @@ def test_training_step_makes_no_host_sync(tmp_path, monkeypatch, detector):
     monkeypatch.setattr(torch.Tensor, "nonzero", refuse)
     monkeypatch.setattr(torch, "nonzero", refuse)
     for _ in range(3):  # crosses an ALWA update (interval 2)
-        losses = model(batch.images, batch.gt_boxes, batch.gt_labels, batch.gt_valid)
-        w_cls, w_reg = weighting(losses["cls"], losses["reg"])
-        total = w_cls + w_reg + sum(v for k, v in losses.items() if k not in ("cls", "reg"))
-        optimizer.zero_grad()
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        optimizer.step()
+        window.add(training_step(training, batch))
     monkeypatch.undo()
-    assert torch.isfinite(total.detach()).all()
+    assert window.count == 3 and torch.isfinite(window.sums).all()
     assert original_nonzero is torch.Tensor.nonzero
 
 
@@ -230,3 +224,38 @@ def test_resume_between_log_points_logs_every_iteration(tmp_path, monkeypatch):
     a = torch.load(tmp_path / "straight" / "model_final.pt")
     b = torch.load(tmp_path / "resumed" / "model_final.pt")
     assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+@pytest.mark.parametrize("log_interval, caught_at", [(2, 4), (5, 4)])
+def test_a_non_finite_loss_stops_training_keeping_the_last_good_checkpoint(tmp_path, monkeypatch, log_interval, caught_at):
+    # Issue 17.2: a NaN loss trained a model whose every parameter was NaN, exited 0 and said nothing.
+    # Caught at the next log point (4 with interval 2) or checkpoint (4 with log interval 5), never later.
+    from alwa_det import train as train_module
+
+    build, steps = train_module.build_detector, []
+
+    def poisoned_detector(*args, **kwargs):
+        model = build(*args, **kwargs)
+        forward = model.forward
+
+        def forward_with_nan(*inputs):
+            losses = forward(*inputs)
+            steps.append(None)
+            if len(steps) == 3:
+                losses["reg"] = losses["reg"] * float("nan")
+            return losses
+
+        model.forward = forward_with_nan
+        return model
+
+    monkeypatch.setattr(train_module, "build_detector", poisoned_detector)
+    run = tmp_path / "run"
+    config = tiny_config(run, iterations=8, log_interval=log_interval, checkpoint_interval=2)
+    with pytest.raises(train_module.TrainingDiverged, match=f"the loss and the weights became non-finite between "
+                       f"iterations 3 and {caught_at}.*last.pt \\(iteration 2\\) is the last good state"):
+        train(config)
+    assert len(steps) == caught_at
+    checkpoint = load_checkpoint(str(run))
+    assert checkpoint["iteration"] == 2
+    assert all(torch.isfinite(value).all() for value in checkpoint["model"].values() if value.is_floating_point())
+    assert not (run / "model_final.pt").exists() and not (run / "metrics.json").exists()
