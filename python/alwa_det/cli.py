@@ -77,6 +77,9 @@ def _choice_list(allowed: Sequence[str]):
         unknown = [item for item in items if item not in allowed]
         if not items or unknown:
             raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {', '.join(allowed)}, got {text!r}")
+        repeated = sorted({item for item in items if items.count(item) > 1})
+        if repeated:  # a repeated loss would fill the table with copies of one cell, as if they were seeds
+            raise argparse.ArgumentTypeError(f"{', '.join(repeated)} listed more than once in {text!r}")
         return items
 
     return parse
@@ -151,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seeds", type=_positive_int, default=3, help="number of seeds per cell")
     compare.add_argument("--metric", choices=METRICS, default="map50")
     compare.add_argument("--out", default="runs/compare")
+    compare.add_argument("--overwrite", action="store_true", help="train again the cells whose folders hold other runs")
     return parser
 
 
@@ -218,8 +222,12 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from .train import train
+    from .evaluate import coco_evaluator_installed
 
+    if not getattr(args, "evaluate", True):
+        raise ValueError("compare tabulates evaluation results; --no-eval leaves nothing to compare")
+    if args.metric == "map" and not coco_evaluator_installed():
+        raise ValueError("--metric map needs pycocotools or faster-coco-eval: pip install 'alwa_ext[coco]'")
     base = _explicit_training_values(args)
     base_seed = base.pop("seed", 0)
     detector = base.get("detector", "retinanet")
@@ -229,23 +237,39 @@ def run_compare(args: argparse.Namespace) -> int:
             for offset in range(args.seeds):
                 out = os.path.join(args.out, f"{detector}-{loss}-{weighting}-seed{base_seed + offset}")
                 config = _config_from({**base, "loss": loss, "weighting": weighting, "seed": base_seed + offset, "out": out})
-                metrics = _finished_metrics(out, config) or train(config)
+                metrics = _run_cell(config, args.overwrite)
                 if args.metric not in metrics:
-                    raise ValueError(f"metric {args.metric!r} is not in {out}/metrics.json (map needs pycocotools or faster-coco-eval)")
+                    raise ValueError(f"metric {args.metric!r} is not in {out}/metrics.json")
                 results.setdefault((loss, weighting), []).append(float(metrics[args.metric]))
     write_comparison(results, args.losses, args.weightings, detector, args.metric, args.out)
-    print(open(os.path.join(args.out, "table.md")).read())
+    with open(os.path.join(args.out, "table.md")) as handle:
+        print(handle.read())
     return 0
 
 
-def _finished_metrics(out: str, config) -> Optional[Dict[str, object]]:
-    """A finished run of the same config is reused, so an interrupted comparison continues."""
-    path = os.path.join(out, "metrics.json")
-    if not os.path.isfile(path):
-        return None
-    with open(path) as handle:
-        metrics = json.load(handle)
-    return metrics if metrics.get("config") == json.loads(json.dumps(config.to_dict())) else None
+def _run_cell(config, overwrite: bool) -> Dict[str, object]:
+    """A cell's metrics: reused when its folder holds a finished run of the same config, else from a
+    run that continues the folder's interrupted one, or a new one (over another config's only with
+    ``overwrite``)."""
+    from . import train as training
+    from .config import resume_conflicts
+    from .run_folder import RunFolder
+
+    folder = RunFolder(config.out)
+    metrics = training.readable_metrics(folder)
+    if metrics is not None and metrics.get("config") == json.loads(json.dumps(config.to_dict())):
+        return metrics
+    if os.path.isfile(folder.checkpoint):
+        saved = training.load_checkpoint(folder.checkpoint)
+        conflicts = resume_conflicts(saved["config"], config.to_dict())
+        if int(saved["iteration"]) > config.iterations:
+            conflicts.append("iterations")
+        if not conflicts:
+            return training.train(config, resume=folder.path)
+        if not overwrite:
+            raise ValueError(f"{folder.path} holds a run of another configuration (it differs in {', '.join(conflicts)}); "
+                             "pass --overwrite to train the cell again, or choose another --out")
+    return training.train(config, overwrite=overwrite)
 
 
 def write_comparison(results: Dict[tuple, List[float]], losses: Sequence[str], weightings: Sequence[str], detector: str,
@@ -304,7 +328,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         require_extras(args.command)
         return commands[args.command](args)
-    except ValueError as error:  # bad configuration or data: a message, not a traceback
+    except (ValueError, OSError) as error:  # bad configuration, data or files: a message, not a traceback
         print(f"alwa-train {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -126,6 +127,12 @@ class TrainConfig:
             raise ValueError(f"lr_steps: expected increasing positive iterations, got {self.lr_steps!r}")
         if self.dataset in ("voc", "coco") and not self.data_root:
             raise ValueError(f"data_root: the {self.dataset} dataset needs --data-root")
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"device: expected cpu, cuda or cuda:N, got {self.device!r}")
+        if not isinstance(self.out, str) or not self.out.strip():
+            raise ValueError(f"out: expected a run folder, got {self.out!r}")
+        if self.seed >= 2**32:
+            raise ValueError(f"seed: expected below 2**32, got {self.seed}")
         if self.amp and not self.device.startswith("cuda"):
             raise ValueError(f"amp: mixed precision is for CUDA devices; device is {self.device!r}")
         return self

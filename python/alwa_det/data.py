@@ -296,6 +296,14 @@ def checked_box(what: str, values: Sequence[float], corners: Sequence[float], ne
     return list(corners)
 
 
+def _refuse_repeats(path: str, what: str, values: Sequence[object]) -> None:
+    seen = set()
+    for value in values:
+        if value in seen:
+            raise DatasetError(f"{path}: {what} {value!r} appears more than once")
+        seen.add(value)
+
+
 def _require_dir(path: str, what: str) -> None:
     if not os.path.isdir(path):
         raise DatasetError(f"{path}: {what} not found")
@@ -321,6 +329,7 @@ class VOCDetection(DetectionDataset):
             raise DatasetError(f"{split_file}: split list not found (is {root} a VOC year folder such as VOCdevkit/VOC2007?)")
         with open(split_file) as handle:
             self.names = [line.split()[0] for line in handle if line.strip()]
+        _refuse_repeats(split_file, "image", self.names)
         self.root = root
         self.class_index = {name: i for i, name in enumerate(self.class_names)}
         self.annotations = [self._parse(name) for name in self.names]
@@ -385,9 +394,14 @@ class COCODetection(DetectionDataset):
             raise DatasetError(f"{path}: malformed JSON ({error})") from error
         try:
             categories = sorted(content["categories"], key=lambda c: c["id"])
+            if not categories:
+                raise DatasetError(f"{path}: no categories (a detector needs at least one class)")
             self.category_ids = [int(c["id"]) for c in categories]
+            _refuse_repeats(path, "category id", self.category_ids)
             self.class_names = tuple(str(c["name"]) for c in categories)
             self.images = [(int(i["id"]), str(i["file_name"])) for i in content["images"]]
+            # Two images under one id would have their annotations merged.
+            _refuse_repeats(path, "image id", [image_id for image_id, _ in self.images])
             label_of = {cid: label for label, cid in enumerate(self.category_ids)}
             per_image = {image_id: ([], [], []) for image_id, _ in self.images}
             for ann in content.get("annotations", []):

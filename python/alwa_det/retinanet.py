@@ -19,6 +19,15 @@ from .matcher import IoUMatcher, batched_iou, gather_gt
 PRIOR_PROBABILITY = 0.01
 
 
+def norm_groups(channels: int) -> int:
+    """GroupNorm's groups: the usual min(32, channels // 4), lowered to a divisor of ``channels`` (so
+    any width works, down to one channel, and the usual widths keep the usual groups)."""
+    groups = max(1, min(32, channels // 4))
+    while channels % groups:
+        groups -= 1
+    return groups
+
+
 class RetinaHead(nn.Module):
     def __init__(self, channels: int, num_anchors: int, num_classes: int, num_convs: int):
         super().__init__()
@@ -26,7 +35,8 @@ class RetinaHead(nn.Module):
         def tower():
             layers = []
             for _ in range(num_convs):
-                layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(min(32, channels // 4), channels), nn.ReLU(inplace=True)]
+                layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(norm_groups(channels), channels),
+                           nn.ReLU(inplace=True)]
             return nn.Sequential(*layers)
 
         self.cls_tower = tower()

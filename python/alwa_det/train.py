@@ -7,7 +7,6 @@ The step itself never waits for the device: losses are accumulated on the device
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import random
 import sys
@@ -25,9 +24,9 @@ from .config import TrainConfig, resume_conflicts
 from .data import Batch, TrainBatchSampler, build_dataset, collate
 from .evaluate import evaluate, predict
 from .models import build_detector
-from .run_folder import (CHECKPOINT_DIR, CONFIG_FILE, DETECTIONS_PLOT, FINAL_WEIGHTS, LAST_CHECKPOINT, LOG_FILE, LOSS_PLOT,
-                         METRICS_FILE, RunFolder, RunFolderError, describe, read_json, run_folder_of, same_folder, save_atomically,
-                         write_json_atomically)
+from .run_folder import (CHECKPOINT_DIR, CONFIG_FILE, DETECTIONS_PLOT, EVAL_METRICS_FILE, FINAL_WEIGHTS, LAST_CHECKPOINT,
+                         LOG_FILE, LOSS_PLOT, METRICS_FILE, RunFolder, RunFolderError, describe, read_json, run_folder_of,
+                         same_folder, save_atomically, write_json_atomically)
 from .run_log import RunLog, log_columns
 from .weighting import make_weighting
 
@@ -63,16 +62,16 @@ def init_process(config: TrainConfig) -> Process:
     return process
 
 
-def resolve_device(config: TrainConfig, process: Process) -> torch.device:
-    try:
-        device = torch.device(config.device)
-    except RuntimeError as error:
-        raise ValueError(f"device: {config.device!r} is not a device name (cpu, cuda, cuda:N)") from error
+def resolve_device(name: str, process: Optional[Process] = None) -> torch.device:
+    """The torch device of a config's ``cpu`` / ``cuda`` / ``cuda:N``; under torchrun, the local rank's GPU."""
+    device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device: {config.device!r} requested but CUDA is not available")
-        if process.distributed:
+            raise ValueError(f"device: {name!r} requested but CUDA is not available")
+        if process is not None and process.distributed:
             device = torch.device("cuda", process.local_rank)  # torchrun: one GPU per local rank
+        if (device.index or 0) >= torch.cuda.device_count():
+            raise ValueError(f"device: {name!r} requested but there are {torch.cuda.device_count()} CUDA device(s)")
         torch.cuda.set_device(device)
     return device
 
@@ -298,8 +297,6 @@ def run_iterations(training: Training, state: LoopState, run_log: Optional[RunLo
     (of every session)."""
     config, process = training.config, training.process
     training.model.train()
-    progress = tqdm(total=config.iterations, initial=state.iteration, disable=not process.is_main, desc="train",
-                    dynamic_ncols=True, file=sys.stderr)
     batches = Batches(training)
     names = loss_columns(training.model)
     window = state.window
@@ -308,32 +305,35 @@ def run_iterations(training: Training, state: LoopState, run_log: Optional[RunLo
     # Checked at each log and checkpoint point, so no checkpoint holds a non-finite model.
     last_checked = state.iteration
     last_checkpoint = state.iteration if state.iteration else None
-    for iteration in range(state.iteration, config.iterations):
-        window.add(training_step(training, batches.get(iteration)))
-        done = iteration + 1
-        log_point = done % config.log_interval == 0 or done == config.iterations
-        checkpoint_point = done % config.checkpoint_interval == 0 or done == config.iterations
-        bad = nonfinite(training, window) if log_point or checkpoint_point else (False, False)
-        if log_point:
-            now = time.perf_counter()
-            logged = window.count
-            row = window.row(training, names, done, round(seconds(now), 3))
-            if process.is_main:
-                run_log.append(row)
-                progress.set_postfix(cls=f"{row['loss_cls']:.3f}", reg=f"{row['loss_reg']:.3f}",
-                                     lam_cls=f"{row['lambda_cls']:.3f}", it_s=f"{logged / max(now - last_log_time, 1e-9):.1f}")
-            progress.update(logged)
-            last_log_time = now
-        if any(bad):
-            progress.close()
-            lr = training.optimizer.param_groups[0]["lr"]
-            raise TrainingDiverged(divergence(bad, last_checked + 1, done, lr, folder, last_checkpoint))
-        if log_point or checkpoint_point:
+    # The bar ends its line however the loop ends, so an error message starts a line of its own.
+    with tqdm(total=config.iterations, initial=state.iteration, disable=not process.is_main, desc="train",
+              dynamic_ncols=True, file=sys.stderr) as progress:
+        for iteration in range(state.iteration, config.iterations):
+            window.add(training_step(training, batches.get(iteration)))
+            done = iteration + 1
+            log_point = done % config.log_interval == 0 or done == config.iterations
+            checkpoint_point = done % config.checkpoint_interval == 0 or done == config.iterations
+            if not (log_point or checkpoint_point):
+                continue
+            bad = nonfinite(training, window)
+            if log_point:
+                now = time.perf_counter()
+                logged = window.count
+                row = window.row(training, names, done, round(seconds(now), 3))
+                if process.is_main:
+                    run_log.append(row)
+                    progress.set_postfix(cls=f"{row['loss_cls']:.3f}", reg=f"{row['loss_reg']:.3f}",
+                                         lam_cls=f"{row['lambda_cls']:.3f}",
+                                         it_s=f"{logged / max(now - last_log_time, 1e-9):.1f}")
+                progress.update(logged)
+                last_log_time = now
+            if any(bad):
+                lr = training.optimizer.param_groups[0]["lr"]
+                raise TrainingDiverged(divergence(bad, last_checked + 1, done, lr, folder, last_checkpoint))
             last_checked = done
-        if checkpoint_point:
-            save_checkpoint(training, LoopState(done, window, seconds(time.perf_counter())), folder)
-            last_checkpoint = done
-    progress.close()
+            if checkpoint_point:
+                save_checkpoint(training, LoopState(done, window, seconds(time.perf_counter())), folder)
+                last_checkpoint = done
     return seconds(time.perf_counter())
 
 
@@ -374,13 +374,23 @@ def resumable_checkpoint(folder: RunFolder, config: TrainConfig) -> Dict[str, ob
     return checkpoint
 
 
+def readable_metrics(folder: RunFolder) -> Optional[Dict[str, object]]:
+    """The folder's metrics.json; None when there is none, or (with a warning naming it) when it cannot
+    be read: the run's final checkpoint finishes the run again."""
+    path = folder.file(METRICS_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        return read_json(path)
+    except RunFolderError as error:
+        print(f"warning: {error}; the run's last checkpoint will be evaluated again", file=sys.stderr)
+        return None
+
+
 def finished_metrics(folder: RunFolder, iteration: int) -> Optional[Dict[str, object]]:
     """The metrics of a run that is finished at ``iteration``, else None."""
-    path = folder.file(METRICS_FILE)
-    if not os.path.isfile(path) or not os.path.isfile(folder.file(FINAL_WEIGHTS)):
-        return None
-    metrics = read_json(path)
-    return metrics if metrics.get("iterations") == iteration else None
+    metrics = readable_metrics(folder) if os.path.isfile(folder.file(FINAL_WEIGHTS)) else None
+    return metrics if metrics is not None and metrics.get("iterations") == iteration else None
 
 
 def train(config: TrainConfig, resume: Optional[str] = None, overwrite: bool = False) -> Dict[str, object]:
@@ -397,19 +407,20 @@ def train(config: TrainConfig, resume: Optional[str] = None, overwrite: bool = F
     if config.threads:
         torch.set_num_threads(config.threads)
     process = init_process(config)
-    device = resolve_device(config, process)
+    device = resolve_device(config.device, process)
+    # What can fail on bad data or options fails before the folder is claimed, so it leaves no trace.
+    checkpoint = resumable_checkpoint(folder, config) if resume else None
+    start_iteration = int(checkpoint["iteration"]) if checkpoint else 0
+    if checkpoint and start_iteration == config.iterations:
+        finished = on_main(process, lambda: finished_metrics(folder, start_iteration), share=True)
+        if finished is not None:
+            if process.is_main:
+                print(f"{folder.path} is finished at iteration {start_iteration}; nothing to train "
+                      f"(give --iterations above {start_iteration} to continue)", file=sys.stderr)
+            return finished
+    training = build_training(config, process, device)
     on_main(process, lambda: folder.claim(fresh=not resume, overwrite=overwrite))
     try:
-        checkpoint = resumable_checkpoint(folder, config) if resume else None
-        start_iteration = int(checkpoint["iteration"]) if checkpoint else 0
-        if checkpoint and start_iteration == config.iterations:
-            finished = on_main(process, lambda: finished_metrics(folder, start_iteration), share=True)
-            if finished is not None:
-                if process.is_main:
-                    print(f"{folder.path} is finished at iteration {start_iteration}; nothing to train "
-                          f"(give --iterations above {start_iteration} to continue)", file=sys.stderr)
-                return finished
-        training = build_training(config, process, device)
         state = restore(training, checkpoint) if checkpoint else LoopState()
         run_log = on_main(process, lambda: start_files(folder, config, training.model, start_iteration))
         train_seconds = run_iterations(training, state, run_log, folder)
@@ -492,9 +503,11 @@ def evaluate_checkpoint(checkpoint_path: str, dataset: Optional[str], data_root:
         config_path = os.path.join(os.path.dirname(checkpoint_path), CONFIG_FILE)
         if not os.path.isfile(config_path):
             raise ValueError(f"{checkpoint_path}: no config.json beside it to rebuild the model")
-        with open(config_path) as handle:
-            config = TrainConfig.from_dict(json.load(handle))
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        config = TrainConfig.from_dict(read_json(config_path))
+        try:
+            state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises many types for a damaged file
+            raise RunFolderError(f"{checkpoint_path} cannot be read ({type(error).__name__}: {describe(error)})") from error
     else:
         checkpoint = load_checkpoint(checkpoint_path)
         config = TrainConfig.from_dict(checkpoint["config"])
@@ -511,6 +524,7 @@ def evaluate_checkpoint(checkpoint_path: str, dataset: Optional[str], data_root:
     if split is not None:
         overrides["eval_split"] = split
     config = TrainConfig.from_dict({**config.to_dict(), **overrides, "amp": False})
+    device_obj = resolve_device(config.device)
     eval_set = build_dataset(config.dataset, config.eval_split, config.image_size, config.data_root, config.seed,
                              config.synthetic_eval_images)
     model = build_detector(config, len(eval_set.class_names))
@@ -519,13 +533,14 @@ def evaluate_checkpoint(checkpoint_path: str, dataset: Optional[str], data_root:
     except RuntimeError as error:
         raise ValueError(f"{checkpoint_path}: the weights do not fit a {config.detector} with "
                          f"{len(eval_set.class_names)} classes ({str(error).splitlines()[0]})") from error
-    device_obj = torch.device(device)
     model.to(device_obj)
     metrics = evaluate(model, eval_set, device_obj, config.eval_batch_size)
     if out:
-        os.makedirs(out, exist_ok=True)
-        with open(os.path.join(out, "eval_metrics.json"), "w") as handle:
-            json.dump(metrics, handle, indent=2)
+        try:
+            os.makedirs(out, exist_ok=True)
+        except OSError as error:
+            raise RunFolderError(f"--out {out}: cannot create the folder ({describe(error)})") from error
+        write_json_atomically(metrics, os.path.join(out, EVAL_METRICS_FILE))
     return metrics
 
 

@@ -1,16 +1,19 @@
 """The command line: clear errors for bad input, eval of a finished run, and the comparison table."""
 
 import csv
+import importlib.util
 import json
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from alwa_det import cli
 from alwa_det.config import TrainConfig, make_config
 
-from helpers.harness import COCO_CONTENT, make_coco, make_voc, single_thread  # noqa: F401  (single_thread: an autouse fixture)
+from helpers.harness import (COCO_CONTENT, error_line, folder_files, make_coco, make_voc, single_thread,  # noqa: F401
+                             tiny_argv)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -21,6 +24,9 @@ from helpers.harness import COCO_CONTENT, make_coco, make_voc, single_thread  # 
     (["train", "--weighting", "alwa3"], "invalid choice"),
     (["compare", "--losses", "l1,huber"], "expected a comma-separated subset"),
     (["train", "--lr-steps", "5,x"], "expected comma-separated integers"),
+    # Issue 17.12: a repeated loss or weighting filled the table with copies, as if they were seeds.
+    (["compare", "--losses", "l1,ciou,l1"], "l1 listed more than once"),
+    (["compare", "--weightings", "fixed,fixed"], "fixed listed more than once"),
 ])
 def test_bad_arguments_exit_with_a_message(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -38,11 +44,17 @@ def test_bad_arguments_exit_with_a_message(capsys, argv, message):
     (["train", "--lr-steps", "9,3"], "increasing"),
     (["train", "--dataset", "coco", "--data-root", "/nonexistent/coco"], "/nonexistent/coco: COCO data root not found"),
     (["eval", "--checkpoint", "/nonexistent/run"], "checkpoint /nonexistent/run not found"),
+    (["train", "--device", "mps"], "device: expected cpu, cuda or cuda:N, got 'mps'"),
+    (["train", "--seed", str(2**32)], "seed: expected below 2**32"),
+    (["train", "--backbone", "resnet50"] if importlib.util.find_spec("torchvision") is None else ["train", "--amp"],
+     "needs torchvision" if importlib.util.find_spec("torchvision") is None else "mixed precision"),
 ])
-def test_bad_configuration_returns_2_with_a_message(capsys, argv, message):
+def test_bad_configuration_returns_2_with_a_message(tmp_path, capsys, argv, message):
+    if argv[0] != "eval":
+        argv = argv + ["--out", str(tmp_path / "run")]
     assert cli.main(argv) == 2
-    err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+    assert message in error_line(capsys.readouterr().err)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
 def test_config_rejects_unknown_and_wrong_values():
@@ -88,7 +100,8 @@ def test_train_then_eval_and_resume_conflicts(tmp_path, capsys):
 def test_compare_writes_the_table(tmp_path, monkeypatch):
     made = []
 
-    def fake_train(config):
+    def fake_train(config, resume=None, overwrite=False):
+        assert resume is None
         made.append(config)
         # fixed: 0.50/0.52/0.54, alwa2 one point better per seed, by loss offset.
         base = {"l1": 0.50, "ciou": 0.60}[config.loss] + 0.02 * config.seed
@@ -113,16 +126,6 @@ def test_compare_writes_the_table(tmp_path, monkeypatch):
 def test_epochs_become_iterations():
     config = cli._config_from({"epochs": 3, "synthetic_train_images": 16, "batch_size": 4})
     assert config.iterations == 12 and config.lr_steps == (9, 10)
-
-
-def test_resnet50_without_torchvision_is_a_clear_error(capsys):
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        assert cli.main(["train", "--backbone", "resnet50", "--iterations", "1", "--no-eval"]) == 2
-        assert "needs torchvision" in capsys.readouterr().err
-    else:
-        pytest.skip("torchvision is installed here")
 
 
 @pytest.mark.parametrize("dataset", ["voc", "coco"])
@@ -208,3 +211,71 @@ def test_plain_install_gives_help_and_names_the_missing_extra(tmp_path):
         assert len(lines) == 1 and "pip install 'alwa_ext[harness]'" in lines[0], result["err"]
     assert "pillow" in train["err"] and "tqdm" in train["err"] and "matplotlib" in train["err"]
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_any_fpn_width_trains(tmp_path):
+    # Issue 17.11: --fpn-channels 1 raised ZeroDivisionError (GroupNorm with 0 groups); 9 could not be grouped.
+    for channels in (1, 9):
+        assert cli.main(tiny_argv(tmp_path / f"fpn{channels}", fpn_channels=channels, iterations=1)) == 0
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished") / "run"
+    assert cli.main(tiny_argv(out, iterations=2)) == 0
+    return out
+
+
+def test_eval_of_a_damaged_model_final_is_a_one_line_error(finished_run, tmp_path, capsys):
+    # Issue 17.11: eval on a truncated model_final.pt gave a traceback.
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "config.json").write_bytes((finished_run / "config.json").read_bytes())
+    weights = (finished_run / "model_final.pt").read_bytes()
+    (copy / "model_final.pt").write_bytes(weights[: len(weights) // 2])
+    assert cli.main(["eval", "--checkpoint", str(copy / "model_final.pt")]) == 2
+    assert f"{copy / 'model_final.pt'} cannot be read" in error_line(capsys.readouterr().err)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_eval_on_cuda_without_cuda_is_a_one_line_error(finished_run, capsys):
+    # Issue 17.11: AssertionError: Torch not compiled with CUDA enabled.
+    assert cli.main(["eval", "--checkpoint", str(finished_run), "--device", "cuda"]) == 2
+    assert "'cuda' requested but CUDA is not available" in error_line(capsys.readouterr().err)
+
+
+def _tiny_compare(out):
+    return ["compare", "--losses", "l1", "--weightings", "fixed", "--seeds", "1", "--out", str(out), "--iterations", "2",
+            "--image-size", "64", "--width", "8", "--fpn-channels", "16", "--head-convs", "1", "--batch-size", "2",
+            "--synthetic-train-images", "8", "--synthetic-eval-images", "4", "--log-interval", "1", "--interval", "2"]
+
+
+def test_compare_without_evaluation_is_refused_before_training(tmp_path, capsys):
+    # Issue 17.12: compare --no-eval trained its first cell, then failed with a misleading hint about pycocotools.
+    assert cli.main(_tiny_compare(tmp_path / "grid") + ["--no-eval"]) == 2
+    assert "--no-eval leaves nothing to compare" in error_line(capsys.readouterr().err)
+    assert not (tmp_path / "grid").exists()
+
+
+def test_compare_reuses_finishes_or_refuses_its_cells(tmp_path, capsys):
+    out = tmp_path / "grid"
+    argv = _tiny_compare(out)
+    assert cli.main(argv) == 0
+    cell = out / "retinanet-l1-fixed-seed0"
+    files = folder_files(cell)
+    assert cli.main(argv) == 0  # a finished cell is reused as it is
+    assert folder_files(cell) == files
+    # Issue 17.11: a truncated metrics.json gave an error naming no file. The cell is evaluated again
+    # from its final checkpoint, with a warning naming the file.
+    (cell / "metrics.json").write_text('{"map50": 0.')
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    assert f"{cell / 'metrics.json'}: cannot be read" in capsys.readouterr().err
+    untimed = lambda metrics: {k: v for k, v in metrics.items() if not k.endswith("_seconds")}  # noqa: E731
+    assert untimed(json.loads((cell / "metrics.json").read_text())) == untimed(json.loads(files["metrics.json"]))
+    assert (cell / "log.csv").read_bytes() == files["log.csv"]  # evaluated, not trained again
+    # A cell of another configuration is not overwritten unless asked to.
+    assert cli.main(argv + ["--lr", "0.02"]) == 2
+    assert "holds a run of another configuration (it differs in lr)" in error_line(capsys.readouterr().err)
+    assert cli.main(argv + ["--lr", "0.02", "--overwrite"]) == 0
+    assert json.loads((cell / "metrics.json").read_text())["config"]["lr"] == 0.02

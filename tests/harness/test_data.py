@@ -125,6 +125,14 @@ def test_voc_bad_annotations_name_the_file(tmp_path, problem, message):
     assert expected_file in str(error.value)
 
 
+def test_voc_split_list_naming_an_image_twice_is_refused(tmp_path):
+    root = make_voc(tmp_path / "VOC", {"000001": [], "000002": []})
+    with open(os.path.join(root, "ImageSets", "Main", "trainval.txt"), "a") as handle:
+        handle.write("000001\n")
+    with pytest.raises(DatasetError, match="trainval.txt: image '000001' appears more than once"):
+        VOCDetection(root, "trainval", 64)
+
+
 def test_voc_missing_root_split_and_unreadable_image(tmp_path):
     with pytest.raises(DatasetError, match="VOC data root not found"):
         VOCDetection(str(tmp_path / "nowhere"), "trainval", 64)
@@ -163,6 +171,10 @@ def test_coco_loader_maps_categories_crowds_and_empty_images(tmp_path):
      "annotation 5 has a non-finite box"),
     ({**COCO_CONTENT, "annotations": [{"id": 6, "image_id": 1, "category_id": 3, "bbox": [0, 0, 5, -1]}]},
      "annotation 6 has a box of negative size (0.0, 0.0, 5.0, -1.0)"),
+    # Issue 17.11: no categories gave a traceback; 17.12: duplicate image ids were merged.
+    ({**COCO_CONTENT, "categories": [], "annotations": []}, "no categories"),
+    ({**COCO_CONTENT, "images": COCO_CONTENT["images"] + [{"id": 1, "file_name": "b.png"}]}, "image id 1 appears more than once"),
+    ({**COCO_CONTENT, "categories": COCO_CONTENT["categories"] + [{"id": 3, "name": "bus"}]}, "category id 3 appears more than once"),
 ])
 def test_coco_bad_annotations_name_the_file(tmp_path, content, message):
     root = make_coco(tmp_path / "coco", content)

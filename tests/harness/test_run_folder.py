@@ -5,6 +5,8 @@ import errno
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -204,3 +206,26 @@ def test_a_failed_resume_leaves_the_log_as_it_was(tmp_path, capsys):
         assert cli.main(["train", "--resume", str(run), "--iterations", "8", "--log-interval", "3"]) == 2
         assert f"{checkpoint}" in error_line(capsys.readouterr().err)
         assert (run / "log.csv").read_bytes() == log
+
+
+FULL_DISK = r"""
+import resource, signal, sys
+from alwa_det.cli import main
+
+# Files may grow to 64 KiB: config.json and log.csv fit, a checkpoint does not. Past the limit a
+# write fails (EFBIG) as it would on a full disk (ENOSPC), instead of the process being killed.
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_full_disk_is_a_one_line_error_and_leaves_no_temporary(tmp_path):
+    # Issue 17.11: a full disk gave a traceback and left a .tmp file filling it.
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, *tiny_argv(run)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    message = error_line(done.stderr)
+    assert f"{run / 'checkpoints' / 'last.pt'}: cannot write (File too large)" in message
+    assert os.listdir(run / "checkpoints") == []
+    assert not [name for name in os.listdir(run) if ".tmp-" in name]
