@@ -18,6 +18,7 @@ from alwa_ext.kinds import LOSS_KINDS
 
 from .backbone import BACKBONES
 from .config import DATASETS, DETECTORS, make_config
+from .errors import TrainingInterrupted
 from .weighting import ALWA_UPDATES, WEIGHTINGS
 
 # What the commands import beyond alwa_ext's own dependencies (torch, numpy), module -> package:
@@ -331,6 +332,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, OSError) as error:  # bad configuration, data or files: a message, not a traceback
         print(f"alwa-train {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as error:  # Ctrl-C while training: stopped between two steps
+        print(f"alwa-train {args.command}: {error}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # Ctrl-C during setup or evaluation
+        print(f"alwa-train {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -22,6 +24,7 @@ from tqdm import tqdm
 
 from .config import TrainConfig, resume_conflicts
 from .data import Batch, TrainBatchSampler, build_dataset, collate
+from .errors import TrainingDiverged, TrainingInterrupted
 from .evaluate import evaluate, predict
 from .models import build_detector
 from .run_folder import (CHECKPOINT_DIR, CONFIG_FILE, DETECTIONS_PLOT, EVAL_METRICS_FILE, FINAL_WEIGHTS, LAST_CHECKPOINT,
@@ -174,6 +177,12 @@ def restore(training: Training, checkpoint: Dict[str, object]) -> "LoopState":
     return LoopState(int(checkpoint["iteration"]), window, float(checkpoint.get("train_seconds", 0.0)))
 
 
+def _ignore_interrupts(worker_id: int) -> None:
+    """A loader worker leaves Ctrl-C to the main process, which stops between steps and shuts it down
+    (a worker dying of it mid-batch would make the main process fail on a lost worker instead)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Batches:
     """The training batches from any iteration on: the sampler is placed at (epoch, batch) of the
     iteration, so a resumed run sees exactly the batches an uninterrupted one would."""
@@ -181,15 +190,45 @@ class Batches:
     def __init__(self, training: Training):
         self.training = training
         self.per_epoch = len(training.sampler)
-        self.loader_kwargs = dict(batch_sampler=training.sampler, collate_fn=collate, num_workers=training.config.workers)
+        self.loader_kwargs = dict(batch_sampler=training.sampler, collate_fn=collate, num_workers=training.config.workers,
+                                  worker_init_fn=_ignore_interrupts if training.config.workers else None)
         self.iterator = None
 
     def get(self, iteration: int) -> Batch:
         epoch, batch_in_epoch = divmod(iteration, self.per_epoch)
         if self.iterator is None or batch_in_epoch == 0:
+            self.iterator = None  # the finished epoch's workers shut down before the next epoch's start
             self.training.sampler.set_position(epoch, batch_in_epoch)
             self.iterator = iter(torch.utils.data.DataLoader(self.training.train_set, **self.loader_kwargs))
         return next(self.iterator).to(self.training.device)
+
+
+class StopRequest:
+    """While active, Ctrl-C (SIGINT) asks the loop to stop before its next step, instead of raising
+    KeyboardInterrupt wherever the main thread happens to be (inside a DataLoader shutting its
+    workers down, it was swallowed and training went on). A second Ctrl-C interrupts at once.
+
+    Only in the main thread of a single-process run: under torchrun the launcher stops the ranks.
+    """
+
+    def __init__(self, active: bool):
+        self.active = active and threading.current_thread() is threading.main_thread()
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> "StopRequest":
+        if self.active:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.active:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def loss_columns(model: torch.nn.Module) -> List[str]:
@@ -220,10 +259,6 @@ def training_step(training: Training, batch: Batch) -> torch.Tensor:
     raw_cls, raw_reg = losses["cls"].detach().float(), losses["reg"].detach().float()
     return torch.stack([raw_cls, raw_reg, weighted_cls.detach(), weighted_reg.detach(), *[e.detach() for e in extra],
                         total.detach(), raw_cls * raw_cls, raw_reg * raw_reg, (~torch.isfinite(total.detach())).float()])
-
-
-class TrainingDiverged(ValueError):
-    """The loss or the weights became non-finite (exit status 2, like bad data or options)."""
 
 
 def nonfinite(training: Training, window: "LogWindow") -> Tuple[bool, bool]:
@@ -306,9 +341,14 @@ def run_iterations(training: Training, state: LoopState, run_log: Optional[RunLo
     last_checked = state.iteration
     last_checkpoint = state.iteration if state.iteration else None
     # The bar ends its line however the loop ends, so an error message starts a line of its own.
-    with tqdm(total=config.iterations, initial=state.iteration, disable=not process.is_main, desc="train",
-              dynamic_ncols=True, file=sys.stderr) as progress:
+    with StopRequest(active=not process.distributed) as stop, \
+            tqdm(total=config.iterations, initial=state.iteration, disable=not process.is_main, desc="train",
+                 dynamic_ncols=True, file=sys.stderr) as progress:
         for iteration in range(state.iteration, config.iterations):
+            if stop.requested:
+                kept = (f"its last checkpoint is iteration {last_checkpoint} (alwa-train train --resume {folder.path} "
+                        "continues from there)" if last_checkpoint else "it has no checkpoint yet")
+                raise TrainingInterrupted(f"interrupted after iteration {iteration}; {kept}")
             window.add(training_step(training, batches.get(iteration)))
             done = iteration + 1
             log_point = done % config.log_interval == 0 or done == config.iterations

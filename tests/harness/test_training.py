@@ -259,3 +259,31 @@ def test_a_non_finite_loss_stops_training_keeping_the_last_good_checkpoint(tmp_p
     assert checkpoint["iteration"] == 2
     assert all(torch.isfinite(value).all() for value in checkpoint["model"].values() if value.is_floating_point())
     assert not (run / "model_final.pt").exists() and not (run / "metrics.json").exists()
+
+
+def test_ctrl_c_while_a_loader_shuts_down_stops_training(tmp_path, monkeypatch):
+    # Issue 17.12: SIGINT with --workers 1 was ignored once in five tries: the KeyboardInterrupt went off
+    # inside the finished epoch's DataLoader iterator as it shut its worker down, and was swallowed there.
+    # Here the signal comes exactly then, at the first epoch's end (4 images, batches of 2).
+    import signal
+
+    from alwa_det import train as train_module
+    from torch.utils.data import dataloader
+
+    shutdown = dataloader._MultiProcessingDataLoaderIter._shutdown_workers
+    sent = []
+
+    def shutdown_on_ctrl_c(iterator):
+        if not sent:
+            sent.append(None)
+            os.kill(os.getpid(), signal.SIGINT)
+        return shutdown(iterator)
+
+    monkeypatch.setattr(dataloader._MultiProcessingDataLoaderIter, "_shutdown_workers", shutdown_on_ctrl_c)
+    run = tmp_path / "run"
+    config = tiny_config(run, iterations=40, workers=1, synthetic_train_images=4, checkpoint_interval=2, evaluate=False)
+    with pytest.raises(train_module.TrainingInterrupted, match="interrupted after iteration 3; its last checkpoint "
+                       "is iteration 2"):
+        train(config)
+    assert sent and load_checkpoint(str(run))["iteration"] == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
