@@ -41,6 +41,7 @@ class Process:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # init_process joined the group (else the caller did, and leaves it)
 
     @property
     def is_main(self) -> bool:
@@ -62,7 +63,22 @@ def init_process(config: TrainConfig) -> Process:
         if on_cuda and torch.cuda.is_available():
             torch.cuda.set_device(process.local_rank)  # before NCCL starts, so it binds the right GPU
         dist.init_process_group(backend="nccl" if on_cuda else "gloo")
+        process.owns_group = True
     return process
+
+
+def leave_process(process: Process, cleanly: bool) -> None:
+    """Leave the group that :func:`init_process` joined, before the process exits: after a barrier
+    when the run ended normally, so no rank tears gloo down while another still talks to it (a rank
+    exiting with a live group can die of SIGABRT, 'terminate called without an active exception');
+    at once after an error, which the ranks raise together (see :func:`on_main`)."""
+    if not process.owns_group or not dist.is_initialized():
+        return
+    try:
+        if cleanly:
+            dist.barrier()
+    finally:
+        dist.destroy_process_group()
 
 
 def resolve_device(name: str, process: Optional[Process] = None) -> torch.device:
@@ -447,6 +463,18 @@ def train(config: TrainConfig, resume: Optional[str] = None, overwrite: bool = F
     if config.threads:
         torch.set_num_threads(config.threads)
     process = init_process(config)
+    cleanly = False
+    try:
+        metrics = _train_as(process, config, folder, resume, overwrite)
+        cleanly = True
+        return metrics
+    finally:
+        leave_process(process, cleanly)
+
+
+def _train_as(process: Process, config: TrainConfig, folder: RunFolder, resume: Optional[str], overwrite: bool
+              ) -> Dict[str, object]:
+    """:func:`train` in this process of the run."""
     device = resolve_device(config.device, process)
     # What can fail on bad data or options fails before the folder is claimed, so it leaves no trace.
     checkpoint = resumable_checkpoint(folder, config) if resume else None

@@ -13,7 +13,7 @@ from alwa_det.data import build_dataset, collate
 from alwa_det.models import build_detector
 from alwa_det.train import load_checkpoint, train
 from alwa_det.weighting import make_weighting
-from helpers.distributed import init_gloo, leave_group, run_ranks
+from helpers.distributed import leave_group, run_ranks
 from helpers.harness import single_thread, tiny_config  # noqa: F401  (single_thread: an autouse fixture)
 
 
@@ -124,13 +124,17 @@ def test_training_step_makes_no_host_sync(tmp_path, monkeypatch, detector):
 
 
 def _distributed_worker(rank, world_size, rendezvous, folder):
-    # The group is joined here (a file rendezvous: no port to race for); train() finds it
-    # initialised and only reads the rank from the environment, as under torchrun.
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
-    init_gloo(rank, world_size, rendezvous)
-    from alwa_det.models import build_detector as build
-    from alwa_det import train as train_module
+    # As under torchrun, the rank comes from the environment and train() joins the group itself, and
+    # leaves it before returning; only the rendezvous is a file (no port to race for), not env://.
+    import torch.distributed as dist
 
+    from alwa_det import train as train_module
+    from helpers.distributed import TIMEOUT
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    join = dist.init_process_group
+    dist.init_process_group = lambda backend: join(backend, init_method=f"file://{rendezvous}", rank=rank,
+                                                   world_size=world_size, timeout=TIMEOUT)
     config = tiny_config(os.path.join(folder, "run"), weighting="alwa2", interval=2, iterations=4, evaluate=False)
     captured = {}
     original_build = train_module.build_detector
@@ -149,11 +153,11 @@ def _distributed_worker(rank, world_size, rendezvous, folder):
     train_module.make_weighting = keep_weighting
     try:
         train_module.train(config)
-        torch.save({"model": captured["model"].state_dict(), "weights": captured["weighting"].weights},
+        left = not dist.is_initialized()
+        torch.save({"model": captured["model"].state_dict(), "weights": captured["weighting"].weights, "left": left},
                    os.path.join(folder, f"rank{rank}.pt"))
     finally:
-        leave_group()
-    del build
+        leave_group()  # only if train() did not
 
 
 def test_two_process_gloo_training(tmp_path):
@@ -167,6 +171,7 @@ def test_two_process_gloo_training(tmp_path):
         if value.is_floating_point() and "running" not in key:
             assert torch.equal(value, rank1["model"][key]), key
     assert torch.equal(rank0["weights"], rank1["weights"])
+    assert rank0["left"] and rank1["left"]  # train() left the group it joined, after a barrier
     rows = _read_log(os.path.join(out, "log.csv"))
     assert [int(r["iteration"]) for r in rows] == [2, 4]  # one log, by rank 0
     assert load_checkpoint(out)["iteration"] == 4 and len(load_checkpoint(out)["rng"]) == 2
