@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Dict, List, Optional, Sequence
 
-from alwa_ext.kinds import LOSS_KINDS
+from alwa_ext.kinds import ALWA_MODES, LOSS_KINDS
 
 from .backbone import BACKBONES
 from .config import DATASETS, DETECTORS, make_config
@@ -26,7 +26,8 @@ from .weighting import ALWA_UPDATES, WEIGHTINGS
 HARNESS_EXTRAS = {"PIL": "pillow", "tqdm": "tqdm", "matplotlib": "matplotlib"}
 
 METRICS = ("map50", "map50_11pt", "map")
-WEIGHTING_TITLES = {"fixed": "Fixed", "alwa1": "ALWA_1", "alwa2": "ALWA_2"}
+# The paper's names in the table: ALWA's modes are alwa1, alwa2, ... (alwa_ext.kinds.ALWA_MODES).
+WEIGHTING_TITLES = {"fixed": "Fixed", **{mode: f"ALWA_{mode[len('alwa'):]}" for mode in ALWA_MODES}}
 LOSS_TITLES = {"l1": "L1", "smooth_l1": "SmoothL1", "iou": "IoU", "giou": "GIoU", "diou": "DIoU", "ciou": "CIoU",
                "eiou": "EIoU", "siou": "SIoU"}
 
@@ -291,7 +292,7 @@ def write_comparison(results: Dict[tuple, List[float]], losses: Sequence[str], w
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for loss in losses:
         fixed_mean = stats(results[(loss, "fixed")])[0] if (loss, "fixed") in results else None
-        cells = [LOSS_TITLES.get(loss, loss)]
+        cells = [LOSS_TITLES[loss]]
         for weighting in weightings:
             values = results[(loss, weighting)]
             mean, std = stats(values)

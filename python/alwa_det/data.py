@@ -349,7 +349,8 @@ class VOCDetection(DetectionDataset):
         for number, obj in enumerate(tree.getroot().iter("object"), start=1):
             class_name = (obj.findtext("name") or "").strip()
             if class_name not in self.class_index:
-                raise DatasetError(f"{path}: object {number} has unknown class {class_name!r}; known classes: {', '.join(self.class_names)}")
+                raise DatasetError(f"{path}: object {number} has unknown class {class_name!r}; "
+                                   f"known classes: {', '.join(self.class_names)}")
             what = f"{path}: object {number} ({class_name!r})"
             box = obj.find("bndbox")
             try:

@@ -167,9 +167,10 @@ class RunFolder:
             if fresh:
                 left = self.contents()
                 if left and not overwrite:
-                    what = ("--resume it to continue" if os.path.isfile(self.checkpoint) else "it has no checkpoint to resume")
-                    raise RunFolderError(f"{self.path} holds another run ({', '.join(left[:4])}{', ...' if len(left) > 4 else ''}); "
-                                         f"{what}, pass --overwrite to replace it, or choose another --out")
+                    what = "--resume it to continue" if os.path.isfile(self.checkpoint) else "it has no checkpoint to resume"
+                    shown = ", ".join(left[:4]) + (", ..." if len(left) > 4 else "")
+                    raise RunFolderError(f"{self.path} holds another run ({shown}); {what}, pass --overwrite to replace it, "
+                                         "or choose another --out")
                 if overwrite:
                     self._remove_previous_run()
             elif not os.path.isfile(self.checkpoint):

@@ -289,7 +289,9 @@ def nonfinite(training: Training, window: "LogWindow") -> Tuple[bool, bool]:
     return bad_loss, bad_weights
 
 
-def divergence(bad: Tuple[bool, bool], first: int, last: int, lr: float, folder: RunFolder, checkpoint: Optional[int]) -> str:
+def divergence(bad: Tuple[bool, bool], first: int, last: int, lr: float, folder: RunFolder,
+               checkpoint: Optional[int]) -> str:
+    """The message of a run stopped by :func:`nonfinite` flags ``bad`` between iterations ``first`` and ``last``."""
     what = {(True, False): "the loss", (False, True): "the weights", (True, True): "the loss and the weights"}[bad]
     kept = (f"{folder.checkpoint} (iteration {checkpoint}) is the last good state" if checkpoint is not None
             else "no checkpoint was written before")
@@ -329,7 +331,8 @@ class LogWindow:
         row["loss_cls_std"] = max(cls_square - row["loss_cls"] ** 2, 0.0) ** 0.5
         row["loss_reg_std"] = max(reg_square - row["loss_reg"] ** 2, 0.0) ** 0.5
         lambda_cls, lambda_reg = training.weighting.weights.float().tolist()
-        row.update(lambda_cls=lambda_cls, lambda_reg=lambda_reg, lr=training.optimizer.param_groups[0]["lr"], seconds=seconds)
+        row.update(lambda_cls=lambda_cls, lambda_reg=lambda_reg, lr=training.optimizer.param_groups[0]["lr"],
+                   seconds=seconds)
         self.sums, self.count = None, 0
         return row
 
@@ -376,8 +379,8 @@ def run_iterations(training: Training, state: LoopState, run_log: Optional[RunLo
                 now = time.perf_counter()
                 logged = window.count
                 row = window.row(training, names, done, round(seconds(now), 3))
+                on_main(process, lambda: run_log.append(row))
                 if process.is_main:
-                    run_log.append(row)
                     progress.set_postfix(cls=f"{row['loss_cls']:.3f}", reg=f"{row['loss_reg']:.3f}",
                                          lam_cls=f"{row['lambda_cls']:.3f}",
                                          it_s=f"{logged / max(now - last_log_time, 1e-9):.1f}")
@@ -450,7 +453,8 @@ def finished_metrics(folder: RunFolder, iteration: int) -> Optional[Dict[str, ob
 
 
 def train(config: TrainConfig, resume: Optional[str] = None, overwrite: bool = False) -> Dict[str, object]:
-    """Train, checkpoint, evaluate and plot; returns the metrics (on every rank; only rank 0 writes).
+    """Train, checkpoint, evaluate and plot; returns the metrics on the main process ({} on the others,
+    which write nothing).
 
     A fresh run goes into ``config.out``, which must be empty unless ``overwrite``; ``resume``
     names a run folder (or its checkpoints/last.pt) whose run continues in that folder.
@@ -492,13 +496,13 @@ def _train_as(process: Process, config: TrainConfig, folder: RunFolder, resume: 
         state = restore(training, checkpoint) if checkpoint else LoopState()
         run_log = on_main(process, lambda: start_files(folder, config, training.model, start_iteration))
         train_seconds = run_iterations(training, state, run_log, folder)
-        metrics: Dict[str, object] = {}
-        if process.is_main:
+
+        def finish() -> Dict[str, object]:
             save_atomically(training.model.state_dict(), folder.file(FINAL_WEIGHTS))
-            metrics = finish_run(config, folder, training.model, training.weighting, device, train_seconds)
-        if process.distributed:
-            dist.barrier()
-        return metrics
+            return finish_run(config, folder, training.model, training.weighting, device, train_seconds)
+
+        # The main process writes the run's files; the others wait for it (and share its failure).
+        return on_main(process, finish) or {}
     finally:
         folder.release()
 
@@ -521,7 +525,8 @@ def save_checkpoint(training: Training, state: LoopState, folder: RunFolder) -> 
         gathered = [None] * process.world_size
         dist.all_gather_object(gathered, per_rank[0])
         per_rank = gathered
-    if process.is_main:
+
+    def write() -> None:
         payload = {
             "config": training.config.to_dict(),
             "iteration": state.iteration,
@@ -535,6 +540,8 @@ def save_checkpoint(training: Training, state: LoopState, folder: RunFolder) -> 
             "log_window": [window for _, window in per_rank],
         }
         save_atomically(payload, folder.checkpoint)
+
+    on_main(process, write)  # a failed write (a full disk) stops every rank, not only the main one
 
 
 def finish_run(config: TrainConfig, folder: RunFolder, model, weighting, device, train_seconds: float) -> Dict[str, object]:

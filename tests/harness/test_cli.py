@@ -57,6 +57,16 @@ def test_bad_configuration_returns_2_with_a_message(tmp_path, capsys, argv, mess
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
+def test_every_kind_has_a_table_title():
+    from alwa_ext.kinds import LOSS_KINDS
+
+    from alwa_det.weighting import WEIGHTINGS
+
+    assert set(cli.LOSS_TITLES) == set(LOSS_KINDS)
+    assert cli.WEIGHTING_TITLES == {"fixed": "Fixed", "alwa1": "ALWA_1", "alwa2": "ALWA_2"} and set(WEIGHTINGS) == {
+        "fixed", "alwa1", "alwa2"}
+
+
 def test_config_rejects_unknown_and_wrong_values():
     with pytest.raises(ValueError, match="unknown configuration key"):
         TrainConfig.from_dict({"learning_rate": 0.1})
