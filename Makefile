@@ -44,7 +44,7 @@ test: build
 	$(PY) -m pytest -q
 
 demo: build
-	$(VENV)/bin/alwa-train train --out runs/demo
+	$(VENV)/bin/alwa-train train --out runs/demo --overwrite
 
 bench: build
 	$(PY) -m benchmarks.bench_losses

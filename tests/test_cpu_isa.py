@@ -20,7 +20,6 @@ from helpers.raw_ops import box_loss_op
 VECTOR_ISAS = ["avx2", "avx512"]
 # The kinds the vector paths compute (EIoU and SIoU run the scalar loop on every path).
 VECTORISED_KINDS = ALPHA_IOU_KINDS + COORDINATE_KINDS
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def require(isa):

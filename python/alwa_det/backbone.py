@@ -33,7 +33,23 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-class SmallResNet(nn.Module):
+class StagedBackbone(nn.Module):
+    """A stem, then four stages whose outputs are C2..C5 (strides 4, 8, 16, 32)."""
+
+    out_strides = [4, 8, 16, 32]
+    stem: nn.Module
+    stages: nn.ModuleList
+
+    def forward(self, x: Tensor) -> List[Tensor]:
+        x = self.stem(x)
+        outputs = []
+        for stage in self.stages:
+            x = stage(x)
+            outputs.append(x)
+        return outputs
+
+
+class SmallResNet(StagedBackbone):
     """Stem of stride 4, then four stages of strides 4, 8, 16, 32 (outputs C2..C5)."""
 
     def __init__(self, width: int = 16, blocks_per_stage: Sequence[int] = (1, 1, 1, 1)):
@@ -57,18 +73,9 @@ class SmallResNet(nn.Module):
             in_channels = out_channels
             self.out_channels.append(out_channels)
         self.stages = nn.ModuleList(stages)
-        self.out_strides = [4, 8, 16, 32]
-
-    def forward(self, x: Tensor) -> List[Tensor]:
-        x = self.stem(x)
-        outputs = []
-        for stage in self.stages:
-            x = stage(x)
-            outputs.append(x)
-        return outputs
 
 
-class TorchvisionResNet50(nn.Module):
+class TorchvisionResNet50(StagedBackbone):
     def __init__(self, pretrained: bool = False):
         super().__init__()
         try:
@@ -80,15 +87,6 @@ class TorchvisionResNet50(nn.Module):
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.stages = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
         self.out_channels = [256, 512, 1024, 2048]
-        self.out_strides = [4, 8, 16, 32]
-
-    def forward(self, x: Tensor) -> List[Tensor]:
-        x = self.stem(x)
-        outputs = []
-        for stage in self.stages:
-            x = stage(x)
-            outputs.append(x)
-        return outputs
 
 
 class FPN(nn.Module):

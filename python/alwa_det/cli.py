@@ -7,43 +7,46 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import json
 import math
 import os
 import sys
 from typing import Dict, List, Optional, Sequence
 
-from alwa_ext.kinds import LOSS_KINDS
+from alwa_ext.kinds import ALWA_MODES, LOSS_KINDS
 
 from .backbone import BACKBONES
-from .config import DETECTORS, make_config
-from .data import DATASETS
+from .config import DATASETS, DETECTORS, make_config
+from .errors import TrainingInterrupted
 from .weighting import ALWA_UPDATES, WEIGHTINGS
 
+# What the commands import beyond alwa_ext's own dependencies (torch, numpy), module -> package:
+# a plain `pip install alwa_ext` has none of them, `alwa_ext[harness]` brings them. --help needs none.
+HARNESS_EXTRAS = {"PIL": "pillow", "tqdm": "tqdm", "matplotlib": "matplotlib"}
+
 METRICS = ("map50", "map50_11pt", "map")
-WEIGHTING_TITLES = {"fixed": "Fixed", "alwa1": "ALWA_1", "alwa2": "ALWA_2"}
+# The paper's names in the table: ALWA's modes are alwa1, alwa2, ... (alwa_ext.kinds.ALWA_MODES).
+WEIGHTING_TITLES = {"fixed": "Fixed", **{mode: f"ALWA_{mode[len('alwa'):]}" for mode in ALWA_MODES}}
 LOSS_TITLES = {"l1": "L1", "smooth_l1": "SmoothL1", "iou": "IoU", "giou": "GIoU", "diou": "DIoU", "ciou": "CIoU",
                "eiou": "EIoU", "siou": "SIoU"}
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _integer(minimum: int, what: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
+_positive_int = _integer(1, "a positive integer")
+_non_negative_int = _integer(0, "a non-negative integer")
 
 
 def _number(minimum_exclusive: Optional[float] = None, minimum: Optional[float] = None):
@@ -76,6 +79,9 @@ def _choice_list(allowed: Sequence[str]):
         unknown = [item for item in items if item not in allowed]
         if not items or unknown:
             raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {', '.join(allowed)}, got {text!r}")
+        repeated = sorted({item for item in items if items.count(item) > 1})
+        if repeated:  # a repeated loss would fill the table with copies of one cell, as if they were seeds
+            raise argparse.ArgumentTypeError(f"{', '.join(repeated)} listed more than once in {text!r}")
         return items
 
     return parse
@@ -132,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train one detector")
     _add_training_options(train, with_weighting=True)
     train.add_argument("--out", default=argparse.SUPPRESS, help="run folder (default runs/demo)")
-    train.add_argument("--resume", default=None, help="checkpoint file or run folder to continue from")
+    train.add_argument("--resume", default=None, help="run folder (or its checkpoints/last.pt) to continue; the run stays in it")
+    train.add_argument("--overwrite", action="store_true", help="replace the run in a non-empty --out folder")
 
     evaluate = commands.add_parser("eval", help="evaluate a checkpoint")
     evaluate.add_argument("--checkpoint", required=True, help="run folder, checkpoint file or model_final.pt")
@@ -149,11 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seeds", type=_positive_int, default=3, help="number of seeds per cell")
     compare.add_argument("--metric", choices=METRICS, default="map50")
     compare.add_argument("--out", default="runs/compare")
+    compare.add_argument("--overwrite", action="store_true", help="train again the cells whose folders hold other runs")
     return parser
 
 
 def _explicit_training_values(args: argparse.Namespace) -> Dict[str, object]:
-    values = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "epochs",
+    values = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "overwrite", "epochs",
                                                                  "losses", "weightings", "seeds", "metric")}
     if "epochs" in vars(args):
         if "iterations" in values:
@@ -176,26 +184,31 @@ def _config_from(values: Dict[str, object]):
     return config
 
 
-def _resume_config(path: str, explicit: Dict[str, object]):
-    """The checkpoint's config; only --iterations, --out, --device, --workers and logging may change."""
-    from .config import TrainConfig
+def _resume_config(resume: str, explicit: Dict[str, object]):
+    """The checkpoint's config, in the folder --resume names; only RESUME_CHANGEABLE options may differ."""
+    from .config import TrainConfig, resume_conflicts
+    from .run_folder import RunFolder, run_folder_of, same_folder
     from .train import load_checkpoint
 
-    saved = load_checkpoint(path)["config"]
-    changeable = {"iterations", "out", "device", "workers", "threads", "log_interval", "checkpoint_interval", "evaluate", "eval_batch_size"}
-    as_saved = lambda value: list(value) if isinstance(value, (tuple, list)) else value  # noqa: E731
-    conflicts = [k for k, v in explicit.items() if k not in changeable and as_saved(saved.get(k)) != as_saved(v)]
+    folder = run_folder_of(resume)
+    if "out" in explicit and not same_folder(explicit["out"], folder):
+        raise ValueError(f"--resume continues the run in {folder}; --out {explicit['out']} names another folder "
+                         "(copy the run folder to branch a run)")
+    saved = load_checkpoint(RunFolder(folder).checkpoint)["config"]
+    conflicts = resume_conflicts(saved, explicit)
     if conflicts:
-        raise ValueError(f"--resume continues the saved run; these options differ from its config: {', '.join(sorted(conflicts))}")
-    return TrainConfig.from_dict({**saved, **{k: v for k, v in explicit.items() if k in changeable}})
+        raise ValueError(f"--resume continues the saved run; these options differ from its config: {', '.join(conflicts)}")
+    return TrainConfig.from_dict({**saved, **explicit, "out": folder})
 
 
 def run_train(args: argparse.Namespace) -> int:
     from .train import train
 
     explicit = _explicit_training_values(args)
+    if args.resume and args.overwrite:
+        raise ValueError("give --resume or --overwrite, not both")
     config = _resume_config(args.resume, explicit) if args.resume else _config_from(explicit)
-    metrics = train(config, resume=args.resume)
+    metrics = train(config, resume=args.resume, overwrite=args.overwrite)
     if metrics:
         shown = {k: metrics[k] for k in ("map50", "map50_11pt", "map", "train_seconds", "eval_seconds") if k in metrics}
         print(json.dumps(shown))
@@ -211,8 +224,12 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from .train import train
+    from .evaluate import coco_evaluator_installed
 
+    if not getattr(args, "evaluate", True):
+        raise ValueError("compare tabulates evaluation results; --no-eval leaves nothing to compare")
+    if args.metric == "map" and not coco_evaluator_installed():
+        raise ValueError("--metric map needs pycocotools or faster-coco-eval: pip install 'alwa_ext[coco]'")
     base = _explicit_training_values(args)
     base_seed = base.pop("seed", 0)
     detector = base.get("detector", "retinanet")
@@ -222,23 +239,39 @@ def run_compare(args: argparse.Namespace) -> int:
             for offset in range(args.seeds):
                 out = os.path.join(args.out, f"{detector}-{loss}-{weighting}-seed{base_seed + offset}")
                 config = _config_from({**base, "loss": loss, "weighting": weighting, "seed": base_seed + offset, "out": out})
-                metrics = _finished_metrics(out, config) or train(config)
+                metrics = _run_cell(config, args.overwrite)
                 if args.metric not in metrics:
-                    raise ValueError(f"metric {args.metric!r} is not in {out}/metrics.json (map needs pycocotools or faster-coco-eval)")
+                    raise ValueError(f"metric {args.metric!r} is not in {out}/metrics.json")
                 results.setdefault((loss, weighting), []).append(float(metrics[args.metric]))
     write_comparison(results, args.losses, args.weightings, detector, args.metric, args.out)
-    print(open(os.path.join(args.out, "table.md")).read())
+    with open(os.path.join(args.out, "table.md")) as handle:
+        print(handle.read())
     return 0
 
 
-def _finished_metrics(out: str, config) -> Optional[Dict[str, object]]:
-    """A finished run of the same config is reused, so an interrupted comparison continues."""
-    path = os.path.join(out, "metrics.json")
-    if not os.path.isfile(path):
-        return None
-    with open(path) as handle:
-        metrics = json.load(handle)
-    return metrics if metrics.get("config") == json.loads(json.dumps(config.to_dict())) else None
+def _run_cell(config, overwrite: bool) -> Dict[str, object]:
+    """A cell's metrics: reused when its folder holds a finished run of the same config, else from a
+    run that continues the folder's interrupted one, or a new one (over another config's only with
+    ``overwrite``)."""
+    from . import train as training
+    from .config import resume_conflicts
+    from .run_folder import RunFolder
+
+    folder = RunFolder(config.out)
+    metrics = training.readable_metrics(folder)
+    if metrics is not None and metrics.get("config") == json.loads(json.dumps(config.to_dict())):
+        return metrics
+    if os.path.isfile(folder.checkpoint):
+        saved = training.load_checkpoint(folder.checkpoint)
+        conflicts = resume_conflicts(saved["config"], config.to_dict())
+        if int(saved["iteration"]) > config.iterations:
+            conflicts.append("iterations")
+        if not conflicts:
+            return training.train(config, resume=folder.path)
+        if not overwrite:
+            raise ValueError(f"{folder.path} holds a run of another configuration (it differs in {', '.join(conflicts)}); "
+                             "pass --overwrite to train the cell again, or choose another --out")
+    return training.train(config, overwrite=overwrite)
 
 
 def write_comparison(results: Dict[tuple, List[float]], losses: Sequence[str], weightings: Sequence[str], detector: str,
@@ -259,7 +292,7 @@ def write_comparison(results: Dict[tuple, List[float]], losses: Sequence[str], w
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for loss in losses:
         fixed_mean = stats(results[(loss, "fixed")])[0] if (loss, "fixed") in results else None
-        cells = [LOSS_TITLES.get(loss, loss)]
+        cells = [LOSS_TITLES[loss]]
         for weighting in weightings:
             values = results[(loss, weighting)]
             mean, std = stats(values)
@@ -278,15 +311,34 @@ def write_comparison(results: Dict[tuple, List[float]], losses: Sequence[str], w
         writer.writerows(rows)
 
 
+def require_extras(command: str) -> None:
+    """Raise a one-line error naming what ``command`` needs and the pip install that brings it."""
+    missing = []
+    for module, package in HARNESS_EXTRAS.items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(package)
+    if missing:
+        raise ValueError(f"{command} needs {', '.join(missing)}, not installed here: pip install 'alwa_ext[harness]'")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     commands = {"train": run_train, "eval": run_eval, "compare": run_compare}
     try:
+        require_extras(args.command)
         return commands[args.command](args)
-    except ValueError as error:  # bad configuration or data: a message, not a traceback
+    except (ValueError, OSError) as error:  # bad configuration, data or files: a message, not a traceback
         print(f"alwa-train {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as error:  # Ctrl-C while training: stopped between two steps
+        print(f"alwa-train {args.command}: {error}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # Ctrl-C during setup or evaluation
+        print(f"alwa-train {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from alwa_ext.kinds import LOSS_KINDS
 
 from .backbone import BACKBONES
-from .data import DATASETS
 from .weighting import ALWA_UPDATES, WEIGHTINGS
 
 DETECTORS = ("retinanet", "faster_rcnn")
+DATASETS = ("synthetic", "voc", "coco")
 
 
 @dataclass
@@ -126,9 +127,27 @@ class TrainConfig:
             raise ValueError(f"lr_steps: expected increasing positive iterations, got {self.lr_steps!r}")
         if self.dataset in ("voc", "coco") and not self.data_root:
             raise ValueError(f"data_root: the {self.dataset} dataset needs --data-root")
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"device: expected cpu, cuda or cuda:N, got {self.device!r}")
+        if not isinstance(self.out, str) or not self.out.strip():
+            raise ValueError(f"out: expected a run folder, got {self.out!r}")
+        if self.seed >= 2**32:
+            raise ValueError(f"seed: expected below 2**32, got {self.seed}")
         if self.amp and not self.device.startswith("cuda"):
             raise ValueError(f"amp: mixed precision is for CUDA devices; device is {self.device!r}")
         return self
+
+
+# What a resumed run may change: its length, where and how it runs, and how it logs. Everything
+# else would make it another run than the one its checkpoint continues.
+RESUME_CHANGEABLE = frozenset({"iterations", "out", "device", "workers", "threads", "log_interval", "checkpoint_interval",
+                               "evaluate", "eval_batch_size"})
+
+
+def resume_conflicts(saved: Dict[str, object], values: Dict[str, object]) -> List[str]:
+    """The keys of ``values`` that a run resumed from a checkpoint of config ``saved`` may not change."""
+    as_saved = lambda value: list(value) if isinstance(value, (tuple, list)) else value  # noqa: E731
+    return sorted(k for k, v in values.items() if k not in RESUME_CHANGEABLE and as_saved(saved.get(k)) != as_saved(v))
 
 
 def preset(dataset: str, detector: str) -> Dict[str, object]:

@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageDraw, UnidentifiedImageError
 from torch import Tensor
 
-DATASETS = ("synthetic", "voc", "coco")
+from .config import DATASETS
 SYNTHETIC_CLASSES = ("rectangle", "ellipse", "triangle")
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -280,8 +280,30 @@ def _open_rgb(path: str) -> Image.Image:
             return image.convert("RGB")
     except FileNotFoundError as error:
         raise DatasetError(f"{path}: image file not found") from error
-    except (UnidentifiedImageError, OSError) as error:
+    # ImportError: an image plugin patched into PIL (ultralytics adds a HEIF fallback when it is
+    # imported) may fail to import its decoder on a file PIL itself cannot identify.
+    except (UnidentifiedImageError, OSError, ImportError) as error:
         raise DatasetError(f"{path}: cannot read the image ({error})") from error
+
+
+def checked_box(what: str, values: Sequence[float], corners: Sequence[float], negative: bool) -> List[float]:
+    """``corners`` (x1, y1, x2, y2, from the file's ``values``) if they are finite in float32 and not
+    ``negative`` in size: a NaN box trains a NaN model, or is silently taken for background."""
+    with np.errstate(over="ignore"):
+        finite = np.isfinite(np.asarray(corners, dtype=np.float32)).all()
+    if not finite:
+        raise DatasetError(f"{what} has a non-finite box {tuple(values)}")
+    if negative:
+        raise DatasetError(f"{what} has a box of negative size {tuple(values)}")
+    return list(corners)
+
+
+def _refuse_repeats(path: str, what: str, values: Sequence[object]) -> None:
+    seen = set()
+    for value in values:
+        if value in seen:
+            raise DatasetError(f"{path}: {what} {value!r} appears more than once")
+        seen.add(value)
 
 
 def _require_dir(path: str, what: str) -> None:
@@ -309,6 +331,7 @@ class VOCDetection(DetectionDataset):
             raise DatasetError(f"{split_file}: split list not found (is {root} a VOC year folder such as VOCdevkit/VOC2007?)")
         with open(split_file) as handle:
             self.names = [line.split()[0] for line in handle if line.strip()]
+        _refuse_repeats(split_file, "image", self.names)
         self.root = root
         self.class_index = {name: i for i, name in enumerate(self.class_names)}
         self.annotations = [self._parse(name) for name in self.names]
@@ -325,18 +348,20 @@ class VOCDetection(DetectionDataset):
         except ElementTree.ParseError as error:
             raise DatasetError(f"{path}: malformed XML ({error})") from error
         boxes, labels, difficult = [], [], []
-        for obj in tree.getroot().iter("object"):
+        for number, obj in enumerate(tree.getroot().iter("object"), start=1):
             class_name = (obj.findtext("name") or "").strip()
             if class_name not in self.class_index:
-                raise DatasetError(f"{path}: unknown class {class_name!r}; known classes: {', '.join(self.class_names)}")
+                raise DatasetError(f"{path}: object {number} has unknown class {class_name!r}; "
+                                   f"known classes: {', '.join(self.class_names)}")
+            what = f"{path}: object {number} ({class_name!r})"
             box = obj.find("bndbox")
             try:
                 xmin, ymin, xmax, ymax = (float(box.findtext(tag)) for tag in ("xmin", "ymin", "xmax", "ymax"))
             except (AttributeError, TypeError, ValueError) as error:
-                raise DatasetError(f"{path}: object {class_name!r} has a missing or non-numeric bndbox") from error
-            if xmax < xmin or ymax < ymin:
-                raise DatasetError(f"{path}: object {class_name!r} has an inverted box ({xmin}, {ymin}, {xmax}, {ymax})")
-            boxes.append([xmin - 1, ymin - 1, xmax, ymax])
+                raise DatasetError(f"{what} has a missing or non-numeric bndbox") from error
+            # The toolkit's 1-based inclusive pixels to continuous coordinates.
+            boxes.append(checked_box(what, (xmin, ymin, xmax, ymax), (xmin - 1, ymin - 1, xmax, ymax),
+                                     negative=xmax < xmin or ymax < ymin))
             labels.append(self.class_index[class_name])
             difficult.append((obj.findtext("difficult") or "0").strip() == "1")
         return Annotation(
@@ -372,9 +397,14 @@ class COCODetection(DetectionDataset):
             raise DatasetError(f"{path}: malformed JSON ({error})") from error
         try:
             categories = sorted(content["categories"], key=lambda c: c["id"])
+            if not categories:
+                raise DatasetError(f"{path}: no categories (a detector needs at least one class)")
             self.category_ids = [int(c["id"]) for c in categories]
+            _refuse_repeats(path, "category id", self.category_ids)
             self.class_names = tuple(str(c["name"]) for c in categories)
             self.images = [(int(i["id"]), str(i["file_name"])) for i in content["images"]]
+            # Two images under one id would have their annotations merged.
+            _refuse_repeats(path, "image id", [image_id for image_id, _ in self.images])
             label_of = {cid: label for label, cid in enumerate(self.category_ids)}
             per_image = {image_id: ([], [], []) for image_id, _ in self.images}
             for ann in content.get("annotations", []):
@@ -383,10 +413,9 @@ class COCODetection(DetectionDataset):
                 if ann["image_id"] not in per_image:
                     raise DatasetError(f"{path}: annotation {ann.get('id')} refers to unknown image_id {ann['image_id']}")
                 x, y, w, h = (float(v) for v in ann["bbox"])
-                if w < 0 or h < 0:
-                    raise DatasetError(f"{path}: annotation {ann.get('id')} has a negative width or height")
                 boxes, labels, crowd = per_image[ann["image_id"]]
-                boxes.append([x, y, x + w, y + h])
+                boxes.append(checked_box(f"{path}: annotation {ann.get('id')}", (x, y, w, h), (x, y, x + w, y + h),
+                                         negative=w < 0 or h < 0))
                 labels.append(label_of[ann["category_id"]])
                 crowd.append(bool(ann.get("iscrowd", 0)))
         except DatasetError:

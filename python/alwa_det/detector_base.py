@@ -3,17 +3,21 @@ inference tail (score threshold, top-k per level, class-wise NMS, a cap on detec
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
+from .anchors import AnchorGenerator
+from .backbone import FPN
 from .box_coder import DeltaBoxCoder
 from .nms import batched_nms
 
 # ImageNet statistics: harmless for synthetic data and right for a torchvision backbone.
 PIXEL_MEAN = (0.485, 0.456, 0.406)
 PIXEL_STD = (0.229, 0.224, 0.225)
+# Anchor height / width ratios of both detectors.
+ANCHOR_RATIOS = (0.5, 1.0, 2.0)
 
 
 @dataclass
@@ -34,16 +38,42 @@ class InferenceSettings:
 
 
 class DetectorBase(nn.Module):
-    def __init__(self):
+    """Backbone, FPN and anchors on its levels; the detectors add their heads."""
+
+    # Losses besides the weighted (cls, reg) pair that forward() returns; they add with weight 1.
+    extra_losses: Tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        regression_loss_kind: str,
+        fpn_channels: int,
+        min_level: int,
+        max_level: int,
+        anchor_base_scale: float,
+        anchor_scales: Sequence[float],
+        inference: Optional[InferenceSettings],
+    ):
         super().__init__()
         self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), persistent=False)
+        self.num_classes = num_classes
+        self.regression_loss_kind = regression_loss_kind
+        self.backbone = backbone
+        self.fpn = FPN(backbone.out_channels, fpn_channels, min_level, max_level)
+        self.anchor_generator = AnchorGenerator(self.fpn.strides, anchor_base_scale, scales=anchor_scales, ratios=ANCHOR_RATIOS)
+        self.inference = inference or InferenceSettings()
 
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 (B, 3, H, W) images, or floats in [0, 1], to normalised floats."""
         if images.dtype == torch.uint8:
             images = images.float() / 255.0
         return (images - self.pixel_mean) / self.pixel_std
+
+    def features(self, images: Tensor) -> List[Tensor]:
+        """The FPN levels of a batch of images."""
+        return self.fpn(self.backbone(self.normalize(images)))
 
 
 def flatten_levels(per_level: Sequence[Tensor], channels: int) -> Tensor:

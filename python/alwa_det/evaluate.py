@@ -124,6 +124,10 @@ def _coco_eval_classes():
         return None
 
 
+def coco_evaluator_installed() -> bool:
+    return _coco_eval_classes() is not None
+
+
 def coco_map(detections: Sequence[ImageDetections], annotations: Sequence[Annotation], image_sizes) -> Optional[float]:
     """COCO AP@[.5:.95] (all areas, 100 detections), or None without a COCO evaluation package.
 

@@ -12,8 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .anchors import AnchorGenerator
-from .backbone import FPN
 from .box_coder import DeltaBoxCoder
 from .detector_base import DetectorBase, Detections, InferenceSettings, flatten_levels, select_detections
 from .losses import regression_loss
@@ -111,6 +109,9 @@ class RoIHead(nn.Module):
 
 
 class FasterRCNN(DetectorBase):
+    # The RoI head's losses (the RPN's pair is the weighted one).
+    extra_losses = ("roi_cls", "roi_reg")
+
     def __init__(
         self,
         backbone: nn.Module,
@@ -132,12 +133,8 @@ class FasterRCNN(DetectorBase):
         finest_scale: float = 56.0,
         inference: Optional[InferenceSettings] = None,
     ):
-        super().__init__()
-        self.num_classes = num_classes
-        self.regression_loss_kind = regression_loss_kind
-        self.backbone = backbone
-        self.fpn = FPN(backbone.out_channels, fpn_channels, min_level, max_level)
-        self.anchor_generator = AnchorGenerator(self.fpn.strides, anchor_base_scale, scales=(1.0,), ratios=(0.5, 1.0, 2.0))
+        super().__init__(backbone, num_classes, regression_loss_kind, fpn_channels, min_level, max_level, anchor_base_scale,
+                         (1.0,), inference)
         self.rpn_head = RPNHead(fpn_channels, self.anchor_generator.anchors_per_location)
         self.rpn_coder = DeltaBoxCoder()
         self.roi_coder = DeltaBoxCoder(stds=ROI_CODER_STDS)
@@ -153,7 +150,6 @@ class FasterRCNN(DetectorBase):
         self.sampling_ratio = sampling_ratio
         self.finest_scale = finest_scale
         self.roi_head = RoIHead(fpn_channels, pooled_size, roi_hidden, num_classes)
-        self.inference = inference or InferenceSettings()
 
     # -- region proposals ------------------------------------------------------------------
     def _rpn(self, features: List[Tensor]):
@@ -245,7 +241,7 @@ class FasterRCNN(DetectorBase):
     def forward(self, images: Tensor, gt_boxes: Tensor, gt_labels: Tensor, gt_valid: Tensor) -> Dict[str, Tensor]:
         """Training losses: {'cls', 'reg'} of the RPN (the weighted pair) and {'roi_cls', 'roi_reg'}."""
         image_size = images.shape[-2:]
-        features = self.fpn(self.backbone(self.normalize(images)))
+        features = self.features(images)
         objectness_levels, delta_levels, anchor_levels = self._rpn(features)
         rpn_cls, rpn_reg = self._rpn_losses(objectness_levels, delta_levels, anchor_levels, gt_boxes, gt_valid)
         proposals, proposal_valid = self._proposals(objectness_levels, delta_levels, anchor_levels, image_size)
@@ -255,7 +251,7 @@ class FasterRCNN(DetectorBase):
     @torch.no_grad()
     def detect(self, images: Tensor) -> List[Detections]:
         image_size = images.shape[-2:]
-        features = self.fpn(self.backbone(self.normalize(images)))
+        features = self.features(images)
         objectness_levels, delta_levels, anchor_levels = self._rpn(features)
         proposals, proposal_valid = self._proposals(objectness_levels, delta_levels, anchor_levels, image_size)
         cls_logits, class_deltas = self.roi_head(self._pool(features, proposals))

@@ -2,7 +2,6 @@
 (the view of the paper's figures 3 and 6), and sample detections against the ground truth."""
 from __future__ import annotations
 
-import csv
 from typing import Dict, List, Sequence
 
 import matplotlib
@@ -11,16 +10,20 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from . import run_log  # noqa: E402
 from .data import DetectionDataset  # noqa: E402
 from .evaluate import ImageDetections  # noqa: E402
+from .run_folder import RunFolderError  # noqa: E402
 
 
 def read_log(path: str) -> Dict[str, np.ndarray]:
-    with open(path) as handle:
-        rows = list(csv.DictReader(handle))
+    """The log's columns as arrays; a line that cannot be read is an error naming it."""
+    columns, rows, unreadable = run_log.read_log(path)
+    if unreadable:
+        raise RunFolderError(f"{path}: line {unreadable[0]} cannot be read")
     if not rows:
-        raise ValueError(f"{path}: the log has no rows to plot")
-    return {key: np.array([float(row[key]) for row in rows]) for key in rows[0]}
+        raise RunFolderError(f"{path}: the log has no rows to plot")
+    return {key: np.array([row[key] for row in rows], dtype=np.float64) for key in columns}
 
 
 def window_statistics(iterations: np.ndarray, means: np.ndarray, stds: np.ndarray, counts: np.ndarray, interval: int):

@@ -9,8 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .anchors import AnchorGenerator
-from .backbone import FPN
 from .box_coder import DeltaBoxCoder
 from .detector_base import DetectorBase, Detections, InferenceSettings, flatten_levels, select_detections
 from .losses import regression_loss, sigmoid_focal_loss_sum
@@ -21,6 +19,15 @@ from .matcher import IoUMatcher, batched_iou, gather_gt
 PRIOR_PROBABILITY = 0.01
 
 
+def norm_groups(channels: int) -> int:
+    """GroupNorm's groups: the usual min(32, channels // 4), lowered to a divisor of ``channels`` (so
+    any width works, down to one channel, and the usual widths keep the usual groups)."""
+    groups = max(1, min(32, channels // 4))
+    while channels % groups:
+        groups -= 1
+    return groups
+
+
 class RetinaHead(nn.Module):
     def __init__(self, channels: int, num_anchors: int, num_classes: int, num_convs: int):
         super().__init__()
@@ -28,7 +35,8 @@ class RetinaHead(nn.Module):
         def tower():
             layers = []
             for _ in range(num_convs):
-                layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(min(32, channels // 4), channels), nn.ReLU(inplace=True)]
+                layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(norm_groups(channels), channels),
+                           nn.ReLU(inplace=True)]
             return nn.Sequential(*layers)
 
         self.cls_tower = tower()
@@ -60,22 +68,16 @@ class RetinaNet(DetectorBase):
         anchor_base_scale: float = 4.0,
         inference: Optional[InferenceSettings] = None,
     ):
-        super().__init__()
-        self.num_classes = num_classes
-        self.regression_loss_kind = regression_loss_kind
-        self.backbone = backbone
-        self.fpn = FPN(backbone.out_channels, fpn_channels, min_level, max_level)
-        self.anchor_generator = AnchorGenerator(
-            self.fpn.strides, anchor_base_scale, scales=(1.0, 2 ** (1 / 3), 2 ** (2 / 3)), ratios=(0.5, 1.0, 2.0)
-        )
+        # Three anchor scales an octave apart, as in the RetinaNet paper.
+        super().__init__(backbone, num_classes, regression_loss_kind, fpn_channels, min_level, max_level, anchor_base_scale,
+                         (1.0, 2 ** (1 / 3), 2 ** (2 / 3)), inference)
         self.head = RetinaHead(fpn_channels, self.anchor_generator.anchors_per_location, num_classes, head_convs)
         self.coder = DeltaBoxCoder()
         self.matcher = IoUMatcher(pos_threshold=0.5, neg_threshold=0.4, allow_low_quality=True)
-        self.inference = inference or InferenceSettings()
 
     def forward(self, images: Tensor, gt_boxes: Tensor, gt_labels: Tensor, gt_valid: Tensor) -> Dict[str, Tensor]:
         """Training losses: {'cls': focal loss, 'reg': box loss}, both averaged over positives."""
-        features = self.fpn(self.backbone(self.normalize(images)))
+        features = self.features(images)
         cls_levels, reg_levels = self.head(features)
         anchors = torch.cat(self.anchor_generator.grid_anchors([f.shape[-2:] for f in features], images.device))
         cls_logits = flatten_levels(cls_levels, self.num_classes)
@@ -103,7 +105,7 @@ class RetinaNet(DetectorBase):
 
     @torch.no_grad()
     def detect(self, images: Tensor) -> List[Detections]:
-        features = self.fpn(self.backbone(self.normalize(images)))
+        features = self.features(images)
         cls_levels, reg_levels = self.head(features)
         anchors = self.anchor_generator.grid_anchors([f.shape[-2:] for f in features], images.device)
         image_size = images.shape[-2:]

@@ -1,8 +1,8 @@
 """Synthetic data determinism, the VOC and COCO loaders on tiny folders, and bad-data errors."""
 
-from harness_helpers import COCO_CONTENT, make_coco, make_voc, single_thread, voc_xml  # noqa: F401  (first: puts alwa_det on the path)
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -11,6 +11,8 @@ from PIL import Image
 
 from alwa_det.data import (COCODetection, DatasetError, SyntheticShapes, TrainBatchSampler, VOCDetection, build_dataset,
                            collate)
+
+from helpers.harness import COCO_CONTENT, make_coco, make_voc, single_thread, voc_xml  # noqa: F401  (single_thread: an autouse fixture)
 
 
 def test_synthetic_is_deterministic_from_seed_and_varied():
@@ -95,6 +97,11 @@ def test_voc_loader_reads_boxes_difficult_and_empty_images(tmp_path):
     ("unknown_class", "unknown class 'unicorn'"),
     ("bad_box", "non-numeric bndbox"),
     ("missing_xml", "annotation file not found"),
+    # Issue 17.2: NaN or inf boxes trained a NaN model (or became background with giou) and exited 0.
+    ("nan_box", "object 2 ('dog') has a non-finite box (10.0, nan, 20.0, 20.0)"),
+    ("inf_box", "object 2 ('dog') has a non-finite box (10.0, 1.0, inf, 20.0)"),
+    ("huge_box", "object 2 ('dog') has a non-finite box (10.0, 1.0, 1e+39, 20.0)"),  # beyond float32
+    ("negative_box", "object 2 ('dog') has a box of negative size (10.0, 1.0, 5.0, 20.0)"),
 ])
 def test_voc_bad_annotations_name_the_file(tmp_path, problem, message):
     annotations = {"000001": [("cat", (1, 1, 10, 10), False)]}
@@ -104,14 +111,26 @@ def test_voc_bad_annotations_name_the_file(tmp_path, problem, message):
         annotations["000002"] = [("unicorn", (1, 1, 10, 10), False)]
     elif problem == "bad_box":
         annotations["000002"] = voc_xml([("cat", ("a", 1, 10, 10), False)])
+    elif problem.endswith("_box"):
+        box = {"nan_box": (10, "nan", 20, 20), "inf_box": (10, 1, "inf", 20), "huge_box": (10, 1, "1e39", 20),
+               "negative_box": (10, 1, 5, 20)}[problem]
+        annotations["000002"] = voc_xml([("cat", (1, 1, 10, 10), False), ("dog", box, False)])
     root = make_voc(tmp_path / "VOC", annotations)
     if problem == "missing_xml":
         with open(os.path.join(root, "ImageSets", "Main", "trainval.txt"), "a") as handle:
             handle.write("000003\n")
-    with pytest.raises(DatasetError, match=message) as error:
+    with pytest.raises(DatasetError, match=re.escape(message)) as error:
         VOCDetection(root, "trainval", 64)
     expected_file = "000003.xml" if problem == "missing_xml" else "000002.xml"
     assert expected_file in str(error.value)
+
+
+def test_voc_split_list_naming_an_image_twice_is_refused(tmp_path):
+    root = make_voc(tmp_path / "VOC", {"000001": [], "000002": []})
+    with open(os.path.join(root, "ImageSets", "Main", "trainval.txt"), "a") as handle:
+        handle.write("000001\n")
+    with pytest.raises(DatasetError, match="trainval.txt: image '000001' appears more than once"):
+        VOCDetection(root, "trainval", 64)
 
 
 def test_voc_missing_root_split_and_unreadable_image(tmp_path):
@@ -145,10 +164,21 @@ def test_coco_loader_maps_categories_crowds_and_empty_images(tmp_path):
     ({"images": []}, "not a COCO instances file"),
     ({**COCO_CONTENT, "annotations": [{"id": 9, "image_id": 1, "category_id": 99, "bbox": [0, 0, 1, 1]}]}, "unknown category_id 99"),
     ({**COCO_CONTENT, "annotations": [{"id": 9, "image_id": 7, "category_id": 3, "bbox": [0, 0, 1, 1]}]}, "unknown image_id 7"),
+    # Issue 17.2: json reads NaN and Infinity; such boxes trained a NaN model.
+    ('{"images": [{"id": 1, "file_name": "a.png"}], "categories": [{"id": 3, "name": "car"}], "annotations": '
+     '[{"id": 4, "image_id": 1, "category_id": 3, "bbox": [NaN, 0, 5, 5]}]}', "annotation 4 has a non-finite box (nan,"),
+    ({**COCO_CONTENT, "annotations": [{"id": 5, "image_id": 1, "category_id": 3, "bbox": [0, 0, 1e39, 5]}]},
+     "annotation 5 has a non-finite box"),
+    ({**COCO_CONTENT, "annotations": [{"id": 6, "image_id": 1, "category_id": 3, "bbox": [0, 0, 5, -1]}]},
+     "annotation 6 has a box of negative size (0.0, 0.0, 5.0, -1.0)"),
+    # Issue 17.11: no categories gave a traceback; 17.12: duplicate image ids were merged.
+    ({**COCO_CONTENT, "categories": [], "annotations": []}, "no categories"),
+    ({**COCO_CONTENT, "images": COCO_CONTENT["images"] + [{"id": 1, "file_name": "b.png"}]}, "image id 1 appears more than once"),
+    ({**COCO_CONTENT, "categories": COCO_CONTENT["categories"] + [{"id": 3, "name": "bus"}]}, "category id 3 appears more than once"),
 ])
 def test_coco_bad_annotations_name_the_file(tmp_path, content, message):
     root = make_coco(tmp_path / "coco", content)
-    with pytest.raises(DatasetError, match=message) as error:
+    with pytest.raises(DatasetError, match=re.escape(message)) as error:
         COCODetection(root, "val2017", 64)
     assert "instances_val2017.json" in str(error.value)
 

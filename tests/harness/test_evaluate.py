@@ -1,6 +1,5 @@
 """VOC AP (area and 11-point) on hand-computed cases, difficult objects, and COCO AP when available."""
 
-from harness_helpers import single_thread  # noqa: F401  (first: puts alwa_det on the path)
 import math
 
 import numpy as np
@@ -8,6 +7,8 @@ import pytest
 
 from alwa_det.data import Annotation
 from alwa_det.evaluate import ImageDetections, coco_map, voc_ap, voc_map
+
+from helpers.harness import single_thread  # noqa: F401  (single_thread: an autouse fixture)
 
 
 def test_voc_ap_area_and_eleven_point_by_hand():

@@ -1,6 +1,5 @@
 """Anchors, the box coder and the matcher/sampler."""
 
-from harness_helpers import single_thread  # noqa: F401  (first: puts alwa_det on the path)
 import math
 
 import pytest
@@ -10,6 +9,8 @@ from alwa_det.anchors import AnchorGenerator
 from alwa_det.box_coder import DeltaBoxCoder
 from alwa_det.detector_base import flatten_levels
 from alwa_det.matcher import IoUMatcher, batched_iou, gather_gt, sample_fixed
+
+from helpers.harness import single_thread  # noqa: F401  (single_thread: an autouse fixture)
 
 
 def test_anchor_shapes_sizes_and_centres():

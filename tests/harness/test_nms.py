@@ -1,10 +1,11 @@
 """NMS against a plain greedy transcription."""
 
-from harness_helpers import single_thread  # noqa: F401  (first: puts alwa_det on the path)
 import pytest
 import torch
 
 from alwa_det.nms import batched_nms, nms_keep_mask
+
+from helpers.harness import single_thread  # noqa: F401  (single_thread: an autouse fixture)
 
 
 def brute_force_nms(boxes, scores, threshold):

@@ -1,12 +1,13 @@
 """The pure-PyTorch RoIAlign against a per-sample transcription of torchvision's CPU kernel."""
 
-from harness_helpers import single_thread  # noqa: F401  (first: puts alwa_det on the path)
 import math
 
 import pytest
 import torch
 
 from alwa_det.faster_rcnn import roi_align
+
+from helpers.harness import single_thread  # noqa: F401  (single_thread: an autouse fixture)
 
 
 def bilinear(feature, y, x):

@@ -1,7 +1,6 @@
 """Smoke training of each detector with each weighting, exact resume, no host sync in the step,
 and a two-process gloo run."""
 
-from harness_helpers import single_thread, tiny_config  # noqa: F401  (first: puts alwa_det on the path)
 import csv
 import json
 import math
@@ -14,8 +13,8 @@ from alwa_det.data import build_dataset, collate
 from alwa_det.models import build_detector
 from alwa_det.train import load_checkpoint, train
 from alwa_det.weighting import make_weighting
-from helpers.distributed import init_gloo, leave_group, run_ranks
-
+from helpers.distributed import leave_group, run_ranks
+from helpers.harness import single_thread, tiny_config  # noqa: F401  (single_thread: an autouse fixture)
 
 
 def _read_log(path):
@@ -99,15 +98,15 @@ class HostSync(AssertionError):
 
 @pytest.mark.parametrize("detector", ["retinanet", "faster_rcnn"])
 def test_training_step_makes_no_host_sync(tmp_path, monkeypatch, detector):
-    """Every way Python reads a tensor's value is made to fail during a step."""
-    config = tiny_config(tmp_path, detector=detector, weighting="alwa2")
+    """Every way Python reads a tensor's value is made to fail during the harness's own steps."""
+    from alwa_det.train import LogWindow, Process, build_training, training_step
+
+    config = tiny_config(tmp_path, detector=detector, weighting="alwa2", interval=2)
+    training = build_training(config, Process(), torch.device("cpu"))
     dataset = build_dataset("synthetic", "train", config.image_size, None, 0, 4)
     batch = collate([dataset[i] for i in range(2)] + [dataset[0]])
     batch.gt_valid[2] = False  # an image without objects in the batch
-    torch.manual_seed(0)
-    model = build_detector(config, 3)
-    weighting = make_weighting("alwa2", 1.0, 1.0, interval=2)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    window = LogWindow()
 
     def refuse(*args, **kwargs):
         raise HostSync("host sync in the training step")
@@ -118,27 +117,25 @@ def test_training_step_makes_no_host_sync(tmp_path, monkeypatch, detector):
     monkeypatch.setattr(torch.Tensor, "nonzero", refuse)
     monkeypatch.setattr(torch, "nonzero", refuse)
     for _ in range(3):  # crosses an ALWA update (interval 2)
-        losses = model(batch.images, batch.gt_boxes, batch.gt_labels, batch.gt_valid)
-        w_cls, w_reg = weighting(losses["cls"], losses["reg"])
-        total = w_cls + w_reg + sum(v for k, v in losses.items() if k not in ("cls", "reg"))
-        optimizer.zero_grad()
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        optimizer.step()
+        window.add(training_step(training, batch))
     monkeypatch.undo()
-    assert torch.isfinite(total.detach()).all()
+    assert window.count == 3 and torch.isfinite(window.sums).all()
     assert original_nonzero is torch.Tensor.nonzero
 
 
-def _distributed_worker(rank, world_size, rendezvous, out):
-    # The group is joined here (a file rendezvous: no port to race for); train() finds it
-    # initialised and only reads the rank from the environment, as under torchrun.
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
-    init_gloo(rank, world_size, rendezvous)
-    from alwa_det.models import build_detector as build
-    from alwa_det import train as train_module
+def _distributed_worker(rank, world_size, rendezvous, folder):
+    # As under torchrun, the rank comes from the environment and train() joins the group itself, and
+    # leaves it before returning; only the rendezvous is a file (no port to race for), not env://.
+    import torch.distributed as dist
 
-    config = tiny_config(out, weighting="alwa2", interval=2, iterations=4, evaluate=False)
+    from alwa_det import train as train_module
+    from helpers.distributed import TIMEOUT
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    join = dist.init_process_group
+    dist.init_process_group = lambda backend: join(backend, init_method=f"file://{rendezvous}", rank=rank,
+                                                   world_size=world_size, timeout=TIMEOUT)
+    config = tiny_config(os.path.join(folder, "run"), weighting="alwa2", interval=2, iterations=4, evaluate=False)
     captured = {}
     original_build = train_module.build_detector
 
@@ -156,24 +153,25 @@ def _distributed_worker(rank, world_size, rendezvous, out):
     train_module.make_weighting = keep_weighting
     try:
         train_module.train(config)
-        torch.save({"model": captured["model"].state_dict(), "weights": captured["weighting"].weights},
-                   os.path.join(out, f"rank{rank}.pt"))
+        left = not dist.is_initialized()
+        torch.save({"model": captured["model"].state_dict(), "weights": captured["weighting"].weights, "left": left},
+                   os.path.join(folder, f"rank{rank}.pt"))
     finally:
-        leave_group()
-    del build
+        leave_group()  # only if train() did not
 
 
 def test_two_process_gloo_training(tmp_path):
-    out = str(tmp_path / "ddp")
-    os.makedirs(out)
-    run_ranks(_distributed_worker, 2, out, out)
-    rank0 = torch.load(os.path.join(out, "rank0.pt"))
-    rank1 = torch.load(os.path.join(out, "rank1.pt"))
+    folder = str(tmp_path / "ddp")
+    run_ranks(_distributed_worker, 2, folder, folder)
+    out = os.path.join(folder, "run")  # beside the rendezvous file: a run folder holds only the run
+    rank0 = torch.load(os.path.join(folder, "rank0.pt"))
+    rank1 = torch.load(os.path.join(folder, "rank1.pt"))
     # DDP keeps parameters identical across ranks, and ALWA's weights are synchronised.
     for key, value in rank0["model"].items():
         if value.is_floating_point() and "running" not in key:
             assert torch.equal(value, rank1["model"][key]), key
     assert torch.equal(rank0["weights"], rank1["weights"])
+    assert rank0["left"] and rank1["left"]  # train() left the group it joined, after a barrier
     rows = _read_log(os.path.join(out, "log.csv"))
     assert [int(r["iteration"]) for r in rows] == [2, 4]  # one log, by rank 0
     assert load_checkpoint(out)["iteration"] == 4 and len(load_checkpoint(out)["rng"]) == 2
@@ -197,3 +195,100 @@ def test_window_statistics_pool_log_rows_exactly():
     for index, (start, end) in enumerate([(0, 20), (20, 40), (40, 47)]):
         assert means[index] == pytest.approx(per_iteration[start:end].mean(), rel=1e-12)
         assert stds[index] == pytest.approx(per_iteration[start:end].std(ddof=1), rel=1e-9)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resume_between_log_points_logs_every_iteration(tmp_path, monkeypatch):
+    # Issue 17.12: with log interval 3 and checkpoint interval 4, a run resumed from iteration 8 lost
+    # iterations 7-8 from its log (the row at 9 covered iteration 9 alone).
+    common = dict(log_interval=3, checkpoint_interval=4, iterations=10, evaluate=False)
+    train(tiny_config(tmp_path / "straight", **common))
+    from alwa_det import train as train_module
+
+    batches, collate = [], train_module.collate
+
+    def collate_then_stop(samples):
+        batches.append(len(samples))
+        if len(batches) == 9:  # the batch of iteration 9: 8 trained, checkpoint at 8, no log row since 6
+            raise Interrupted
+        return collate(samples)
+
+    monkeypatch.setattr(train_module, "collate", collate_then_stop)
+    with pytest.raises(Interrupted):
+        train(tiny_config(tmp_path / "resumed", **common))
+    monkeypatch.undo()
+    assert load_checkpoint(str(tmp_path / "resumed"))["iteration"] == 8
+    train(tiny_config(tmp_path / "resumed", **common), resume=str(tmp_path / "resumed"))
+    drop_time = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    straight_rows = _read_log(tmp_path / "straight" / "log.csv")
+    assert [int(r["iteration"]) for r in straight_rows] == [3, 6, 9, 10]
+    assert drop_time(_read_log(tmp_path / "resumed" / "log.csv")) == drop_time(straight_rows)
+    a = torch.load(tmp_path / "straight" / "model_final.pt")
+    b = torch.load(tmp_path / "resumed" / "model_final.pt")
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+@pytest.mark.parametrize("log_interval, caught_at", [(2, 4), (5, 4)])
+def test_a_non_finite_loss_stops_training_keeping_the_last_good_checkpoint(tmp_path, monkeypatch, log_interval, caught_at):
+    # Issue 17.2: a NaN loss trained a model whose every parameter was NaN, exited 0 and said nothing.
+    # Caught at the next log point (4 with interval 2) or checkpoint (4 with log interval 5), never later.
+    from alwa_det import train as train_module
+
+    build, steps = train_module.build_detector, []
+
+    def poisoned_detector(*args, **kwargs):
+        model = build(*args, **kwargs)
+        forward = model.forward
+
+        def forward_with_nan(*inputs):
+            losses = forward(*inputs)
+            steps.append(None)
+            if len(steps) == 3:
+                losses["reg"] = losses["reg"] * float("nan")
+            return losses
+
+        model.forward = forward_with_nan
+        return model
+
+    monkeypatch.setattr(train_module, "build_detector", poisoned_detector)
+    run = tmp_path / "run"
+    config = tiny_config(run, iterations=8, log_interval=log_interval, checkpoint_interval=2)
+    with pytest.raises(train_module.TrainingDiverged, match=f"the loss and the weights became non-finite between "
+                       f"iterations 3 and {caught_at}.*last.pt \\(iteration 2\\) is the last good state"):
+        train(config)
+    assert len(steps) == caught_at
+    checkpoint = load_checkpoint(str(run))
+    assert checkpoint["iteration"] == 2
+    assert all(torch.isfinite(value).all() for value in checkpoint["model"].values() if value.is_floating_point())
+    assert not (run / "model_final.pt").exists() and not (run / "metrics.json").exists()
+
+
+def test_ctrl_c_while_a_loader_shuts_down_stops_training(tmp_path, monkeypatch):
+    # Issue 17.12: SIGINT with --workers 1 was ignored once in five tries: the KeyboardInterrupt went off
+    # inside the finished epoch's DataLoader iterator as it shut its worker down, and was swallowed there.
+    # Here the signal comes exactly then, at the first epoch's end (4 images, batches of 2).
+    import signal
+
+    from alwa_det import train as train_module
+    from torch.utils.data import dataloader
+
+    shutdown = dataloader._MultiProcessingDataLoaderIter._shutdown_workers
+    sent = []
+
+    def shutdown_on_ctrl_c(iterator):
+        if not sent:
+            sent.append(None)
+            os.kill(os.getpid(), signal.SIGINT)
+        return shutdown(iterator)
+
+    monkeypatch.setattr(dataloader._MultiProcessingDataLoaderIter, "_shutdown_workers", shutdown_on_ctrl_c)
+    run = tmp_path / "run"
+    config = tiny_config(run, iterations=40, workers=1, synthetic_train_images=4, checkpoint_interval=2, evaluate=False)
+    with pytest.raises(train_module.TrainingInterrupted, match="interrupted after iteration 3; its last checkpoint "
+                       "is iteration 2"):
+        train(config)
+    assert sent and load_checkpoint(str(run))["iteration"] == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back

@@ -1,18 +1,16 @@
-"""What the harness tests share. Imported first by each of them: it makes ``alwa_det`` importable
-from a checkout and runs the tests on one thread. (Not a conftest.py: tests/ has one already, and
-the main suite imports names from it as ``conftest``.)"""
+"""What the harness tests share: one thread per test, a run configuration that trains in
+seconds, and tiny VOC / COCO folders written into the test's own tmp_path.
+
+``alwa_det`` is installed (editable) beside ``alwa_ext`` by ``make build``; a test module takes
+the autouse fixture by importing it: ``from helpers.harness import single_thread``.
+"""
+import csv
 import json
 import os
-import sys
 
 import pytest
 import torch
 from PIL import Image
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# The harness lives in python/ until setup.py installs it.
-if os.path.join(ROOT, "python") not in sys.path:
-    sys.path.insert(0, os.path.join(ROOT, "python"))
 
 
 @pytest.fixture(autouse=True)
@@ -81,3 +79,50 @@ COCO_CONTENT = {
         {"id": 2, "image_id": 1, "category_id": 3, "bbox": [0, 0, 50, 50], "iscrowd": 1},
     ],
 }
+
+
+# --- the command line ---
+
+TINY_OPTIONS = dict(
+    image_size=64, width=8, fpn_channels=16, head_convs=1, batch_size=2, iterations=4, lr_steps="1000",
+    warmup_iterations=2, interval=2, log_interval=2, checkpoint_interval=2, synthetic_train_images=16,
+    synthetic_eval_images=4, workers=0, threads=1, no_eval=True,
+)
+
+
+def tiny_argv(out, **options):
+    """``alwa-train train`` arguments of a run that trains in a second (options as in tiny_config;
+    True is a flag, False or None leaves an option out)."""
+    argv = ["train", "--out", str(out)]
+    for name, value in {**TINY_OPTIONS, **options}.items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value is not False and value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
+def error_line(err):
+    """The one line an alwa-train error prints (progress bars aside); fails on a traceback."""
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("alwa-train")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def folder_files(folder):
+    """{relative path: bytes} of every file in a run folder but its lock."""
+    files = {}
+    for directory, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(directory, name)
+            if name != ".lock":
+                with open(path, "rb") as handle:
+                    files[os.path.relpath(path, folder)] = handle.read()
+    return files
+
+
+def log_iterations(folder):
+    with open(os.path.join(folder, "log.csv")) as handle:
+        return [int(row["iteration"]) for row in csv.DictReader(handle)]
