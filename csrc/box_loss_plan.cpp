@@ -226,6 +226,19 @@ LossKind check_box_iou_args(const at::Tensor& boxes1, const at::Tensor& boxes2,
   return parse_loss_kind(kind);
 }
 
+BoxIouPlan plan_box_iou(const at::Tensor& boxes1, const at::Tensor& boxes2,
+                        const std::string& kind, const std::string& box_format, double eps) {
+  BoxIouPlan plan;
+  plan.kind = check_box_iou_args(boxes1, boxes2, kind, box_format, eps);
+  plan.format = parse_iou_box_format(box_format);
+  plan.m = boxes1.size(0);
+  plan.n = boxes2.size(0);
+  plan.boxes1 = boxes1.contiguous();
+  plan.boxes2 = boxes2.contiguous();
+  plan.out = at::empty({plan.m, plan.n}, boxes1.options());
+  return plan;
+}
+
 void check_box_iou_grad(const at::Tensor& grad, const at::Tensor& boxes1,
                         const at::Tensor& boxes2) {
   const int64_t m = boxes1.size(0), n = boxes2.size(0);

@@ -152,6 +152,16 @@ BoxLossArgs<scalar_t, T> make_box_loss_args(const BoxLossPlan& plan) {
   return args;
 }
 
+// A box_iou call, checked, with its (M, N) output allocated and contiguous inputs.
+struct BoxIouPlan {
+  LossKind kind;  // a kind with a pairwise form
+  BoxFormat format;
+  int64_t m, n;
+  at::Tensor boxes1, boxes2, out;
+};
+BoxIouPlan plan_box_iou(const at::Tensor& boxes1, const at::Tensor& boxes2,
+                        const std::string& kind, const std::string& box_format, double eps);
+
 // Validates box_iou's inputs; returns the kind (an IoU-family kind with a pairwise form).
 LossKind check_box_iou_args(const at::Tensor& boxes1, const at::Tensor& boxes2,
                             const std::string& kind, const std::string& box_format, double eps);

@@ -85,34 +85,30 @@ using BoxLossCpu = BoxLossOps<run_box_loss_cpu>;
 
 at::Tensor box_iou_cpu(const at::Tensor& boxes1, const at::Tensor& boxes2, const std::string& kind,
                        const std::string& box_format, double eps) {
-  const LossKind loss_kind = check_box_iou_args(boxes1, boxes2, kind, box_format, eps);
-  const BoxFormat format = parse_iou_box_format(box_format);
-  const int64_t m = boxes1.size(0), n = boxes2.size(0);
-  at::Tensor out = at::empty({m, n}, boxes1.options());
-  if (m == 0 || n == 0) return out;
-  const at::Tensor b1 = boxes1.contiguous(), b2 = boxes2.contiguous();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b1.scalar_type(), "box_iou_cpu", [&] {
+  const BoxIouPlan plan = plan_box_iou(boxes1, boxes2, kind, box_format, eps);
+  if (plan.m == 0 || plan.n == 0) return plan.out;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, plan.boxes1.scalar_type(), "box_iou_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* b1_ptr = b1.const_data_ptr<scalar_t>();
-    const scalar_t* b2_ptr = b2.const_data_ptr<scalar_t>();
-    scalar_t* out_ptr = out.mutable_data_ptr<scalar_t>();
+    const scalar_t* b1_ptr = plan.boxes1.const_data_ptr<scalar_t>();
+    const scalar_t* b2_ptr = plan.boxes2.const_data_ptr<scalar_t>();
+    scalar_t* out_ptr = plan.out.mutable_data_ptr<scalar_t>();
     const acc_t eps_t = static_cast<acc_t>(eps);
-    dispatch_iou_kind(loss_kind, [&](auto kind_constant) {
+    dispatch_iou_kind(plan.kind, [&](auto kind_constant) {
       constexpr LossKind K = decltype(kind_constant)::value;
-      at::parallel_for(0, m, std::max<int64_t>(1, 4096 / n), [&](int64_t row_begin, int64_t row_end) {
+      at::parallel_for(0, plan.m, std::max<int64_t>(1, 4096 / plan.n), [&](int64_t row_begin, int64_t row_end) {
         for (int64_t i = row_begin; i < row_end; ++i) {
           acc_t a[4];
           load_box(b1_ptr + 4 * i, a);
-          for (int64_t j = 0; j < n; ++j) {
+          for (int64_t j = 0; j < plan.n; ++j) {
             acc_t b[4];
             load_box(b2_ptr + 4 * j, b);
-            out_ptr[i * n + j] = static_cast<scalar_t>(iou_value<K>(a, b, format, eps_t));
+            out_ptr[i * plan.n + j] = static_cast<scalar_t>(iou_value<K>(a, b, plan.format, eps_t));
           }
         }
       });
     });
   });
-  return out;
+  return plan.out;
 }
 
 // d out[i, j] / d boxes: each row of boxes1 and each column of boxes2 sums its own pairs in a

@@ -126,26 +126,22 @@ using BoxLossCuda = BoxLossOps<run_box_loss_cuda, c10::cuda::CUDAGuard>;
 at::Tensor box_iou_cuda(const at::Tensor& boxes1, const at::Tensor& boxes2,
                         const std::string& kind, const std::string& box_format, double eps) {
   const c10::cuda::CUDAGuard device_guard(boxes1.device());
-  const LossKind loss_kind = check_box_iou_args(boxes1, boxes2, kind, box_format, eps);
-  const BoxFormat format = parse_iou_box_format(box_format);
-  const int64_t m = boxes1.size(0), n = boxes2.size(0);
-  at::Tensor out = at::empty({m, n}, boxes1.options());
-  if (m == 0 || n == 0) return out;
-  const at::Tensor b1 = boxes1.contiguous(), b2 = boxes2.contiguous();
-  const dim3 grid(cuda::capped_blocks(n, kThreadsPerBlock, cuda::kMaxGridDim),
-                  cuda::capped_blocks(m, cuda::kIouTileRows, cuda::kMaxGridDim));
+  const BoxIouPlan plan = plan_box_iou(boxes1, boxes2, kind, box_format, eps);
+  if (plan.m == 0 || plan.n == 0) return plan.out;
+  const dim3 grid(cuda::capped_blocks(plan.n, kThreadsPerBlock, cuda::kMaxGridDim),
+                  cuda::capped_blocks(plan.m, cuda::kIouTileRows, cuda::kMaxGridDim));
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b1.scalar_type(), "box_iou_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, plan.boxes1.scalar_type(), "box_iou_cuda", [&] {
     using T = cuda::compute_t<typename CudaStorage<scalar_t>::type>;
-    dispatch_iou_kind(loss_kind, [&](auto kind_constant) {
+    dispatch_iou_kind(plan.kind, [&](auto kind_constant) {
       constexpr LossKind K = decltype(kind_constant)::value;
       cuda::box_iou_kernel<K><<<grid, kThreadsPerBlock, 0, stream>>>(
-          storage_ptr<scalar_t>(b1), storage_ptr<scalar_t>(b2), m, n, format,
-          static_cast<T>(eps), mutable_storage_ptr<scalar_t>(out));
+          storage_ptr<scalar_t>(plan.boxes1), storage_ptr<scalar_t>(plan.boxes2), plan.m, plan.n, plan.format,
+          static_cast<T>(eps), mutable_storage_ptr<scalar_t>(plan.out));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
-  return out;
+  return plan.out;
 }
 
 // d out / d boxes1 (row sums) and d out / d boxes2 (column sums), each in a fixed order.

@@ -13,13 +13,7 @@ import torch
 from PIL import Image
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """The machine is shared; one thread keeps the smoke runs fast and deterministic."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+from helpers.threads import single_thread  # noqa: E402,F401  (re-exported for the harness tests)
 
 
 def tiny_config(out, **overrides):

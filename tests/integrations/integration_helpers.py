@@ -19,13 +19,7 @@ from torch.utils._pytree import tree_leaves
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """The machine is shared; one thread keeps the tests fast and deterministic."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+from helpers.threads import single_thread  # noqa: E402,F401  (re-exported for the integration tests)
 
 
 class _CrossDeviceOps(TorchDispatchMode):
