@@ -3,7 +3,9 @@
 Providers: ``fused`` (alwa_ext.box_loss: one pass, gradient computed with the loss),
 ``eager`` (alwa_ext.reference.box_loss: plain PyTorch, autograd), ``compiled``
 (torch.compile of that eager reference, compiled once per shape; compile time excluded) and
-``torchvision`` (torchvision.ops' GIoU/DIoU/CIoU losses, where importable).
+``torchvision`` (torchvision.ops' GIoU/DIoU/CIoU losses, where importable) and ``native``
+(torch's own ``F.l1_loss`` for l1, ``F.smooth_l1_loss`` for every other kind: the cheapest loss
+torch has on the same tensors, the yardstick of a call's fixed cost).
 
 Modes: ``forward`` (the training forward: inputs require grad), ``backward`` (backward alone,
 after an untimed forward) and ``full`` (forward + backward). Timing and results follow
@@ -12,6 +14,7 @@ percentiles, CUDA events and the peak memory of one call on CUDA; ratios within 
 
     python -m benchmarks.bench_losses                       # default grid, CPU (~10 min, 2 cores)
     python -m benchmarks.bench_losses --kinds ciou --sizes 1048576 --modes full forward backward
+    python -m benchmarks.bench_losses --small              # per-call cost: N = 256, 1024, 4096, 1 thread
     python -m benchmarks.bench_losses --device cuda --dtype float16
     python -m benchmarks.bench_cuda                         # the CUDA grid, targets and README table
     python -m benchmarks.plot --markdown                    # charts and tables of the latest run
@@ -49,7 +52,10 @@ from benchmarks.common import (
 DEFAULT_KINDS = ("ciou", "giou", "diou", "l1", "smooth_l1")
 DEFAULT_SIZES = (256, 4096, 65536, 1 << 20, 1 << 22)
 MODES = ("forward", "backward", "full")
-PROVIDERS = ("fused", "eager", "compiled", "torchvision")
+PROVIDERS = ("fused", "eager", "compiled", "torchvision", "native")
+# The per-call-cost table (--small): the sizes detectors compute box losses at (positives).
+SMALL_KINDS = ("smooth_l1", "l1", "ciou", "giou")
+SMALL_SIZES = (256, 1024, 4096)
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
 RESULTS_FILE = os.path.join(RESULTS, "bench_losses.jsonl")
 
@@ -85,6 +91,9 @@ def make_providers(kind: str, names: List[str]) -> Dict[str, Callable]:
             fn = torchvision_loss(kind)
             if fn is not None:
                 out[name] = fn
+        elif name == "native":
+            native = torch.nn.functional.l1_loss if kind == "l1" else torch.nn.functional.smooth_l1_loss
+            out[name] = lambda p, t, native=native: native(p, t)
     return out
 
 
@@ -180,6 +189,9 @@ def parser(description=None, **defaults) -> argparse.ArgumentParser:
                    help="after this many seconds, measure the remaining cases without torch.compile")
     p.add_argument("--out", default=RESULTS_FILE, help="JSON-lines file the rows are appended to")
     p.add_argument("--no-save", action="store_true", help="print only")
+    p.add_argument("--small", action="store_true",
+                   help=f"the per-call-cost table: kinds {' '.join(SMALL_KINDS)}, N = {SMALL_SIZES}, one thread, "
+                        "forward+backward (overrides --kinds, --sizes, --threads)")
     p.set_defaults(extra_env=None, **defaults)
     return p
 
@@ -187,6 +199,9 @@ def parser(description=None, **defaults) -> argparse.ArgumentParser:
 def parse_args(argv=None, p=None):
     p = p or parser()
     args = p.parse_args(argv)
+    if args.small:
+        args.kinds, args.sizes, args.threads = list(SMALL_KINDS), list(SMALL_SIZES), 1
+        args.repeats = args.repeats or 400
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device")
     return args
