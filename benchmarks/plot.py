@@ -23,7 +23,7 @@ if __package__ in (None, ""):
 
 from benchmarks.common import RESULTS, read_rows
 
-COLOURS = {"fused": "tab:red", "eager": "tab:blue", "compiled": "tab:green", "torchvision": "tab:purple"}
+COLOURS = {"fused": "tab:red", "eager": "tab:blue", "compiled": "tab:green", "torchvision": "tab:purple", "native": "tab:gray"}
 
 
 def index(rows):
