@@ -9,6 +9,8 @@ the same results to float32 rounding, and each is deterministic run to run.
 from __future__ import annotations
 
 import contextlib
+import os
+import warnings
 from typing import Iterator, List
 
 import torch
@@ -40,3 +42,16 @@ def use_isa(name: str) -> Iterator[str]:
         yield name
     finally:
         set_isa(previous)
+
+
+def _warn_about_the_environment() -> None:
+    requested = os.environ.get("ALWA_CPU_ISA", "")
+    if requested not in ("", "auto") and requested != isa():
+        warnings.warn(
+            f"ALWA_CPU_ISA={requested}: not one of auto, {', '.join(available_isas())} (the paths this CPU and "
+            f"build can take); using {isa()}",
+            stacklevel=2,
+        )
+
+
+_warn_about_the_environment()

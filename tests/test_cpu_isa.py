@@ -16,6 +16,7 @@ import alwa_ext
 from alwa_ext import cpu
 from alwa_ext.kinds import ALPHA_IOU_KINDS, COORDINATE_KINDS
 from helpers.raw_ops import box_loss_op
+from helpers.child import child_options
 
 VECTOR_ISAS = ["avx2", "avx512"]
 # The kinds the vector paths compute (EIoU and SIoU run the scalar loop on every path).
@@ -221,11 +222,9 @@ def test_vector_atan2_accuracy(isa):
 
 def test_environment_variable_forces_a_path(tmp_path):
     code = "import alwa_ext; print(alwa_ext.cpu.isa())"
-    # The child imports the alwa_ext this process imported (an installed build or the tree),
-    # not whatever its working folder holds.
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(alwa_ext.__file__)))
+    options = child_options(tmp_path)
     for isa in cpu.available_isas() + ["bogus"]:
-        env = dict(os.environ, ALWA_CPU_ISA=isa, PYTHONPATH=os.pathsep.join([package_parent, os.environ.get("PYTHONPATH", "")]))
+        env = dict(options["env"], ALWA_CPU_ISA=isa)
         done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, check=True)
         expected = cpu.available_isas()[-1] if isa == "bogus" else isa
         assert done.stdout.strip() == expected, done.stderr

@@ -12,6 +12,7 @@ import torch
 from alwa_det import cli
 from alwa_det.config import TrainConfig, make_config
 
+from helpers.child import child_options
 from helpers.harness import (COCO_CONTENT, error_line, folder_files, make_coco, make_voc, single_thread,  # noqa: F401
                              tiny_argv)
 
@@ -210,7 +211,7 @@ def test_plain_install_gives_help_and_names_the_missing_extra(tmp_path):
     argvs = [["--help"], ["train", "--help"], ["train", "--iterations", "1", "--out", str(tmp_path / "run")],
              ["eval", "--checkpoint", str(tmp_path / "run")], ["compare", "--seeds", "1", "--out", str(tmp_path / "grid")]]
     done = subprocess.run([sys.executable, "-c", PLAIN_INSTALL, json.dumps(argvs)], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, **child_options(tmp_path))
     assert done.returncode == 0, done.stderr
     help_text, train_help, train, evaluate, compare = json.loads(done.stdout)
     assert help_text["code"] == 0 and "usage: alwa-train" in help_text["out"]

@@ -16,6 +16,7 @@ from alwa_det import train as train_module
 from alwa_det.train import load_checkpoint, train
 
 from helpers.harness import error_line, folder_files, log_iterations, single_thread, tiny_argv, tiny_config  # noqa: F401
+from helpers.child import child_options
 
 
 def test_resume_continues_the_folder_it_names_not_the_one_in_its_checkpoint(tmp_path):
@@ -223,7 +224,8 @@ sys.exit(main(sys.argv[1:]))
 def test_a_full_disk_is_a_one_line_error_and_leaves_no_temporary(tmp_path):
     # Issue 17.11: a full disk gave a traceback and left a .tmp file filling it.
     run = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-c", FULL_DISK, *tiny_argv(run)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, *tiny_argv(run)], capture_output=True, text=True, timeout=300,
+                          **child_options(tmp_path))
     assert done.returncode == 2, done.stderr
     message = error_line(done.stderr)
     assert f"{run / 'checkpoints' / 'last.pt'}: cannot write (File too large)" in message

@@ -15,6 +15,7 @@ from alwa_det import cli
 from alwa_det.train import load_checkpoint
 
 from helpers.harness import error_line, single_thread, tiny_argv  # noqa: F401
+from helpers.child import child_options
 
 OPTIONS = dict(iterations=24, log_interval=3, checkpoint_interval=4, synthetic_train_images=8)
 
@@ -30,7 +31,8 @@ def _start(out, **options):
     """The CLI in a process of its own session (so a signal to its group reaches its workers too, as
     Ctrl-C in a terminal does), once its first checkpoint is on disk."""
     process = subprocess.Popen([sys.executable, "-m", "alwa_det", *tiny_argv(out, **{**OPTIONS, **options})],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               **child_options(out.parent))
     deadline = time.monotonic() + 120
     while not os.path.exists(out / "checkpoints" / "last.pt"):
         assert process.poll() is None, process.stderr.read()
