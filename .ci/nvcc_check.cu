@@ -1,9 +1,10 @@
 // Compile check of the CUDA kernels with nvcc alone (no torch, no GPU): takes the address of
-// every kernel for every storage type and loss kind, so each one is instantiated and goes
+// every kernel for every storage type and loss kind (and the focal loss's), so each one is instantiated and goes
 // through ptxas. Built by .ci/nvcc_check.sh, which also checks that every LossKind is listed
 // here and that ptxas reports no local-memory spills. Not part of the extension's build
 // (setup.py compiles csrc/cuda/*.cu, and this file is not there).
 #include "cuda/box_loss_kernels.cuh"
+#include "cuda/focal_loss_kernels.cuh"
 
 namespace alwa {
 namespace cuda {
@@ -35,6 +36,11 @@ void instantiate_type(const void** out, int& count) {
   instantiate_kind<LossKind::SmoothL1, S>(out, count);
   out[count++] = reinterpret_cast<const void*>(&box_loss_finish_kernel<S, T>);
   out[count++] = reinterpret_cast<const void*>(&box_iou_grad_finish_kernel<S, T>);
+  out[count++] = reinterpret_cast<const void*>(&focal_loss_kernel<false, false, S, T>);
+  out[count++] = reinterpret_cast<const void*>(&focal_loss_kernel<false, true, S, T>);
+  out[count++] = reinterpret_cast<const void*>(&focal_loss_kernel<true, false, S, T>);
+  out[count++] = reinterpret_cast<const void*>(&focal_loss_kernel<true, true, S, T>);
+  out[count++] = reinterpret_cast<const void*>(&focal_loss_finish_kernel<S, T>);
 }
 
 }  // namespace

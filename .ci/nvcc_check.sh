@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Compiles the torch-free CUDA kernels (csrc/cuda/box_loss_kernels.cuh) with nvcc for sm_90,
+# Compiles the torch-free CUDA kernels (csrc/cuda/*.cuh) with nvcc for sm_90,
 # every kernel for every dtype and loss kind (.ci/nvcc_check.cu), with ptxas's report.
 # Fails on a compile error, on a LossKind missing from nvcc_check.cu, and on any local-memory
 # spill. Needs no GPU and no torch; exits 0 with a message where nvcc is absent. (The launchers,

@@ -1,4 +1,4 @@
-"""alwa_ext: fused box-regression losses and ALWA adaptive loss weighting for PyTorch.
+"""alwa_ext: fused box-regression and focal losses and ALWA adaptive loss weighting for PyTorch.
 
 Importing the package loads the compiled library (alwa_ext._C), which registers the
 torch.ops.alwa operators.
@@ -16,8 +16,8 @@ except ImportError as error:  # pragma: no cover - only without a build
 from . import ops  # noqa: F401  (fake kernels and autograd)
 from . import cpu, kinds, nn, reference  # noqa: F401
 from .deltas import decode_deltas, encode_deltas
-from .functional import box_iou, box_loss
+from .functional import box_iou, box_loss, sigmoid_focal_loss
 from .weighting import ALWA
 
-__all__ = ["ALWA", "box_loss", "box_iou", "encode_deltas", "decode_deltas", "cpu", "kinds", "nn", "reference"]
+__all__ = ["ALWA", "box_loss", "box_iou", "sigmoid_focal_loss", "encode_deltas", "decode_deltas", "cpu", "kinds", "nn", "reference"]
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""Public functional API: fused box-regression losses and pairwise IoU."""
+"""Public functional API: fused box-regression losses, pairwise IoU and the sigmoid focal loss."""
 from __future__ import annotations
 
 from typing import Optional, Sequence, Union
@@ -12,6 +12,15 @@ from .kinds import DEFAULT_DELTA_MEANS, DEFAULT_DELTA_STDS, DEFAULT_WH_RATIO_CLI
 # The overloads themselves: calling them skips the packet's overload resolution.
 _box_loss = torch.ops.alwa.box_loss.default
 _box_iou = torch.ops.alwa.box_iou.default
+_sigmoid_focal_loss = torch.ops.alwa.sigmoid_focal_loss.default
+
+
+def _avg_factor_tensor(avg_factor, reduction: str, device) -> Optional[Tensor]:
+    # A Python number becomes a device tensor (a fill kernel: no host-to-device copy, no sync);
+    # "none" ignores it (mmdet's weight_reduce_loss), so none is made.
+    if avg_factor is None or isinstance(avg_factor, Tensor):
+        return avg_factor
+    return None if reduction == "none" else torch.full((), float(avg_factor), dtype=torch.float64, device=device)
 
 
 def box_loss(
@@ -77,10 +86,8 @@ def box_loss(
     gradients only: a second-order gradient raises. Bad arguments raise ValueError naming them.
     """
     # Every argument is checked by the C++ kernel (csrc/box_loss_plan.cpp), which raises
-    # ValueError naming it; here only a Python number avg_factor becomes a device tensor (a
-    # fill kernel: no host-to-device copy, no sync).
-    if avg_factor is not None and reduction != "none" and not isinstance(avg_factor, Tensor):
-        avg_factor = torch.full((), float(avg_factor), dtype=torch.float64, device=pred.device)
+    # ValueError naming it; here only a Python number avg_factor becomes a device tensor.
+    avg_factor = _avg_factor_tensor(avg_factor, reduction, pred.device)
     return _box_loss(
         pred, target, weight, avg_factor, anchors, loss, reduction, box_format, eps, beta, alpha, focal_gamma,
         delta_means, delta_stds, wh_ratio_clip,
@@ -94,3 +101,48 @@ def box_iou(boxes1: Tensor, boxes2: Tensor, kind: str = "iou", *, box_format: st
     corresponding :func:`box_loss`, with the same conventions and ``eps``. Differentiable.
     """
     return _box_iou(boxes1, boxes2, kind, box_format, eps)
+
+
+def sigmoid_focal_loss(
+    logits: Tensor,
+    targets: Tensor,
+    *,
+    alpha: Optional[float] = 0.25,
+    gamma: float = 2.0,
+    weight: Optional[Tensor] = None,
+    reduction: str = "mean",
+    avg_factor: Optional[Union[float, Tensor]] = None,
+) -> Tensor:
+    """Sigmoid focal loss (Lin et al., RetinaNet) of ``logits`` (..., C), fused into one pass.
+
+    Per element, with p = sigmoid(logits): ``-alpha_t * (1 - p_t)**gamma * log(p_t)``, where
+    p_t = p and alpha_t = alpha for a positive element, 1 - p and 1 - alpha for a negative one,
+    extended linearly to soft targets (the log term as binary cross-entropy), as
+    ``torchvision.ops.sigmoid_focal_loss`` and mmdet's ``sigmoid_focal_loss`` compute it.
+
+    Args:
+        logits: (..., C), float32/64, float16 or bfloat16 (half types computed in float32).
+        targets: int64 class indices of shape ``logits.shape[:-1]``, the value C meaning
+            background (mmdet's convention; no one-hot tensor is built), or float targets of
+            the logits' shape and dtype (torchvision's convention; soft targets allowed). A
+            class index outside [0, C] is an error (on CUDA a device-side assert, which the
+            next synchronising call reports: the check reads no value on the host).
+        alpha: weight of the positives in [0, 1]; None or a negative value turns the weighting
+            off (torchvision's ``alpha=-1``).
+        gamma: focusing exponent (>= 0); 2 (the default) has its own, faster path.
+        weight: per anchor (``logits.shape[:-1]``) or per element (``logits.shape``).
+        reduction, avg_factor: as for :func:`box_loss` (mmdet's ``weight_reduce_loss``):
+            ``"mean"`` divides the sum by the element count, or by ``avg_factor +
+            finfo(float32).eps`` (a number or a 0-dim tensor: a count of positives can stay on
+            the device); ``"sum"``; ``"none"`` (the logits' shape). Empty inputs reduce to 0.
+
+    Computed from exp(-|x|) and log1p of it (never 1 - p), so logits of +-100 give finite
+    losses and gradients in every dtype; NaN in gives NaN out. Gradients flow to ``logits``,
+    ``weight`` and a tensor ``avg_factor``; the gradient w.r.t. the logits is computed in the
+    same pass as the loss (autograd in C++). First-order only; targets get no gradient (a float
+    target that requires one is refused).
+    """
+    if alpha is None:
+        alpha = -1.0
+    avg_factor = _avg_factor_tensor(avg_factor, reduction, logits.device)
+    return _sigmoid_focal_loss(logits, targets, weight, avg_factor, alpha, gamma, reduction)

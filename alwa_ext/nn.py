@@ -5,6 +5,8 @@ returns ``loss_weight * box_loss(...)``. As in mmdet, where a loss module passes
 on to its loss function, the keyword arguments set :func:`alwa_ext.box_loss` options for that
 call (``eps``, ``beta``, ``alpha``, ``focal_gamma``, ``box_format``, ``anchors``,
 ``delta_means``, ``delta_stds``, ``wh_ratio_clip``); any other keyword is a TypeError.
+:class:`SigmoidFocalLoss` has the signature of mmdet's ``FocalLoss`` and returns
+``loss_weight * sigmoid_focal_loss(...)``.
 (``alwa_ext.integrations.mmdet.register()`` registers these modules with mmdet.)
 """
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Optional, Union
 from torch import Tensor, nn
 
 from . import _validation as check
-from .functional import box_loss
+from .functional import box_loss, sigmoid_focal_loss
 from .kinds import REDUCTIONS
 
 # The box_loss keyword options a call may set (mmdet passes a loss module's **kwargs on to
@@ -137,6 +139,57 @@ class SmoothL1Loss(BoxLoss):
         super().__init__("smooth_l1", reduction, loss_weight, beta=beta)
 
 
+class SigmoidFocalLoss(nn.Module):
+    """The fused sigmoid focal loss with mmdet ``FocalLoss``'s signature and call convention.
+
+    ``forward(pred, target, weight=None, avg_factor=None, reduction_override=None)``: ``target``
+    holds class indices (``pred.shape[:-1]``, the value C meaning background) or float targets
+    of ``pred``'s shape; ``weight`` is per anchor or per element. ``use_sigmoid`` must be True
+    and ``activated`` False (the softmax and probability-input forms are other losses).
+    """
+
+    def __init__(
+        self,
+        use_sigmoid: bool = True,
+        gamma: float = 2.0,
+        alpha: float = 0.25,
+        reduction: str = "mean",
+        loss_weight: float = 1.0,
+        activated: bool = False,
+    ) -> None:
+        super().__init__()
+        if not use_sigmoid:
+            raise ValueError("use_sigmoid: SigmoidFocalLoss is the sigmoid focal loss; got use_sigmoid=False")
+        if activated:
+            raise ValueError("activated: SigmoidFocalLoss takes logits; got activated=True (probabilities)")
+        check.check_choice("reduction", reduction, REDUCTIONS)
+        check.check_nonnegative("gamma", gamma)
+        self.use_sigmoid = True
+        self.gamma = gamma
+        self.alpha = alpha
+        self.reduction = reduction
+        self.loss_weight = loss_weight
+
+    def forward(
+        self,
+        pred: Tensor,
+        target: Tensor,
+        weight: Optional[Tensor] = None,
+        avg_factor: Optional[Union[float, Tensor]] = None,
+        reduction_override: Optional[str] = None,
+    ) -> Tensor:
+        if reduction_override is not None:
+            check.check_choice("reduction_override", reduction_override, REDUCTIONS)
+        reduction = reduction_override if reduction_override else self.reduction
+        loss = sigmoid_focal_loss(
+            pred, target, alpha=self.alpha, gamma=self.gamma, weight=weight, reduction=reduction, avg_factor=avg_factor
+        )
+        return loss if self.loss_weight == 1.0 else self.loss_weight * loss
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, alpha={self.alpha}, reduction={self.reduction!r}, loss_weight={self.loss_weight}"
+
+
 __all__ = [
     "BoxLoss",
     "IoULoss",
@@ -147,4 +200,5 @@ __all__ = [
     "SIoULoss",
     "L1Loss",
     "SmoothL1Loss",
+    "SigmoidFocalLoss",
 ]

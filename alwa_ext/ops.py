@@ -1,10 +1,10 @@
 """Fake (meta) kernels of the torch.ops.alwa operators, for torch.compile.
 
 The schemas live in csrc/alwa.cpp, the kernels in csrc/cpu and csrc/cuda, and the autograd
-of box_loss and box_iou in csrc/autograd (C++, at the Autograd dispatch key, so a training
+of box_loss, box_iou and sigmoid_focal_loss in csrc/autograd (C++, at the Autograd dispatch key, so a training
 call crosses from Python into C++ once); importing alwa_ext._C registers them all. A fake
 kernel only computes its outputs' shapes and dtypes: argument errors are raised by the C++
-kernels, in one place (csrc/box_loss_plan.cpp). The one check here is the inputs' devices,
+kernels, in one place (csrc/box_loss_plan.cpp, csrc/focal_loss_plan.cpp). The one check here is the inputs' devices,
 with the C++ message: tensors on different devices reach the fake kernel rather than a real
 one (a meta tensor takes the whole call there), so only it can refuse them.
 """
@@ -71,3 +71,19 @@ def _box_iou_backward_fake(grad, boxes1, boxes2, kind, box_format, eps, grad_box
     grad1 = boxes1.new_empty(boxes1.shape) if grad_boxes1 else boxes1.new_empty((0,))
     grad2 = boxes2.new_empty(boxes2.shape) if grad_boxes2 else boxes2.new_empty((0,))
     return grad1, grad2
+
+
+def _focal_loss_like(logits, reduction):
+    return logits.new_empty(logits.shape if reduction == "none" else ())
+
+
+@torch.library.register_fake("alwa::sigmoid_focal_loss")
+def _sigmoid_focal_loss_fake(logits, targets, weight, avg_factor, alpha, gamma, reduction):
+    _check_devices("logits", logits, targets=targets, weight=weight, avg_factor=avg_factor)
+    return _focal_loss_like(logits, reduction)
+
+
+@torch.library.register_fake("alwa::sigmoid_focal_loss_with_grad")
+def _sigmoid_focal_loss_with_grad_fake(logits, targets, weight, avg_factor, alpha, gamma, reduction):
+    _check_devices("logits", logits, targets=targets, weight=weight, avg_factor=avg_factor)
+    return _focal_loss_like(logits, reduction), logits.new_empty(logits.shape)

@@ -1,4 +1,4 @@
-"""End-to-end gain: one detector training step with the fused box loss vs the eager one.
+"""End-to-end gain: one detector training step with the fused loss stage vs the eager one.
 
 Two workloads, both timed as whole steps (forward, losses, backward), fused and eager taking
 turns call by call:
@@ -6,15 +6,16 @@ turns call by call:
 * ``harness`` -- one RetinaNet training step of the project's detector harness (``alwa_det``,
   on its synthetic images). Used when ``alwa_det`` is importable (``--workload harness`` forces
   it, ``--workload standin`` skips it). The eager run swaps ``alwa_ext.box_loss`` for its eager
-  twin ``alwa_ext.reference.box_loss`` (same signature), so the harness needs no switch of its
-  own.
+  twin ``alwa_ext.reference.box_loss`` and ``alwa_ext.sigmoid_focal_loss`` for torchvision's
+  eager formula on one-hot targets (benchmarks.bench_focal.eager_focal_loss, what the harness
+  computed before the fused focal loss), both of the same signature, so the harness needs no
+  switch of its own.
 * ``standin`` -- a stand-in for a RetinaNet loss stage, clearly not a detector: head outputs for
   B images x A anchors (leaf tensors: class logits (B, A, C) and box deltas (B, A, 4)), deltas
   decoded onto the anchors (alwa_ext.decode_deltas), the box loss over every anchor with a
   positive-mask weight and ``avg_factor`` = number of positives (the no-sync formulation the
-  harness uses), the sigmoid focal loss over all anchors and classes
-  (alwa_ext.reference.sigmoid_focal_loss, labels with a background class), and backward
-  through both.
+  harness uses), the sigmoid focal loss over all anchors and classes (labels with a background
+  class), and backward through both.
 
     python -m benchmarks.bench_train_step                   # auto: harness if importable, and the stand-in
     python -m benchmarks.bench_train_step --workload standin --anchors 100000 --kind giou
@@ -36,22 +37,23 @@ import torch
 
 import alwa_ext
 from alwa_ext.kinds import LOSS_KINDS
-from alwa_ext.reference import sigmoid_focal_loss
+from benchmarks.bench_focal import eager_focal_loss
 from benchmarks.common import RESULTS, describe, environment, finish_run, summary_ms, time_interleaved
 
 RESULTS_FILE = os.path.join(RESULTS, "bench_train_step.jsonl")
 
 
 @contextlib.contextmanager
-def box_loss_backend(name: str):
-    """`fused`: alwa_ext.box_loss as is; `eager`: alwa_ext.box_loss replaced by the eager reference."""
-    original = alwa_ext.box_loss
+def loss_backend(name: str):
+    """`fused`: alwa_ext's losses as they are; `eager`: alwa_ext.box_loss replaced by the eager
+    reference and alwa_ext.sigmoid_focal_loss by the eager torchvision formula."""
+    originals = alwa_ext.box_loss, alwa_ext.sigmoid_focal_loss
     if name == "eager":
-        alwa_ext.box_loss = alwa_ext.reference.box_loss
+        alwa_ext.box_loss, alwa_ext.sigmoid_focal_loss = alwa_ext.reference.box_loss, eager_focal_loss
     try:
         yield
     finally:
-        alwa_ext.box_loss = original
+        alwa_ext.box_loss, alwa_ext.sigmoid_focal_loss = originals
 
 
 # ----------------------------------------------------------------------------- stand-in
@@ -83,7 +85,7 @@ def standin_step(args) -> Callable[[], None]:
         cls_logits.grad = deltas.grad = None
         pred_boxes = alwa_ext.decode_deltas(deltas, anchors)
         loss_reg = alwa_ext.box_loss(pred_boxes, target_boxes, args.kind, weight=weight, avg_factor=num_positive)
-        loss_cls = sigmoid_focal_loss(cls_logits, labels, avg_factor=num_positive)
+        loss_cls = alwa_ext.sigmoid_focal_loss(cls_logits, labels, avg_factor=num_positive)
         (loss_cls + loss_reg).backward()
 
     return step
@@ -140,11 +142,11 @@ def harness_step(args) -> Callable[[], None]:
 def measure(name: str, make_step: Callable, args, env) -> List[Dict[str, object]]:
     steps = {}
     for backend in ("fused", "eager"):
-        with box_loss_backend(backend):
+        with loss_backend(backend):
             steps[backend] = make_step(args)
 
     def call(backend):
-        with box_loss_backend(backend):
+        with loss_backend(backend):
             steps[backend]()
 
     calls = {backend: (lambda backend=backend: call(backend)) for backend in steps}

@@ -43,6 +43,16 @@ TORCH_LIBRARY(alwa, m) {
       "box_iou_backward(Tensor grad, Tensor boxes1, Tensor boxes2, str kind, str box_format, "
       "float eps, bool grad_boxes1, bool grad_boxes2) -> (Tensor, Tensor)",
       tags);
+  // The sigmoid focal loss (alwa_ext.sigmoid_focal_loss) of logits (..., C) against int64 class
+  // indices (...) (C: background) or float targets (..., C); alpha < 0 turns the class weighting
+  // off. Its autograd (csrc/autograd/) computes the gradient in the same pass as the loss
+  // (sigmoid_focal_loss_with_grad: the loss and d loss / d logits).
+  const std::string focal_loss_args =
+      "Tensor logits, Tensor targets, Tensor? weight, Tensor? avg_factor, float alpha, "
+      "float gamma, str reduction";
+  m.def(("sigmoid_focal_loss(" + focal_loss_args + ") -> Tensor").c_str(), tags);
+  m.def(("sigmoid_focal_loss_with_grad(" + focal_loss_args + ") -> (Tensor, Tensor)").c_str(),
+        tags);
   // ALWA's mode ("alwa1" or "alwa2", alwa_ext.ALWA's `mode`) is `alwa_mode` here: torch's
   // dispatch machinery takes `mode` as a keyword of its own, and an argument of that name
   // breaks opcheck and torch.compile.

@@ -28,4 +28,8 @@ for kind in ("iou", "giou", "diou", "ciou", "eiou", "siou", "l1", "smooth_l1"):
     )
     expected = reference.box_loss(pred, target, kind)
     torch.testing.assert_close(fused, expected, rtol=1e-10, atol=0)
+logits = torch.randn(64, 20, dtype=torch.float64) * 3
+labels = torch.randint(0, 21, (64,))
+fused = torch.ops.alwa.sigmoid_focal_loss(logits, labels, None, None, 0.25, 2.0, "mean")
+torch.testing.assert_close(fused, reference.sigmoid_focal_loss(logits, labels), rtol=1e-10, atol=0)
 print(f"cmake build OK: {sys.argv[1]} registers torch.ops.alwa and matches the reference")

@@ -42,6 +42,7 @@ LOSS_MODULES = {
     "AlwaSIoULoss": alwa_nn.SIoULoss,
     "AlwaL1Loss": alwa_nn.L1Loss,
     "AlwaSmoothL1Loss": alwa_nn.SmoothL1Loss,
+    "AlwaSigmoidFocalLoss": alwa_nn.SigmoidFocalLoss,
 }
 HOOK_NAME = "ALWAHook"
 # The checkpoint entry: {"<cls_key>/<reg_key>": {"config": ..., "state": ALWA.state_dict()}},

@@ -4,6 +4,9 @@
   (its head) for a subclass whose ``compute_loss`` computes the box-regression loss with
   :func:`alwa_ext.box_loss`, any kind, with torchvision's box coder and normalisation. The
   subclasses add no parameters or buffers, so state dicts load both ways.
+- :func:`fuse_focal_loss` does the same for the classification loss: a RetinaNet's
+  classification head (or an FCOS head) computes its sigmoid focal loss with
+  :func:`alwa_ext.sigmoid_focal_loss` on class indices (no one-hot tensor), one call per batch.
 - :func:`weight_losses` applies :class:`alwa_ext.ALWA` to the loss dict a torchvision detector
   returns in training mode.
 
@@ -18,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..functional import box_loss
+from ..functional import sigmoid_focal_loss as fused_sigmoid_focal_loss
 from ..kinds import COORDINATE_KINDS, IOU_KINDS, LOSS_KINDS
 from ..weighting import ALWA
 from ._common import check_loss_config, import_framework
@@ -27,7 +31,7 @@ import_framework("torchvision", "alwa_ext.integrations.torchvision", "pip instal
 from torchvision.models.detection import FCOS, RetinaNet  # noqa: E402
 from torchvision.models.detection._utils import BoxCoder  # noqa: E402
 from torchvision.models.detection.fcos import FCOSHead  # noqa: E402
-from torchvision.models.detection.retinanet import RetinaNetRegressionHead  # noqa: E402
+from torchvision.models.detection.retinanet import RetinaNetClassificationHead, RetinaNetRegressionHead  # noqa: E402
 from torchvision.ops import sigmoid_focal_loss  # noqa: E402
 
 # The (classification, regression) pairs weight_losses looks for, in this order: RetinaNet and
@@ -224,6 +228,8 @@ class FusedFCOSHead(_FusedHead, FCOSHead):
         """Sets the regression loss: an IoU kind (FCOS decodes its distances to boxes)."""
         self.loss_options = check_loss_config(loss, loss_options, IOU_KINDS)
         self.loss_kind = loss
+        if not hasattr(self, "focal_options"):
+            self.focal_options = None  # torchvision's focal loss until fuse_focal_loss
 
     def extra_repr(self) -> str:
         return f"loss={self.loss_kind!r}" + "".join(f", {k}={v!r}" for k, v in self.loss_options.items())
@@ -250,10 +256,14 @@ class FusedFCOSHead(_FusedHead, FCOSHead):
         num_foreground = foreground.sum().clamp(min=1)
         fg = foreground.to(cls_logits.dtype)
 
-        # One-hot at the foreground only, by scatter and a mask instead of boolean indexing.
-        gt_classes_targets = torch.zeros_like(cls_logits).scatter_(-1, gt_classes.unsqueeze(-1), 1.0)
-        gt_classes_targets = gt_classes_targets * fg.unsqueeze(-1)
-        loss_cls = sigmoid_focal_loss(cls_logits, gt_classes_targets, reduction="sum")
+        if self.focal_options is not None:  # fuse_focal_loss: class indices, background = C
+            labels = torch.where(foreground, gt_classes, cls_logits.shape[-1])
+            loss_cls = fused_sigmoid_focal_loss(cls_logits, labels, reduction="sum", **self.focal_options)
+        else:
+            # One-hot at the foreground only, by scatter and a mask instead of boolean indexing.
+            gt_classes_targets = torch.zeros_like(cls_logits).scatter_(-1, gt_classes.unsqueeze(-1), 1.0)
+            gt_classes_targets = gt_classes_targets * fg.unsqueeze(-1)
+            loss_cls = sigmoid_focal_loss(cls_logits, gt_classes_targets, reduction="sum")
 
         pred_boxes = self.box_coder.decode(bbox_regression, anchors)
         dtype = _common_dtype(pred_boxes, gt_boxes)
@@ -293,6 +303,58 @@ class FusedFCOSHead(_FusedHead, FCOSHead):
         }
 
 
+# --------------------------------------------------------------------------- focal loss
+
+
+def _focal_options(alpha: float, gamma: float) -> dict:
+    if not (isinstance(alpha, (int, float)) and alpha <= 1):
+        raise ValueError(f"alpha: expected a number <= 1 (negative: no weighting), got {alpha!r}")
+    if not (isinstance(gamma, (int, float)) and 0 <= gamma < float("inf")):
+        raise ValueError(f"gamma: expected a finite number >= 0, got {gamma!r}")
+    return {"alpha": float(alpha), "gamma": float(gamma)}
+
+
+class FusedRetinaNetClassificationHead(RetinaNetClassificationHead):
+    """RetinaNet's classification head with its loss computed by :func:`alwa_ext.sigmoid_focal_loss`.
+
+    Same layers, parameter names and forward as ``RetinaNetClassificationHead``;
+    ``compute_loss`` returns torchvision's value (each image's focal loss over its anchors that
+    are not between the IoU thresholds, over its foreground count, averaged over images) in one
+    call on class indices, with no one-hot tensor, no per-image loop and no host sync (torchvision
+    divides by ``max(1, count)``, a Python max over a tensor).
+    """
+
+    @classmethod
+    def from_head(cls, head, *, alpha: float = 0.25, gamma: float = 2.0):
+        if not isinstance(head, RetinaNetClassificationHead):
+            raise TypeError(f"head: expected a torchvision RetinaNetClassificationHead, got {type(head).__name__}")
+        fused = _share_state(cls, head)
+        fused.focal_options = _focal_options(alpha, gamma)
+        return fused
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.focal_options.items())
+
+    def compute_loss(self, targets, head_outputs, matched_idxs) -> Tensor:
+        # type: (list[dict[str, Tensor]], dict[str, Tensor], list[Tensor]) -> Tensor
+        cls_logits = head_outputs["cls_logits"]  # (N, A, C)
+        num_classes = cls_logits.shape[-1]
+        matched = torch.stack(matched_idxs)  # (N, A); >= 0 foreground, -1 background, -2 between
+        foreground = matched >= 0
+        labels = []
+        for targets_per_image, matched_per_image in zip(targets, matched):
+            if targets_per_image["labels"].shape[0] == 0:
+                labels.append(torch.full_like(matched_per_image, num_classes))
+            else:
+                gt = targets_per_image["labels"][matched_per_image.clamp(min=0)]
+                labels.append(torch.where(matched_per_image >= 0, gt, num_classes))
+        labels = torch.stack(labels)
+        valid = matched != self.BETWEEN_THRESHOLDS
+        counts = foreground.sum(dim=1, keepdim=True).clamp(min=1)
+        weight = valid.to(cls_logits.dtype) / counts.to(cls_logits.dtype) / max(1, len(targets))
+        return fused_sigmoid_focal_loss(cls_logits, labels, weight=weight, reduction="sum", **self.focal_options)
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -317,6 +379,30 @@ def fuse_box_loss(model: nn.Module, loss: str = "giou", **loss_options) -> nn.Mo
         model.head.regression_head = FusedRetinaNetRegressionHead.from_head(model.head.regression_head, loss, **loss_options)
     elif isinstance(model, FCOS):
         model.head = FusedFCOSHead.from_head(model.head, loss, **loss_options)
+    else:
+        raise TypeError(f"model: expected a torchvision RetinaNet or FCOS, got {type(model).__name__}")
+    return model
+
+
+def fuse_focal_loss(model: nn.Module, *, alpha: float = 0.25, gamma: float = 2.0) -> nn.Module:
+    """Makes a torchvision ``RetinaNet`` or ``FCOS`` compute its classification loss with
+    :func:`alwa_ext.sigmoid_focal_loss` (class indices, one fused call per batch).
+
+    RetinaNet: its classification head is replaced by :class:`FusedRetinaNetClassificationHead`
+    holding the same parameters under the same names (state dicts load both ways). FCOS: its
+    head becomes a :class:`FusedFCOSHead` (as :func:`fuse_box_loss` makes it, GIoU unless it was
+    fused already) that computes the focal loss fused. With alpha 0.25 and gamma 2 (torchvision's
+    values) the loss dict equals torchvision's. Combine with :func:`fuse_box_loss` for the whole
+    loss stage; the order does not matter.
+    """
+    options = _focal_options(alpha, gamma)
+    if isinstance(model, RetinaNet):
+        head = model.head.classification_head
+        model.head.classification_head = FusedRetinaNetClassificationHead.from_head(head, **options)
+    elif isinstance(model, FCOS):
+        if not isinstance(model.head, FusedFCOSHead):
+            model.head = FusedFCOSHead.from_head(model.head, "giou")
+        model.head.focal_options = options
     else:
         raise TypeError(f"model: expected a torchvision RetinaNet or FCOS, got {type(model).__name__}")
     return model

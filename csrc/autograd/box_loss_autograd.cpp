@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "alwa/kinds.h"
+#include "autograd/no_double_backward.h"
 #include "box_loss_plan.h"
 
 namespace alwa {
@@ -118,41 +119,6 @@ std::tuple<at::Tensor, at::Tensor> call_box_loss_backward(
   return op.call(grad_loss, pred, target, weight, avg_factor, anchors, *o.loss, *o.reduction,
                  *o.box_format, o.eps, o.beta, o.alpha, o.focal_gamma, o.delta_means,
                  o.delta_stds, o.wh_ratio_clip, grad_pred, grad_target);
-}
-
-std::optional<at::Tensor> optional_of(const at::Tensor& t) {
-  return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
-}
-
-// ----------------------------------------------------------------------------- double backward
-
-// Passes a computed gradient through and refuses to be differentiated: with create_graph=True
-// the first-order gradients are returned as usual, and a gradient of them raises.
-class NoDoubleBackward : public torch::autograd::Function<NoDoubleBackward> {
- public:
-  // `first` and `second` (the op's inputs) are there so that the output depends on them in the
-  // graph: differentiating the gradient then reaches backward (and raises) instead of finding
-  // nothing to differentiate and returning zeros.
-  static variable_list forward(AutogradContext* ctx, const at::Tensor& grad,
-                               const std::string& op_name, const at::Tensor& first,
-                               const at::Tensor& second) {
-    ctx->saved_data["op"] = op_name;
-    return {grad.clone()};
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list) {
-    TORCH_CHECK(false, ctx->saved_data["op"].toStringRef(),
-                ": double backward (a gradient of its gradient, create_graph=True) is not "
-                "supported");
-  }
-};
-
-variable_list guard_double_backward(variable_list grads, const char* op_name,
-                                    const at::Tensor& first, const at::Tensor& second) {
-  if (!at::GradMode::is_enabled()) return grads;  // create_graph=False: nothing to guard
-  for (auto& g : grads) {
-    if (g.defined()) g = NoDoubleBackward::apply(g, std::string(op_name), first, second)[0];
-  }
-  return grads;
 }
 
 // ----------------------------------------------------------------------------- box_loss

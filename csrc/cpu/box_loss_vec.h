@@ -3,7 +3,7 @@
 // A vector path computes a range of boxes of a float32 box_loss call, W boxes at a time
 // (W = 8 with AVX2, 16 with AVX-512), with the formulas of alwa/box_math.h instantiated on a
 // SIMD type. Each ISA lives in its own translation unit, compiled for that ISA only
-// (box_loss_vec_avx2.cpp, box_loss_vec_avx512.cpp); cpu_isa.cpp picks one at run time.
+// (vec_avx2.cpp, vec_avx512.cpp); cpu_isa.cpp picks one at run time.
 #pragma once
 
 #include <stdint.h>

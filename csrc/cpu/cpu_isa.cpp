@@ -137,6 +137,15 @@ BoxLossVecFn box_loss_vec_fn(LossKind kind, const BoxLossArgs<float, float>& arg
   return nullptr;
 }
 
+FocalLossVecFn focal_loss_vec_fn(const FocalLossArgs<float, float>& args, bool grad, bool gamma_two) {
+  switch (active_isa()) {
+    case Isa::Scalar: return nullptr;
+    case Isa::Avx2: return focal_loss_vec_avx2(args, grad, gamma_two);
+    case Isa::Avx512: return focal_loss_vec_avx512(args, grad, gamma_two);
+  }
+  return nullptr;
+}
+
 }  // namespace cpu
 }  // namespace alwa
 

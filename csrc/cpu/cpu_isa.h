@@ -8,6 +8,7 @@
 
 #include "alwa/box_math.h"
 #include "cpu/box_loss_vec.h"
+#include "cpu/focal_loss_vec.h"
 
 namespace alwa {
 namespace cpu {
@@ -22,6 +23,8 @@ Isa active_isa();
 
 // The vector kernel of the active path for a float32 call, or nullptr for the scalar loop.
 BoxLossVecFn box_loss_vec_fn(LossKind kind, const BoxLossArgs<float, float>& args, bool grad);
+// The same for sigmoid_focal_loss.
+FocalLossVecFn focal_loss_vec_fn(const FocalLossArgs<float, float>& args, bool grad, bool gamma_two);
 
 }  // namespace cpu
 }  // namespace alwa

@@ -1,8 +1,6 @@
 """Classification losses and the regression-loss dispatch shared by both detectors."""
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 import alwa_ext
@@ -11,19 +9,14 @@ from alwa_ext.kinds import LOSS_KINDS
 from .box_coder import DeltaBoxCoder
 
 
-def sigmoid_focal_loss_sum(logits: Tensor, targets: Tensor, weight: Tensor, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
-    """Summed focal loss of ``logits`` against 0/1 ``targets`` (same shape), ``weight`` broadcast per box.
+def classification_loss(logits: Tensor, labels: Tensor, weight: Tensor, avg_factor: Tensor) -> Tensor:
+    """Sigmoid focal loss (alpha 0.25, gamma 2) of ``logits`` (..., C) against class indices
+    ``labels`` (C: background), ``weight`` per anchor (0: ignored), averaged over ``avg_factor``.
 
-    Computed in float32 even under autocast: (1 - p_t)^gamma underflows in half precision.
+    One fused ``alwa_ext.sigmoid_focal_loss`` call: no one-hot tensor, the gradient computed with
+    the loss; half-precision logits (under autocast) are computed in float32 by the kernel.
     """
-    logits = logits.float()
-    targets = targets.float()
-    prob = logits.sigmoid()
-    cross_entropy = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-    prob_true = prob * targets + (1 - prob) * (1 - targets)
-    alpha_true = alpha * targets + (1 - alpha) * (1 - targets)
-    loss = alpha_true * (1 - prob_true).pow(gamma) * cross_entropy
-    return (loss * weight.float()[..., None]).sum()
+    return alwa_ext.sigmoid_focal_loss(logits, labels, weight=weight, avg_factor=avg_factor)
 
 
 def regression_loss(

@@ -6,12 +6,11 @@ import math
 from typing import Dict, List, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .box_coder import DeltaBoxCoder
 from .detector_base import DetectorBase, Detections, InferenceSettings, flatten_levels, select_detections
-from .losses import regression_loss, sigmoid_focal_loss_sum
+from .losses import classification_loss, regression_loss
 from .matcher import IoUMatcher, batched_iou, gather_gt
 
 # Initial foreground probability of the classifier: keeps the many background anchors from
@@ -85,13 +84,13 @@ class RetinaNet(DetectorBase):
 
         with torch.no_grad():
             match = self.matcher(batched_iou(gt_boxes, anchors), gt_valid)
-            labels = gather_gt(gt_labels, match.gt_index)
-            targets = F.one_hot(labels, self.num_classes) * match.positive[..., None]
+            # Class indices, the background (negatives and ignored anchors) as num_classes.
+            labels = torch.where(match.positive, gather_gt(gt_labels, match.gt_index), self.num_classes)
             target_boxes = gather_gt(gt_boxes, match.gt_index)
             # Kept on the device and clamped, so an image without objects neither syncs nor divides by 0.
             num_positive = match.positive.sum().float().clamp(min=1.0)
         cls_weight = (match.positive | match.negative).float()
-        loss_cls = sigmoid_focal_loss_sum(cls_logits, targets, cls_weight) / num_positive
+        loss_cls = classification_loss(cls_logits, labels, cls_weight, num_positive)
         loss_reg = regression_loss(
             self.regression_loss_kind,
             self.coder,

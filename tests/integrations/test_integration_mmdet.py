@@ -36,6 +36,7 @@ LOSS_NAMES = {
     "AlwaSIoULoss": alwa_ext.nn.SIoULoss,
     "AlwaL1Loss": alwa_ext.nn.L1Loss,
     "AlwaSmoothL1Loss": alwa_ext.nn.SmoothL1Loss,
+    "AlwaSigmoidFocalLoss": alwa_ext.nn.SigmoidFocalLoss,
 }
 
 

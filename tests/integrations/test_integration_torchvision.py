@@ -13,14 +13,16 @@ from torch import nn  # noqa: E402
 from torchvision.models.detection import FCOS, RetinaNet  # noqa: E402
 from torchvision.models.detection.anchor_utils import AnchorGenerator  # noqa: E402
 from torchvision.models.detection.fcos import FCOSHead  # noqa: E402
-from torchvision.models.detection.retinanet import RetinaNetRegressionHead  # noqa: E402
+from torchvision.models.detection.retinanet import RetinaNetClassificationHead, RetinaNetRegressionHead  # noqa: E402
 
 import alwa_ext  # noqa: E402
 from alwa_ext import reference  # noqa: E402
 from alwa_ext.integrations.torchvision import (  # noqa: E402
     FusedFCOSHead,
+    FusedRetinaNetClassificationHead,
     FusedRetinaNetRegressionHead,
     fuse_box_loss,
+    fuse_focal_loss,
     weight_losses,
 )
 from integration_helpers import alwa2_lambda, no_host_transfers, single_thread, to_meta  # noqa: E402,F401
@@ -174,6 +176,94 @@ def test_retinanet_model_loss_dict_and_head_gradients_equal_torchvision(kind):
     assert any(g.abs().sum() > 0 for g in expected_grads)
     for a, e in zip(actual_grads, expected_grads):
         torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- fused focal loss
+
+
+def test_retinanet_classification_head_loss_and_gradient_equal_torchvision():
+    # head_inputs has an image without gt and anchors between the thresholds (-2, ignored).
+    targets, anchors, matched, g = head_inputs(seed=5)
+    head = RetinaNetClassificationHead(8, 9, num_classes=3)
+    logits = torch.randn(3, 60, 3, generator=g, dtype=torch.float64) * 3
+    theirs = logits.clone().requires_grad_()
+    expected = head.compute_loss(targets, {"cls_logits": theirs}, matched)
+    expected.backward()
+    ours = logits.clone().requires_grad_()
+    fused = FusedRetinaNetClassificationHead.from_head(head)
+    actual = fused.compute_loss(targets, {"cls_logits": ours}, matched)
+    actual.backward()
+    torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-12, atol=1e-14)
+    assert (theirs.grad[matched_stack(matched) == -2] == 0).all() and expected > 0
+
+
+def matched_stack(matched):
+    return torch.stack(matched)
+
+
+def test_retinanet_with_both_losses_fused_equals_torchvision():
+    theirs = tiny_retinanet()
+    theirs.head.regression_head._loss_type = "giou"
+    ours = fuse_focal_loss(fuse_box_loss(copy.deepcopy(theirs), "giou"))
+    assert isinstance(ours.head.classification_head, FusedRetinaNetClassificationHead)
+    images, targets = images_and_targets()
+    expected, expected_grads = loss_and_grads(theirs, images, targets, list(theirs.head.parameters()))
+    actual, actual_grads = loss_and_grads(ours, images, targets, list(ours.head.parameters()))
+    assert list(actual) == list(expected)
+    for key in expected:
+        torch.testing.assert_close(actual[key], expected[key], **FLOAT32)
+    for a, e in zip(actual_grads, expected_grads):
+        torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-6)
+    # State dicts load both ways; the parameters are the same objects as before the swap.
+    theirs.load_state_dict(ours.state_dict())
+    ours.load_state_dict(theirs.state_dict())
+    model = tiny_retinanet()
+    before = list(model.head.classification_head.parameters())
+    fuse_focal_loss(model)
+    assert all(a is b for a, b in zip(model.head.classification_head.parameters(), before))
+
+
+def test_fcos_with_the_fused_focal_loss_equals_torchvision():
+    targets, anchors, matched, outputs = fcos_inputs()
+    head = FCOSHead(32, 1, 4, num_convs=1)
+    theirs = {k: v.clone().requires_grad_() for k, v in outputs.items()}
+    expected = head.compute_loss(targets, theirs, anchors, matched)
+    sum(expected.values()).backward()
+    model = tiny_fcos()
+    model.head = head
+    fuse_focal_loss(model)
+    assert isinstance(model.head, FusedFCOSHead) and model.head.focal_options == {"alpha": 0.25, "gamma": 2.0}
+    ours = {k: v.clone().requires_grad_() for k, v in outputs.items()}
+    actual = model.head.compute_loss(targets, ours, anchors, matched)
+    sum(actual.values()).backward()
+    for key in expected:
+        torch.testing.assert_close(actual[key], expected[key], **FLOAT32)
+    for key in outputs:
+        torch.testing.assert_close(ours[key].grad, theirs[key].grad, **FLOAT32)
+
+
+def test_fuse_focal_loss_rejects_bad_arguments():
+    with pytest.raises(TypeError, match="model: expected a torchvision RetinaNet or FCOS"):
+        fuse_focal_loss(nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="alpha"):
+        fuse_focal_loss(tiny_retinanet(), alpha=2.0)
+    with pytest.raises(ValueError, match="gamma"):
+        fuse_focal_loss(tiny_retinanet(), gamma=-1.0)
+
+
+def test_fused_focal_loss_reads_nothing_back_from_the_device():
+    targets, anchors, matched, g = head_inputs()
+    logits = torch.randn(3, 60, 3, generator=g).requires_grad_()
+    targets, matched, outputs = to_meta((targets, matched, {"cls_logits": logits}))
+    head = RetinaNetClassificationHead(8, 9, num_classes=3)
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        head.compute_loss(targets, outputs, matched)  # boolean indexing and max(1, count): the control
+    fused = FusedRetinaNetClassificationHead.from_head(head)
+    with no_host_transfers():
+        loss = fused.compute_loss(targets, outputs, matched)
+        loss.backward()
+    assert loss.device.type == "meta" and loss.shape == ()
 
 
 # --------------------------------------------------------------------------- FCOS parity

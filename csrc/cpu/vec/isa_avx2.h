@@ -1,5 +1,5 @@
 // The AVX2 + FMA intrinsics behind simd.h's Vec<Avx2>: 8 floats a register. Include only from
-// a translation unit compiled for AVX2 + FMA (box_loss_vec_avx2.cpp).
+// a translation unit compiled for AVX2 + FMA (vec_avx2.cpp).
 #pragma once
 
 #include <immintrin.h>
@@ -36,6 +36,17 @@ struct Avx2 {
   static Reg bits_of(int bits) { return _mm256_castsi256_ps(_mm256_set1_epi32(bits)); }
   static MaskReg signbit(Reg a) {
     return _mm256_castsi256_ps(_mm256_srai_epi32(_mm256_castps_si256(a), 31));
+  }
+  // The nearest integer (ties to even); 2^n for an integral n in [-126, 127]; the unbiased
+  // exponent of a positive normal x (exp_log.h).
+  static Reg round(Reg x) { return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static Reg pow2(Reg n) {
+    const __m256i biased = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(biased, 23));
+  }
+  static Reg exponent(Reg x) {
+    const __m256i biased = _mm256_srli_epi32(_mm256_castps_si256(x), 23);
+    return _mm256_cvtepi32_ps(_mm256_sub_epi32(biased, _mm256_set1_epi32(127)));
   }
 
   // Boxes i..i+7 of an (N, 4) array as four registers of coordinates (lane j = box i + j), and

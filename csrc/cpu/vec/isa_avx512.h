@@ -1,5 +1,5 @@
 // The AVX-512 (F, DQ, VL, BW) intrinsics behind simd.h's Vec<Avx512>: 16 floats a register.
-// Include only from a translation unit compiled for that ISA (box_loss_vec_avx512.cpp).
+// Include only from a translation unit compiled for that ISA (vec_avx512.cpp).
 #pragma once
 
 #include <immintrin.h>
@@ -35,6 +35,17 @@ struct Avx512 {
   static Reg bits_of(int bits) { return _mm512_castsi512_ps(_mm512_set1_epi32(bits)); }
   static MaskReg signbit(Reg a) {
     return _mm512_test_epi32_mask(_mm512_castps_si512(a), _mm512_set1_epi32(INT32_MIN));
+  }
+  // The nearest integer (ties to even); 2^n for an integral n in [-126, 127]; the unbiased
+  // exponent of a positive normal x (exp_log.h).
+  static Reg round(Reg x) { return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static Reg pow2(Reg n) {
+    const __m512i biased = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(biased, 23));
+  }
+  static Reg exponent(Reg x) {
+    const __m512i biased = _mm512_srli_epi32(_mm512_castps_si512(x), 23);
+    return _mm512_cvtepi32_ps(_mm512_sub_epi32(biased, _mm512_set1_epi32(127)));
   }
 
   // Boxes i..i+15 of an (N, 4) array as four registers of coordinates (lane j = box i + j),

@@ -127,22 +127,5 @@ struct DoubleSum {
   }
 };
 
-// f applied lane by lane (a scalar fallback for primitives without a vector version).
-template <class Isa>
-inline Vec<Isa> lanewise(Vec<Isa> x, Vec<Isa> y, float (*f)(float, float)) {
-  alignas(64) float xs[Isa::kWidth], ys[Isa::kWidth];
-  x.store(xs);
-  y.store(ys);
-  for (int j = 0; j < Isa::kWidth; ++j) xs[j] = f(xs[j], ys[j]);
-  return Vec<Isa>::load(xs);
-}
-
-// x^a lane by lane with libm: only for code the math header instantiates but that the vector
-// path never runs (Alpha-IoU powers are refused in box_loss_vec_kernel).
-template <class Isa>
-inline Vec<Isa> pow_(Vec<Isa> x, Vec<Isa> a) {
-  return lanewise(x, a, powf);
-}
-
 }  // namespace vec
 }  // namespace alwa

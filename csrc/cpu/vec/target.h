@@ -1,4 +1,4 @@
-// What a vector translation unit (box_loss_vec_avx2.cpp, box_loss_vec_avx512.cpp) needs before
+// What a vector translation unit (vec_avx2.cpp, vec_avx512.cpp) needs before
 // it switches its target ISA: the standard and intrinsics headers (included here, before the
 // switch, so none of their code is compiled for the wider ISA) and the switch itself.
 #pragma once

@@ -1,0 +1,98 @@
+// CPU kernel of sigmoid_focal_loss: one pass over the logits computes the loss, applies the
+// weight, reduces and (when asked) writes the gradient. The math is alwa/focal_loss.h; float32
+// goes through the SIMD path of this CPU where it has one.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
+#include "cpu/cpu_isa.h"
+#include "focal_loss_plan.h"
+
+namespace alwa {
+namespace {
+
+// The sum is taken over fixed blocks of elements (a multiple of every SIMD width), then over
+// the blocks in order, so its value does not depend on the number of threads.
+constexpr int64_t kElementsPerBlock = 16384;
+
+// Labels are read here, on the host: a CPU call can refuse one out of range (the CUDA kernel,
+// which must not synchronise, asserts on the device instead).
+void check_labels(const FocalLossPlan& plan) {
+  const int64_t* labels = plan.labels.const_data_ptr<int64_t>();
+  for (int64_t row = 0; row < plan.num_rows; ++row) {
+    TORCH_CHECK_VALUE(focal_label_valid(labels[row], plan.num_classes),
+                      "targets: class indices must be in [0, ", plan.num_classes, "] (",
+                      plan.num_classes, ": background), got ", labels[row], " at index ", row);
+  }
+}
+
+template <typename scalar_t, bool kGrad, bool kGammaTwo>
+void focal_loss_cpu_typed(FocalLossPlan& plan) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const auto args = make_focal_loss_args<scalar_t, acc_t>(plan);
+  const int64_t num_elements = plan.num_rows * plan.num_classes;
+  const acc_t grad_scale = focal_reduction_scale(args);
+  cpu::FocalLossVecFn vec_fn = nullptr;
+  if constexpr (std::is_same_v<scalar_t, float>) vec_fn = cpu::focal_loss_vec_fn(args, kGrad, kGammaTwo);
+  const int64_t num_blocks = (num_elements + kElementsPerBlock - 1) / kElementsPerBlock;
+  const bool reduce = plan.reduction != Reduction::None;
+  std::vector<double> block_sums(reduce ? num_blocks : 0, 0.0);
+  const int64_t grain_blocks = std::max<int64_t>(1, at::internal::GRAIN_SIZE / kElementsPerBlock);
+  at::parallel_for(0, num_blocks, grain_blocks, [&](int64_t first_block, int64_t last_block) {
+    for (int64_t block = first_block; block < last_block; ++block) {
+      const int64_t begin = block * kElementsPerBlock;
+      const int64_t end = std::min(num_elements, begin + kElementsPerBlock);
+      double block_sum = 0.0;
+      if (vec_fn != nullptr) {
+        if constexpr (std::is_same_v<scalar_t, float>) block_sum = vec_fn(args, begin, end, grad_scale);
+      } else {
+        int64_t row = begin / plan.num_classes, col = begin % plan.num_classes;
+        for (int64_t i = begin; i < end; ++i) {
+          block_sum += static_cast<double>(
+              focal_loss_element<kGrad, kGammaTwo>(args, row, col, grad_scale));
+          if (++col == plan.num_classes) {
+            col = 0;
+            ++row;
+          }
+        }
+      }
+      if (reduce) block_sums[block] = block_sum;
+    }
+  });
+  if (reduce) {
+    double total = 0.0;
+    for (double s : block_sums) total += s;
+    double scale = plan.scale;
+    if (args.avg_factor != nullptr) scale /= *args.avg_factor + kAvgFactorEps;
+    plan.loss.mutable_data_ptr<scalar_t>()[0] = static_cast<scalar_t>(total * scale);
+  }
+}
+
+void run_focal_loss_cpu(FocalLossPlan& plan) {
+  if (plan.hard_targets) check_labels(plan);
+  if (plan.num_rows * plan.num_classes == 0) {
+    if (plan.reduction != Reduction::None) plan.loss.zero_();
+    return;
+  }
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, plan.logits.scalar_type(), "sigmoid_focal_loss_cpu", [&] {
+    dispatch_focal_gamma(plan.gamma, [&](auto gamma_two) {
+      constexpr bool kGammaTwo = decltype(gamma_two)::value;
+      if (plan.grad) {
+        focal_loss_cpu_typed<scalar_t, true, kGammaTwo>(plan);
+      } else {
+        focal_loss_cpu_typed<scalar_t, false, kGammaTwo>(plan);
+      }
+    });
+  });
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(alwa, CPU, m) { FocalLossOps<run_focal_loss_cpu, NoDeviceGuard>::register_in(m); }
+
+}  // namespace alwa

@@ -1,0 +1,105 @@
+// The vector sigmoid_focal_loss driver, written once over the SIMD vectors of simd.h: W =
+// V::kWidth elements at a time, the per-element math instantiated from alwa/focal_loss.h on
+// V = Vec<Isa>. It mirrors focal_loss_element (same weighting, outputs and gradient scaling),
+// which stays the definition. Included once per ISA translation unit, after its isa_*.h.
+#pragma once
+
+#include <stdint.h>
+
+#include "alwa/focal_loss.h"
+#include "cpu/focal_loss_vec.h"
+#include "cpu/vec/exp_log.h"
+#include "cpu/vec/simd.h"
+
+namespace alwa {
+namespace vec {
+
+alignas(64) constexpr float kLaneIndex[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+
+// Elements [begin, end) of the flat (rows, classes) logits. A group of W elements starting at
+// column `col` of row `row` spans that row and, where col + W > classes, the next one (the path
+// needs classes >= W, so never a third): lanes from `split` = classes - col on belong to row + 1.
+// The last n < W elements of the range go through focal_loss_element.
+template <bool kGrad, bool kGammaTwo, bool kHard, class V, class Sum>
+double focal_loss_range(const FocalLossArgs<float, float>& args, int64_t begin, int64_t end,
+                        float grad_scale) {
+  constexpr int W = V::kWidth;
+  const int64_t classes = args.num_classes;
+  const FocalParams<V> params{V(args.params.alpha_pos), V(args.params.alpha_neg), V(args.params.gamma)};
+  const V lane = V::load(kLaneIndex);
+  const bool per_row_weight = args.weight != nullptr && !args.weight_per_element;
+  int64_t row = begin / classes, col = begin % classes;
+  Sum sum;
+  int64_t i = begin;
+  for (; i + W <= end; i += W) {
+    const int64_t split = classes - col;
+    const bool two_rows = split < W;
+    const auto in_next_row = lane > V(static_cast<float>(split) - 0.5f);
+    const V x = V::load(args.logits + i);
+    V grad(0.0f), loss;
+    if constexpr (kHard) {
+      // The class of each lane against its row's label (exact in float: classes < 2^24).
+      const float label = static_cast<float>(args.labels[row]);
+      const float next_label = two_rows ? static_cast<float>(args.labels[row + 1]) : label;
+      const V cls = lane + V(static_cast<float>(col)) - select(in_next_row, V(static_cast<float>(classes)), V(0.0f));
+      const auto positive = cls == select(in_next_row, V(next_label), V(label));
+      loss = focal_loss_hard<kGrad, kGammaTwo>(x, positive, params, grad);
+    } else {
+      loss = focal_loss_soft<kGrad, kGammaTwo>(x, V::load(args.soft_targets + i), params, grad);
+    }
+    if (args.weight != nullptr) {
+      V w;
+      if (per_row_weight) {
+        const float next = two_rows ? args.weight[row + 1] : args.weight[row];
+        w = select(in_next_row, V(next), V(args.weight[row]));
+      } else {
+        w = V::load(args.weight + i);
+      }
+      loss = loss * w;
+      grad = grad * w;
+    }
+    if (args.loss != nullptr) loss.store(args.loss + i);
+    if constexpr (kGrad) (grad * V(grad_scale)).store(args.grad + i);
+    sum.add(loss);
+    col += W;
+    if (col >= classes) {
+      col -= classes;
+      ++row;
+    }
+  }
+  double tail = 0.0;
+  for (; i < end; ++i) {
+    tail += static_cast<double>(focal_loss_element<kGrad, kGammaTwo>(args, row, col, grad_scale));
+    if (++col == classes) {
+      col = 0;
+      ++row;
+    }
+  }
+  return sum.total() + tail;
+}
+
+// Vectorised: float32 calls with at least W classes (and fewer than 2^24, so class numbers are
+// exact floats); others return nullptr and run through the scalar loop.
+template <class Isa>
+cpu::FocalLossVecFn focal_loss_vec_kernel(const FocalLossArgs<float, float>& args, bool grad,
+                                          bool gamma_two) {
+  using V = Vec<Isa>;
+  using Sum = DoubleSum<Isa>;
+  if (args.num_classes < V::kWidth || args.num_classes >= (int64_t(1) << 24)) return nullptr;
+  const bool hard = args.labels != nullptr;
+#define ALWA_FOCAL_VEC(GRAD, TWO, HARD) \
+  if (grad == GRAD && gamma_two == TWO && hard == HARD) return &focal_loss_range<GRAD, TWO, HARD, V, Sum>;
+  ALWA_FOCAL_VEC(true, true, true)
+  ALWA_FOCAL_VEC(true, true, false)
+  ALWA_FOCAL_VEC(true, false, true)
+  ALWA_FOCAL_VEC(true, false, false)
+  ALWA_FOCAL_VEC(false, true, true)
+  ALWA_FOCAL_VEC(false, true, false)
+  ALWA_FOCAL_VEC(false, false, true)
+  ALWA_FOCAL_VEC(false, false, false)
+#undef ALWA_FOCAL_VEC
+  return nullptr;
+}
+
+}  // namespace vec
+}  // namespace alwa

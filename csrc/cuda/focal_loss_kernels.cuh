@@ -1,0 +1,67 @@
+// CUDA kernels of sigmoid_focal_loss, torch-free (.ci/nvcc_check.sh instantiates them with
+// nvcc alone); focal_loss_kernel.cu beside this file only allocates, picks the grid and
+// launches. The per-element math is alwa/focal_loss.h, the functions the CPU kernels call.
+// The reduction is box_loss's: per-block sums in a fixed order, no floating-point atomics.
+#pragma once
+
+#include "alwa/focal_loss.h"
+#include "cuda/box_loss_kernels.cuh"
+
+namespace alwa {
+namespace cuda {
+
+#if defined(__CUDACC__)
+
+// A label outside [0, num_classes] stops the kernel with a device-side assert (as torch's own
+// index checks do on CUDA): reading it on the host would synchronise every call.
+__device__ __forceinline__ void check_focal_label(int64_t label, int64_t num_classes) {
+#if defined(__CUDA_ARCH__)
+  if (!focal_label_valid(label, num_classes)) {
+    __assert_fail("sigmoid_focal_loss: targets: class index outside [0, num_classes]", __FILE__,
+                  __LINE__, __func__);
+  }
+#endif
+}
+
+// One pass over the elements: outputs written by focal_loss_element; for "sum"/"mean" the
+// block's losses summed, written as the result (one block) or as its partial sum.
+template <bool kGrad, bool kGammaTwo, class scalar_t, class T>
+__global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm<T>)
+    focal_loss_kernel(const FocalLossArgs<scalar_t, T> args, int64_t num_elements,
+                      T* __restrict__ block_sums, scalar_t* __restrict__ reduced) {
+  const T scale = focal_reduction_scale(args);
+  const int64_t step = grid_stride_step(gridDim.x, blockDim.x);
+  T sum = T(0);
+  for (int64_t i = grid_stride_begin(blockIdx.x, blockDim.x, threadIdx.x); i < num_elements;
+       i += step) {
+    const int64_t row = i / args.num_classes, col = i - row * args.num_classes;
+    if (args.labels != nullptr) check_focal_label(args.labels[row], args.num_classes);
+    sum += focal_loss_element<kGrad, kGammaTwo>(args, row, col, scale);
+  }
+  if (block_sums == nullptr && reduced == nullptr) return;  // uniform over the grid
+  sum = block_sum(sum);
+  if (threadIdx.x == 0) {
+    if (reduced != nullptr) {
+      *reduced = static_cast<scalar_t>(sum * scale);
+    } else {
+      block_sums[blockIdx.x] = sum;
+    }
+  }
+}
+
+// One block: adds focal_loss_kernel's per-block sums in a fixed order, writes the result.
+template <class scalar_t, class T>
+__global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm<T>)
+    focal_loss_finish_kernel(const FocalLossArgs<scalar_t, T> args,
+                             const T* __restrict__ block_sums, int num_blocks,
+                             scalar_t* __restrict__ reduced) {
+  T sum = T(0);
+  for (int b = threadIdx.x; b < num_blocks; b += blockDim.x) sum += block_sums[b];
+  sum = block_sum(sum);
+  if (threadIdx.x == 0) *reduced = static_cast<scalar_t>(sum * focal_reduction_scale(args));
+}
+
+#endif  // __CUDACC__
+
+}  // namespace cuda
+}  // namespace alwa
