@@ -48,7 +48,7 @@ ALWA_HD_INLINE LogisticParts<T> logistic_parts(T x) {
   using namespace math;
   const T e = exp_(-abs_(x));
   const T u = T(1) + e;
-  const T r = T(1) / u;
+  const T r = reciprocal_(u);
   return LogisticParts<T>{e, r, log1p_given_sum(e, u, r)};
 }
 

@@ -32,6 +32,9 @@ ALWA_HD_INLINE float log_(float x) { return ::logf(x); }
 ALWA_HD_INLINE double log_(double x) { return ::log(x); }
 ALWA_HD_INLINE float log1p_(float x) { return ::log1pf(x); }
 ALWA_HD_INLINE double log1p_(double x) { return ::log1p(x); }
+// 1 / x (the SIMD version trades the division for an estimate and a Newton step).
+ALWA_HD_INLINE float reciprocal_(float x) { return 1.0f / x; }
+ALWA_HD_INLINE double reciprocal_(double x) { return 1.0 / x; }
 // log1p(x) given u = 1 + x and r = 1 / u (the SIMD version uses them; libm needs neither).
 ALWA_HD_INLINE float log1p_given_sum(float x, float, float) { return ::log1pf(x); }
 ALWA_HD_INLINE double log1p_given_sum(double x, double, double) { return ::log1p(x); }
