@@ -81,6 +81,35 @@ void check_positive(double value, const char* name) {
                     value);
 }
 
+}  // namespace
+
+at::Tensor plan_weight(const at::Tensor& weight, const at::Tensor& ref, const char* ref_name,
+                       const char* row_word, const char* element_word, bool& per_element) {
+  TORCH_CHECK_VALUE(weight.is_floating_point(), "weight: expected a floating-point tensor, got ",
+                    weight.scalar_type());
+  const auto row_shape = ref.sizes().slice(0, ref.dim() - 1);
+  per_element = weight.sizes() == ref.sizes();
+  TORCH_CHECK_VALUE(per_element || weight.sizes() == row_shape, "weight: expected shape ",
+                    shape_str(row_shape), " (per ", row_word, ") or ", shape_str(ref.sizes()),
+                    " (per ", element_word, "), got ", shape_str(weight.sizes()));
+  check_device(weight, "weight", ref, ref_name);
+  return weight.to(ref.scalar_type()).contiguous();
+}
+
+at::Tensor plan_avg_factor(const at::Tensor& avg_factor, Reduction reduction, const at::Tensor& ref,
+                           const char* ref_name) {
+  TORCH_CHECK_VALUE(reduction != Reduction::Sum, "avg_factor: cannot be used with reduction='sum'");
+  TORCH_CHECK_VALUE(avg_factor.dim() == 0, "avg_factor: expected a 0-dim tensor, got shape ",
+                    shape_str(avg_factor.sizes()));
+  TORCH_CHECK_VALUE(avg_factor.is_floating_point(),
+                    "avg_factor: expected a floating-point tensor, got ", avg_factor.scalar_type());
+  check_device(avg_factor, "avg_factor", ref, ref_name);
+  // "none" ignores avg_factor, as mmdet's weight_reduce_loss does.
+  return reduction == Reduction::Mean ? avg_factor.to(at::kDouble).contiguous() : at::Tensor();
+}
+
+namespace {
+
 // Everything but the outputs: what box_loss and box_loss_backward share.
 BoxLossPlan plan_inputs(ALWA_BOX_LOSS_PARAMS, bool grad_pred, bool grad_target) {
   BoxLossPlan plan;
@@ -142,33 +171,15 @@ BoxLossPlan plan_inputs(ALWA_BOX_LOSS_PARAMS, bool grad_pred, bool grad_target) 
                       "box_format='", box_format, "'");
   }
 
-  const auto box_shape = pred.sizes().slice(0, pred.dim() - 1);
   plan.weight_per_coord = false;
   if (weight.has_value()) {
-    const auto& w = *weight;
-    TORCH_CHECK_VALUE(w.is_floating_point(), "weight: expected a floating-point tensor, got ",
-                      w.scalar_type());
-    plan.weight_per_coord = w.sizes() == pred.sizes();
-    TORCH_CHECK_VALUE(plan.weight_per_coord || w.sizes() == box_shape, "weight: expected shape ",
-                      shape_str(box_shape), " (per box) or ", shape_str(pred.sizes()),
-                      " (per coordinate), got ", shape_str(w.sizes()));
-    check_device(w, "weight", pred, "pred");
-    plan.weight = w.to(pred.scalar_type()).contiguous();
+    plan.weight = plan_weight(*weight, pred, "pred", "box", "coordinate", plan.weight_per_coord);
   }
 
   const bool coordinate_wise = !is_iou_family(plan.kind);
   plan.scale = 1.0;
   if (avg_factor.has_value()) {
-    const auto& a = *avg_factor;
-    TORCH_CHECK_VALUE(plan.reduction != Reduction::Sum,
-                      "avg_factor: cannot be used with reduction='sum'");
-    TORCH_CHECK_VALUE(a.dim() == 0, "avg_factor: expected a 0-dim tensor, got shape ",
-                      shape_str(a.sizes()));
-    TORCH_CHECK_VALUE(a.is_floating_point(), "avg_factor: expected a floating-point tensor, got ",
-                      a.scalar_type());
-    check_device(a, "avg_factor", pred, "pred");
-    // "none" ignores avg_factor, as mmdet's weight_reduce_loss does.
-    if (plan.reduction == Reduction::Mean) plan.avg_factor = a.to(at::kDouble).contiguous();
+    plan.avg_factor = plan_avg_factor(*avg_factor, plan.reduction, pred, "pred");
   } else if (plan.reduction == Reduction::Mean && plan.num_boxes > 0) {
     plan.scale = 1.0 / static_cast<double>(coordinate_wise ? plan.num_boxes * 4 : plan.num_boxes);
   }

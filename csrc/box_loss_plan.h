@@ -28,6 +28,16 @@ BoxFormat parse_box_format(const std::string& name);
 // box_iou's formats: xyxy or cxcywh (deltas need anchors, which box_iou has not).
 BoxFormat parse_iou_box_format(const std::string& name);
 
+// A weight per row (ref's shape without its last dim: per box, per anchor) or per element
+// (ref's shape), checked (floating, one of the two shapes, ref's device; the messages name
+// `row_word` and `element_word`), returned in ref's dtype and contiguous; sets per_element.
+at::Tensor plan_weight(const at::Tensor& weight, const at::Tensor& ref, const char* ref_name,
+                       const char* row_word, const char* element_word, bool& per_element);
+// avg_factor: a floating 0-dim tensor on ref's device, an error with "sum"; returned as float64
+// for "mean", undefined for "none" (which ignores it).
+at::Tensor plan_avg_factor(const at::Tensor& avg_factor, Reduction reduction, const at::Tensor& ref,
+                           const char* ref_name);
+
 // box_loss's parameters in schema order, and the same names passing them on. Every form of
 // the op (box_loss, box_loss_with_grad, box_loss_backward), every backend and the autograd take
 // them: they are written once, here.

@@ -49,31 +49,12 @@ FocalLossPlan plan_focal_loss(ALWA_FOCAL_LOSS_PARAMS, bool grad) {
 
   plan.weight_per_element = false;
   if (weight.has_value()) {
-    const auto& w = *weight;
-    TORCH_CHECK_VALUE(w.is_floating_point(), "weight: expected a floating-point tensor, got ",
-                      w.scalar_type());
-    plan.weight_per_element = w.sizes() == logits.sizes();
-    TORCH_CHECK_VALUE(plan.weight_per_element || w.sizes() == row_shape, "weight: expected shape ",
-                      shape_str(row_shape), " (per anchor) or ", shape_str(logits.sizes()),
-                      " (per element), got ", shape_str(w.sizes()));
-    TORCH_CHECK_VALUE(w.device() == logits.device(), "weight: expected the device of logits (",
-                      logits.device(), "), got ", w.device());
-    plan.weight = w.to(dtype).contiguous();
+    plan.weight = plan_weight(*weight, logits, "logits", "anchor", "element", plan.weight_per_element);
   }
 
   plan.scale = 1.0;
   if (avg_factor.has_value()) {
-    const auto& a = *avg_factor;
-    TORCH_CHECK_VALUE(plan.reduction != Reduction::Sum,
-                      "avg_factor: cannot be used with reduction='sum'");
-    TORCH_CHECK_VALUE(a.dim() == 0, "avg_factor: expected a 0-dim tensor, got shape ",
-                      shape_str(a.sizes()));
-    TORCH_CHECK_VALUE(a.is_floating_point(), "avg_factor: expected a floating-point tensor, got ",
-                      a.scalar_type());
-    TORCH_CHECK_VALUE(a.device() == logits.device(), "avg_factor: expected the device of logits (",
-                      logits.device(), "), got ", a.device());
-    // "none" ignores avg_factor, as mmdet's weight_reduce_loss does.
-    if (plan.reduction == Reduction::Mean) plan.avg_factor = a.to(at::kDouble).contiguous();
+    plan.avg_factor = plan_avg_factor(*avg_factor, plan.reduction, logits, "logits");
   } else if (plan.reduction == Reduction::Mean && logits.numel() > 0) {
     plan.scale = 1.0 / static_cast<double>(logits.numel());
   }

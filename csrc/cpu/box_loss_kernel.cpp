@@ -11,13 +11,13 @@
 #include <vector>
 
 #include "box_loss_plan.h"
+#include "cpu/block_sum.h"
 #include "cpu/cpu_isa.h"
 
 namespace alwa {
 namespace {
 
-// The sum is taken over fixed blocks of boxes, then over the blocks in order, so its value
-// does not depend on the number of threads.
+// The block of the deterministic sum (cpu/block_sum.h).
 constexpr int64_t kBoxesPerBlock = 2048;
 
 template <typename scalar_t, LossKind K, bool kGrad>
@@ -25,7 +25,6 @@ void box_loss_cpu_typed(const BoxLossPlan& plan) {
   using acc_t = at::opmath_type<scalar_t>;
   const auto args = make_box_loss_args<scalar_t, acc_t>(plan);
   const acc_t grad_scale = gradient_scale(args);
-  const int64_t num_blocks = (plan.num_boxes + kBoxesPerBlock - 1) / kBoxesPerBlock;
   // float32 goes through the SIMD path of this CPU where it vectorises the kind and format
   // (cpu_isa.h); other dtypes, kinds and formats, and ALWA_CPU_ISA=scalar, through the loop.
   cpu::BoxLossVecFn vec_fn = nullptr;
@@ -33,29 +32,15 @@ void box_loss_cpu_typed(const BoxLossPlan& plan) {
     vec_fn = cpu::box_loss_vec_fn(K, args, kGrad);
   }
   const bool reduce = plan.loss.defined() && plan.reduction != Reduction::None;
-  std::vector<double> block_sums(reduce ? num_blocks : 0, 0.0);
-  // A thread takes at least torch's grain of boxes: below it, waking threads costs more than
-  // the work (and on shared cores a late thread stalls the call). The blocks, and so the sum,
-  // stay the same whatever the grain and thread count.
-  const int64_t grain_blocks = std::max<int64_t>(1, at::internal::GRAIN_SIZE / kBoxesPerBlock);
-  at::parallel_for(0, num_blocks, grain_blocks, [&](int64_t first_block, int64_t last_block) {
-    for (int64_t block = first_block; block < last_block; ++block) {
-      const int64_t begin = block * kBoxesPerBlock;
-      const int64_t end = std::min(plan.num_boxes, begin + kBoxesPerBlock);
-      double block_sum = 0.0;
-      if (vec_fn != nullptr) {
-        if constexpr (std::is_same_v<scalar_t, float>) block_sum = vec_fn(args, begin, end, grad_scale);
-      } else {
-        for (int64_t i = begin; i < end; ++i) {
-          block_sum += static_cast<double>(box_loss_element<K, kGrad>(args, i, grad_scale));
-        }
-      }
-      if (reduce) block_sums[block] = block_sum;
+  const double total = cpu::block_sum(plan.num_boxes, kBoxesPerBlock, reduce, [&](int64_t begin, int64_t end) {
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      if (vec_fn != nullptr) return vec_fn(args, begin, end, grad_scale);
     }
+    double sum = 0.0;
+    for (int64_t i = begin; i < end; ++i) sum += static_cast<double>(box_loss_element<K, kGrad>(args, i, grad_scale));
+    return sum;
   });
   if (reduce) {
-    double total = 0.0;
-    for (double s : block_sums) total += s;
     double scale = plan.scale;
     if (args.avg_factor != nullptr) scale /= *args.avg_factor + kAvgFactorEps;
     // A reduced loss is never saturated: one beyond float16's range is inf, as torch's is.

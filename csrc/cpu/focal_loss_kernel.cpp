@@ -10,14 +10,14 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/block_sum.h"
 #include "cpu/cpu_isa.h"
 #include "focal_loss_plan.h"
 
 namespace alwa {
 namespace {
 
-// The sum is taken over fixed blocks of elements (a multiple of every SIMD width), then over
-// the blocks in order, so its value does not depend on the number of threads.
+// The block of the deterministic sum (cpu/block_sum.h): a multiple of every SIMD width.
 constexpr int64_t kElementsPerBlock = 16384;
 
 // Labels are read here, on the host: a CPU call can refuse one out of range (the CUDA kernel,
@@ -39,34 +39,23 @@ void focal_loss_cpu_typed(FocalLossPlan& plan) {
   const acc_t grad_scale = focal_reduction_scale(args);
   cpu::FocalLossVecFn vec_fn = nullptr;
   if constexpr (std::is_same_v<scalar_t, float>) vec_fn = cpu::focal_loss_vec_fn(args, kGrad, kGammaTwo);
-  const int64_t num_blocks = (num_elements + kElementsPerBlock - 1) / kElementsPerBlock;
   const bool reduce = plan.reduction != Reduction::None;
-  std::vector<double> block_sums(reduce ? num_blocks : 0, 0.0);
-  const int64_t grain_blocks = std::max<int64_t>(1, at::internal::GRAIN_SIZE / kElementsPerBlock);
-  at::parallel_for(0, num_blocks, grain_blocks, [&](int64_t first_block, int64_t last_block) {
-    for (int64_t block = first_block; block < last_block; ++block) {
-      const int64_t begin = block * kElementsPerBlock;
-      const int64_t end = std::min(num_elements, begin + kElementsPerBlock);
-      double block_sum = 0.0;
-      if (vec_fn != nullptr) {
-        if constexpr (std::is_same_v<scalar_t, float>) block_sum = vec_fn(args, begin, end, grad_scale);
-      } else {
-        int64_t row = begin / plan.num_classes, col = begin % plan.num_classes;
-        for (int64_t i = begin; i < end; ++i) {
-          block_sum += static_cast<double>(
-              focal_loss_element<kGrad, kGammaTwo>(args, row, col, grad_scale));
-          if (++col == plan.num_classes) {
-            col = 0;
-            ++row;
-          }
-        }
-      }
-      if (reduce) block_sums[block] = block_sum;
+  const double total = cpu::block_sum(num_elements, kElementsPerBlock, reduce, [&](int64_t begin, int64_t end) {
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      if (vec_fn != nullptr) return vec_fn(args, begin, end, grad_scale);
     }
+    double sum = 0.0;
+    int64_t row = begin / plan.num_classes, col = begin % plan.num_classes;
+    for (int64_t i = begin; i < end; ++i) {
+      sum += static_cast<double>(focal_loss_element<kGrad, kGammaTwo>(args, row, col, grad_scale));
+      if (++col == plan.num_classes) {
+        col = 0;
+        ++row;
+      }
+    }
+    return sum;
   });
   if (reduce) {
-    double total = 0.0;
-    for (double s : block_sums) total += s;
     double scale = plan.scale;
     if (args.avg_factor != nullptr) scale /= *args.avg_factor + kAvgFactorEps;
     plan.loss.mutable_data_ptr<scalar_t>()[0] = static_cast<scalar_t>(total * scale);
