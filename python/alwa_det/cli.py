@@ -19,7 +19,7 @@ from alwa_ext.kinds import ALWA_MODES, LOSS_KINDS
 from .backbone import BACKBONES
 from .config import DATASETS, DETECTORS, make_config
 from .errors import TrainingInterrupted
-from .weighting import ALWA_UPDATES, WEIGHTINGS
+from .weighting import ALWA_STATISTICS, ALWA_UPDATES, WEIGHTINGS
 
 # What the commands import beyond alwa_ext's own dependencies (torch, numpy), module -> package:
 # a plain `pip install alwa_ext` has none of them, `alwa_ext[harness]` brings them. --help needs none.
@@ -98,6 +98,8 @@ def _add_training_options(parser: argparse.ArgumentParser, with_weighting: bool)
     add("--reg-weight", dest="reg_weight", type=_number(minimum_exclusive=0), help="λreg")
     add("--interval", type=_positive_int, help="ALWA window in iterations")
     add("--alwa-update", dest="alwa_update", choices=ALWA_UPDATES, help="ALWA rule: paper (default) or stable")
+    add("--alwa-statistic", dest="alwa_statistic", choices=ALWA_STATISTICS,
+        help="ALWA's spread: raw (the paper's window std, default) or detrended (about the window's trend line)")
     add("--dataset", choices=DATASETS, help="dataset (default synthetic)")
     add("--data-root", dest="data_root", help="VOC year folder or COCO folder")
     add("--train-split", dest="train_split", help="training split name (VOC trainval, COCO train2017)")
@@ -254,12 +256,14 @@ def _run_cell(config, overwrite: bool) -> Dict[str, object]:
     run that continues the folder's interrupted one, or a new one (over another config's only with
     ``overwrite``)."""
     from . import train as training
-    from .config import resume_conflicts
+    from .config import resume_conflicts, with_defaults
     from .run_folder import RunFolder
 
     folder = RunFolder(config.out)
     metrics = training.readable_metrics(folder)
-    if metrics is not None and metrics.get("config") == json.loads(json.dumps(config.to_dict())):
+    as_json = lambda values: json.loads(json.dumps(values))  # noqa: E731
+    if metrics is not None and isinstance(metrics.get("config"), dict) and \
+            as_json(with_defaults(metrics["config"])) == as_json(config.to_dict()):
         return metrics
     if os.path.isfile(folder.checkpoint):
         saved = training.load_checkpoint(folder.checkpoint)

@@ -13,6 +13,8 @@ from alwa_ext.kinds import ALWA_MODES, ALWA_UPDATES  # noqa: F401  (ALWA_UPDATES
 
 # The harness's loss weighting: fixed weights, or ALWA in one of its modes (the same names).
 WEIGHTINGS = ("fixed",) + ALWA_MODES
+# The spread ALWA compares: the window's std (the paper's), or the std about its trend line.
+ALWA_STATISTICS = ("raw", "detrended")
 
 
 class FixedWeighting(nn.Module):
@@ -25,11 +27,16 @@ class FixedWeighting(nn.Module):
         return loss_cls * weights[0], loss_reg * weights[1]
 
 
-def make_weighting(kind: str, cls_weight: float, reg_weight: float, interval: int, update: str = "paper") -> nn.Module:
+def make_weighting(kind: str, cls_weight: float, reg_weight: float, interval: int, update: str = "paper",
+                   statistic: str = "raw") -> nn.Module:
     if kind not in WEIGHTINGS:
         raise ValueError(f"unknown weighting {kind!r}; choose one of {', '.join(WEIGHTINGS)}")
+    if statistic not in ALWA_STATISTICS:
+        raise ValueError(f"unknown ALWA statistic {statistic!r}; choose one of {', '.join(ALWA_STATISTICS)}")
     if kind == "fixed":
         return FixedWeighting(cls_weight, reg_weight)
+    if statistic == "detrended":
+        return DetrendedALWA(mode=kind, interval=interval, cls_weight=cls_weight, reg_weight=reg_weight, update=update)
     # "alwa1" / "alwa2" are ALWA's own mode names. Under torch.distributed it pools its windows
     # across ranks, so every rank keeps the same weights.
     return alwa_ext.ALWA(mode=kind, interval=interval, cls_weight=cls_weight, reg_weight=reg_weight, update=update)
