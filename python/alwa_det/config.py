@@ -20,6 +20,18 @@ from .weighting import ALWA_STATISTICS, ALWA_UPDATES, WEIGHTINGS
 DETECTORS = ("retinanet", "faster_rcnn")
 DATASETS = ("synthetic", "voc", "coco")
 
+# Where each dataset's preset departs from the paper's setting (ResNet-50 + FPN, 1333x800 images,
+# 12 epochs, ALWA with C = 100 in the paper and in its code); `alwa-train demo` prints them.
+PAPER_DEPARTURES = {
+    "synthetic": ("ALWA's window C = 50 iterations (the paper and its code: 100), so the short schedule has "
+                  "30 windows", "1500 iterations of batch 8 on 128-pixel synthetic shapes, a small 4-stage "
+                  "backbone trained from scratch (the paper: 12 epochs of VOC/COCO, an ImageNet ResNet-50)"),
+    "voc": ("20000 iterations, 512-pixel images, a small backbone trained from scratch unless --backbone "
+            "resnet50 (the paper: ImageNet ResNet-50, 1333x800 images)",),
+    "coco": ("20000 iterations, 512-pixel images, a small backbone trained from scratch unless --backbone "
+             "resnet50 (the paper: ImageNet ResNet-50, 1333x800 images, 12 epochs)",),
+}
+
 
 @dataclass
 class TrainConfig:
