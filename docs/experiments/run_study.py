@@ -49,9 +49,12 @@ PARTS = ("table2_retinanet", "table1", "table1_more", "detrended", "table3_faste
 # The order the cells are trained in (part, losses): what the issue asks first comes first, and
 # the CIoU cells (the demo's loss) before the others of a part, so a study cut short by its time
 # budget has whole cells of three seeds where it has any.
-STAGES = (("table2_retinanet", ("ciou", "l1")), ("table1", ("ciou",)), ("detrended", ("ciou", "l1")),
-          ("table1", ("l1",)), ("table2_retinanet", ("smooth_l1",)), ("table1_more", None), ("table3_faster_rcnn", None),
-          ("table7", None), ("longer", None), ("detrended", ("smooth_l1",)))
+STAGES = (("table2_retinanet", ("ciou",), None), ("table1", ("ciou",), None),
+          ("table2_retinanet", ("l1",), (("fixed", "paper"), ("alwa2", "paper"), ("alwa2", "stable"))),
+          ("detrended", ("ciou",), None), ("table2_retinanet", ("l1",), None), ("detrended", ("l1",), None),
+          ("table1", ("l1",), None), ("table2_retinanet", ("smooth_l1",), None), ("table1_more", None, None),
+          ("table3_faster_rcnn", None, None), ("table7", None, None), ("longer", None, None),
+          ("detrended", ("smooth_l1",), None))
 
 
 def cell(part: str, **values) -> Dict[str, object]:
@@ -106,9 +109,10 @@ def best_alwa(rows: List[dict]) -> Optional[dict]:
     return best
 
 
-def grid(parts: Iterable[str], rows: List[dict], losses: Optional[Sequence[str]] = None) -> List[dict]:
-    """The cells of ``parts`` (of ``losses`` only, when given), in order, without duplicates (a cell
-    shared by two parts runs once)."""
+def grid(parts: Iterable[str], rows: List[dict], losses: Optional[Sequence[str]] = None,
+         weightings: Optional[Sequence[tuple]] = None) -> List[dict]:
+    """The cells of ``parts`` (of ``losses`` and (weighting, rule) ``weightings`` only, when given), in
+    order, without duplicates (a cell shared by two parts runs once)."""
     cells: List[dict] = []
     for part in parts:
         if part == "table2_retinanet":
@@ -148,6 +152,8 @@ def grid(parts: Iterable[str], rows: List[dict], losses: Optional[Sequence[str]]
     for c in cells:
         if losses is not None and c["values"]["loss"] not in losses:
             continue
+        if weightings is not None and (c["values"]["weighting"], c["values"]["alwa_update"]) not in weightings:
+            continue
         name = cell_name(c["values"])
         if name in unique:
             unique[name]["parts"].append(c["part"])
@@ -186,7 +192,11 @@ def run_cell(name: str, values: Dict[str, object], runs: str) -> Dict[str, objec
     out = os.path.join(runs, name)
     config = make_config({**values, "out": out, "log_interval": 1, "checkpoint_interval": 100})
     started = time.time()
-    metrics = _run_cell(config, overwrite=False)
+    # A cell killed before its first checkpoint left a log and a config but nothing to continue:
+    # it starts again. Any other folder is continued, or refused if it holds another configuration.
+    nothing_to_continue = not os.path.isfile(os.path.join(out, "checkpoints", "last.pt")) and \
+        not os.path.isfile(os.path.join(out, "metrics.json"))
+    metrics = _run_cell(config, overwrite=nothing_to_continue)
     stamp = os.path.join(out, "study.json")
     if not os.path.isfile(stamp):  # which code trained it: written once, when the cell first finishes
         with open(stamp, "w") as handle:
@@ -198,11 +208,13 @@ def finished(runs: str, name: str) -> bool:
     return os.path.isfile(os.path.join(runs, name, "metrics.json")) and os.path.isfile(os.path.join(runs, name, "study.json"))
 
 
-def run_grid(cells: List[dict], runs: str, jobs: int) -> None:
+def run_grid(cells: List[dict], runs: str, jobs: int) -> set:
+    """Trains the unfinished ``cells``; returns the names of those that failed."""
     todo = [c for c in cells if not finished(runs, c["name"])]
     print(f"{len(cells)} cells, {len(cells) - len(todo)} finished, {len(todo)} to train ({jobs} at a time)", flush=True)
+    failed = set()
     if not todo:
-        return
+        return failed
     os.makedirs(runs, exist_ok=True)
     context = multiprocessing.get_context("spawn")
     with futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_quiet_worker,
@@ -215,7 +227,18 @@ def run_grid(cells: List[dict], runs: str, jobs: int) -> None:
                 print(f"[{done}/{len(todo)}] {c['name']}: map50 {result['map50']:.3f}, λcls {result['lambda_cls']:.3f}",
                       flush=True)
             except Exception as error:  # one failed cell is reported, the others still run
+                failed.add(c["name"])
                 print(f"[{done}/{len(todo)}] {c['name']}: FAILED {type(error).__name__}: {error}", flush=True)
+    return failed
+
+
+def _load_self():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_study_now", os.path.abspath(__file__))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -239,11 +262,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         args.results], check=False)
 
     if not args.report_only:
-        for part, losses in STAGES:  # stage by stage, so table7 can pick its cell from the main grid's results
-            if part not in parts:
-                continue
+        # Stage by stage, so table7 can pick its cell from the main grid's results. The stages are read
+        # again from this file before each one: a long study can be reordered without stopping it.
+        failed: set = set()  # cells that failed in this session are not tried again in it
+        while True:
+            stages = _load_self().STAGES
             rows = study_report.collect(args.runs, grid(PARTS, []))
-            run_grid(grid([part], rows, losses), args.runs, args.jobs)
+
+            def left(part, losses, weightings):
+                return [c for c in grid([part], rows, losses, weightings)
+                        if not finished(args.runs, c["name"]) and c["name"] not in failed]
+
+            todo = [stage for stage in stages if stage[0] in parts and left(*stage)]
+            if not todo:
+                break
+            part, losses, weightings = todo[0]
+            print(f"stage {part} {losses or 'all losses'} {weightings or 'all weightings'}", flush=True)
+            failed |= run_grid(left(*todo[0]), args.runs, args.jobs)
             report()
     report()
     return 0

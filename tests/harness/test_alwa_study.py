@@ -179,7 +179,8 @@ def test_the_study_grid_has_three_seeds_per_cell_and_one_name_per_config():
         groups.setdefault(key, set()).add(c["values"]["seed"])
     assert all(seeds == set(run_study.SEEDS) for seeds in groups.values()) and len(run_study.SEEDS) >= 3
     # Every stage's cells are cells of the study, and together they are all of them.
-    staged = {c["name"] for part, losses in run_study.STAGES for c in run_study.grid([part], [], losses)}
+    staged = {c["name"] for part, losses, weightings in run_study.STAGES
+              for c in run_study.grid([part], [], losses, weightings)}
     assert staged == set(names)
     for c in cells:  # each cell is a valid harness configuration
         make_config({**c["values"], "out": "unused"})
