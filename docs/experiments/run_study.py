@@ -51,9 +51,10 @@ PARTS = ("table2_retinanet", "table1", "table1_more", "detrended", "table3_faste
 # budget has whole cells of three seeds where it has any.
 STAGES = (("table2_retinanet", ("ciou",), None), ("table1", ("ciou",), None),
           ("table2_retinanet", ("l1",), (("fixed", "paper"), ("alwa2", "paper"), ("alwa2", "stable"))),
-          ("detrended", ("ciou",), None), ("table2_retinanet", ("l1",), None), ("detrended", ("l1",), None),
-          ("table1", ("l1",), None), ("table2_retinanet", ("smooth_l1",), None), ("table1_more", None, None),
-          ("table3_faster_rcnn", None, None), ("table7", None, None), ("longer", None, None),
+          ("detrended", ("ciou",), None), ("table2_retinanet", ("l1",), None),
+          ("longer", None, (("fixed", "paper"), ("alwa2", "paper"))), ("table7", None, None),
+          ("detrended", ("l1",), None), ("table1", ("l1",), None), ("table2_retinanet", ("smooth_l1",), None),
+          ("longer", None, None), ("table1_more", None, None), ("table3_faster_rcnn", None, None),
           ("detrended", ("smooth_l1",), None))
 
 
