@@ -272,6 +272,20 @@ def trend_analysis(runs: str, rows: List[dict]) -> List[str]:
             title = f"{TITLES[mode]} {rule}" + (" detrended" if detrend else "") + (
                 f", from window {first + 1} (after the warm-up)" if first else "")
             lines.append(f"| {LOSS_TITLES[loss]} | {title} | {t[0]:.2f} | {t[1]:.2f} | {t[2]:.2f} | {t[-1]:.2f} |")
+    intervals = sorted({50, *run_study.INTERVALS})
+    lines += ["", "ALWA_2 with the paper's rule replayed on the same streams for each window C (λcls after the "
+              "first window, and the last; median over runs): the first window's share of the warm-up changes with C.",
+              "", "| Loss | " + " | ".join(f"C = {c}" for c in intervals) + " |", "|---|" + "---|" * len(intervals)]
+    for loss in LOSSES_PRESENT(fixed):
+        cells = [LOSS_TITLES[loss]]
+        for interval in intervals:
+            trajectories = []
+            for r in select(fixed, loss=loss):
+                log = read_losses(runs, r["name"])
+                trajectories.append(replay(log["loss_cls"], log["loss_reg"], interval, "alwa2", "paper", False))
+            t = np.median(np.stack(trajectories), axis=0)
+            cells.append(f"{t[0]:.2f} → {t[-1]:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 

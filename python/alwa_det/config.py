@@ -40,7 +40,7 @@ class TrainConfig:
     weighting: str = "alwa2"
     cls_weight: float = 1.0
     reg_weight: float = 1.0
-    interval: int = 50  # ALWA window, in iterations
+    interval: int = 50  # ALWA window, in iterations (the paper and its code: 100; see PAPER_DEPARTURES)
     alwa_update: str = "paper"  # ALWA's rule: "paper" (published) or "stable" (on unweighted losses)
     # The spread ALWA compares: "raw" (the paper's: std of the window) or "detrended" (std of the
     # window's residuals about its least-squares line; see alwa_det.weighting.DetrendedALWA).
