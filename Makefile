@@ -1,5 +1,7 @@
 # make test               set up from nothing (.venv, dependencies, build) and run the test suite
-# make demo               the main job: train a detector with fused losses and ALWA on synthetic data
+# make demo               the main job: RetinaNet + CIoU on synthetic data with fixed weights and with
+#                         ALWA_2, side by side (about 3.5 minutes on 2 CPU cores)
+# make experiments        the study "Does ALWA help?" (docs/experiments/, resumable; about 90 minutes)
 # make bench              the loss benchmarks on this machine
 # make cuda-build         the CUDA extension, compiled and linked against the latest torch (no GPU needed)
 # make test-torch-latest  the whole suite again under the latest torch (with torchvision,
@@ -22,7 +24,7 @@ LATEST_EXTRAS := ultralytics mmengine
 CUDA_HOME ?= $(shell nvcc --dryrun -c -x cu /dev/null 2>&1 | sed -n 's/^\#\$$ TOP=//p' | head -1)
 TORCH_CUDA_ARCH_LIST ?= 9.0
 
-.PHONY: test demo bench build venv venv-latest cuda-build test-torch-latest cmake-check nvcc-check clean
+.PHONY: test demo experiments experiments-report bench build venv venv-latest cuda-build test-torch-latest cmake-check nvcc-check clean
 
 # Reuse a torch the system Python already has (the venv then sees system packages); else
 # install the pinned CPU build.
@@ -44,7 +46,15 @@ test: build
 	$(PY) -m pytest -q
 
 demo: build
-	$(VENV)/bin/alwa-train train --out runs/demo --overwrite
+	$(VENV)/bin/alwa-train demo --out runs/demo --overwrite
+
+# Runs under runs/study/ (a finished cell is reused, an interrupted one continued); results,
+# tables and figures in docs/experiments/.
+experiments: build
+	$(PY) docs/experiments/run_study.py
+
+experiments-report: venv
+	$(PY) docs/experiments/study_report.py
 
 bench: build
 	$(PY) -m benchmarks.bench_losses

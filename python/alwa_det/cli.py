@@ -1,7 +1,8 @@
-"""Command line: ``alwa-train train | eval | compare`` (also ``python -m alwa_det``).
+"""Command line: ``alwa-train train | eval | compare | demo`` (also ``python -m alwa_det``).
 
-``train`` with no options is the demo (RetinaNet, CIoU, ALWA_2, synthetic data, CPU). Options the
-user gives override the preset of the chosen dataset and detector (see :mod:`alwa_det.config`).
+``train`` with no options is the demo's ALWA run (RetinaNet, CIoU, ALWA_2, synthetic data, CPU);
+``demo`` trains it beside fixed weights on the same data and prints both. Options the user gives
+override the preset of the chosen dataset and detector (see :mod:`alwa_det.config`).
 """
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from typing import Dict, List, Optional, Sequence
 from alwa_ext.kinds import ALWA_MODES, LOSS_KINDS
 
 from .backbone import BACKBONES
-from .config import DATASETS, DETECTORS, make_config
+from .config import DATASETS, DETECTORS, PAPER_DEPARTURES, make_config
 from .errors import TrainingInterrupted
-from .weighting import ALWA_UPDATES, WEIGHTINGS
+from .weighting import ALWA_STATISTICS, ALWA_UPDATES, WEIGHTINGS
 
 # What the commands import beyond alwa_ext's own dependencies (torch, numpy), module -> package:
 # a plain `pip install alwa_ext` has none of them, `alwa_ext[harness]` brings them. --help needs none.
@@ -98,6 +99,8 @@ def _add_training_options(parser: argparse.ArgumentParser, with_weighting: bool)
     add("--reg-weight", dest="reg_weight", type=_number(minimum_exclusive=0), help="λreg")
     add("--interval", type=_positive_int, help="ALWA window in iterations")
     add("--alwa-update", dest="alwa_update", choices=ALWA_UPDATES, help="ALWA rule: paper (default) or stable")
+    add("--alwa-statistic", dest="alwa_statistic", choices=ALWA_STATISTICS,
+        help="ALWA's spread: raw (the paper's window std, default) or detrended (about the window's trend line)")
     add("--dataset", choices=DATASETS, help="dataset (default synthetic)")
     add("--data-root", dest="data_root", help="VOC year folder or COCO folder")
     add("--train-split", dest="train_split", help="training split name (VOC trainval, COCO train2017)")
@@ -157,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--metric", choices=METRICS, default="map50")
     compare.add_argument("--out", default="runs/compare")
     compare.add_argument("--overwrite", action="store_true", help="train again the cells whose folders hold other runs")
+
+    demo = commands.add_parser("demo", help="train fixed weights and ALWA side by side on the same data, print both")
+    _add_training_options(demo, with_weighting=False)
+    demo.add_argument("--loss", choices=LOSS_KINDS, default=argparse.SUPPRESS, help="box-regression loss (default ciou)")
+    demo.add_argument("--weightings", type=_choice_list(WEIGHTINGS), default=["fixed", "alwa2"],
+                      help="the runs, side by side (default fixed,alwa2)")
+    demo.add_argument("--out", default="runs/demo", help="folder of the runs, one subfolder per weighting")
+    demo.add_argument("--overwrite", action="store_true", help="train again the runs whose folders hold other runs")
     return parser
 
 
@@ -249,17 +260,68 @@ def run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_demo(args: argparse.Namespace) -> int:
+    """The runs of ``--weightings`` on the same data, seed and schedule, one after the other (a
+    finished run of the same configuration is reused), then their metrics side by side and a
+    figure of their losses and λcls."""
+    from .plots import plot_comparison
+
+    if not getattr(args, "evaluate", True):
+        raise ValueError("demo compares evaluation results; --no-eval leaves nothing to compare")
+    base = _explicit_training_values(args)
+    out = base.pop("out")
+    runs = []
+    for weighting in args.weightings:
+        config = _config_from({**base, "weighting": weighting, "out": os.path.join(out, weighting)})
+        runs.append((config, _run_cell(config, args.overwrite)))
+    plot_comparison([(weighting_title(c), os.path.join(c.out, "log.csv")) for c, _ in runs], runs[0][0].interval,
+                    os.path.join(out, "comparison.png"))
+    text = demo_summary(runs, os.path.join(out, "comparison.png"))
+    with open(os.path.join(out, "summary.txt"), "w") as handle:
+        handle.write(text)
+    print(text, end="")
+    return 0
+
+
+def weighting_title(config) -> str:
+    """How a run's weighting reads in a table: 'Fixed 1:1', 'ALWA_2 (paper rule, C = 50)', ..."""
+    if config.weighting == "fixed":
+        return f"{WEIGHTING_TITLES['fixed']} {config.cls_weight:g}:{config.reg_weight:g}"
+    statistic = ", detrended" if config.alwa_statistic == "detrended" else ""
+    return f"{WEIGHTING_TITLES[config.weighting]} ({config.alwa_update} rule{statistic}, C = {config.interval})"
+
+
+def demo_summary(runs, figure: str) -> str:
+    """The demo's table: map50, map and the final λcls of each run, what the preset changes from
+    the paper, and where the plots are."""
+    first = runs[0][0]
+    lines = [f"{first.detector} + {LOSS_TITLES[first.loss]} on {first.dataset} data, {first.iterations} iterations, "
+             f"seed {first.seed}: one seed; README \"Does ALWA help?\" has the spread over seeds", "",
+             f"{'weighting':<36} {'map50':>7} {'map':>7} {'λcls (final)':>13} {'train s':>8}"]
+    for config, metrics in runs:
+        cells = [f"{100 * metrics[k]:6.1f}%" if isinstance(metrics.get(k), (int, float)) else f"{'-':>7}"
+                 for k in ("map50", "map")]
+        lines.append(f"{weighting_title(config):<36} {cells[0]:>7} {cells[1]:>7} {metrics['lambda_cls']:13.3f} "
+                     f"{metrics.get('train_seconds', float('nan')):8.0f}")
+    lines += ["", "Where this preset departs from the paper:"]
+    lines += [f"  - {text}" for text in PAPER_DEPARTURES.get(first.dataset, ())]
+    lines += ["", "Plots: " + ", ".join(os.path.join(c.out, "losses.png") for c, _ in runs) + f", {figure}"]
+    return "\n".join(lines) + "\n"
+
+
 def _run_cell(config, overwrite: bool) -> Dict[str, object]:
     """A cell's metrics: reused when its folder holds a finished run of the same config, else from a
     run that continues the folder's interrupted one, or a new one (over another config's only with
     ``overwrite``)."""
     from . import train as training
-    from .config import resume_conflicts
+    from .config import resume_conflicts, with_defaults
     from .run_folder import RunFolder
 
     folder = RunFolder(config.out)
     metrics = training.readable_metrics(folder)
-    if metrics is not None and metrics.get("config") == json.loads(json.dumps(config.to_dict())):
+    as_json = lambda values: json.loads(json.dumps(values))  # noqa: E731
+    if metrics is not None and isinstance(metrics.get("config"), dict) and \
+            as_json(with_defaults(metrics["config"])) == as_json(config.to_dict()):
         return metrics
     if os.path.isfile(folder.checkpoint):
         saved = training.load_checkpoint(folder.checkpoint)
@@ -326,7 +388,7 @@ def require_extras(command: str) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    commands = {"train": run_train, "eval": run_eval, "compare": run_compare}
+    commands = {"train": run_train, "eval": run_eval, "compare": run_compare, "demo": run_demo}
     try:
         require_extras(args.command)
         return commands[args.command](args)

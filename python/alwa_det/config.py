@@ -15,10 +15,22 @@ from typing import Dict, List, Optional, Tuple
 from alwa_ext.kinds import LOSS_KINDS
 
 from .backbone import BACKBONES
-from .weighting import ALWA_UPDATES, WEIGHTINGS
+from .weighting import ALWA_STATISTICS, ALWA_UPDATES, WEIGHTINGS
 
 DETECTORS = ("retinanet", "faster_rcnn")
 DATASETS = ("synthetic", "voc", "coco")
+
+# Where each dataset's preset departs from the paper's setting (ResNet-50 + FPN, 1333x800 images,
+# 12 epochs, ALWA with C = 100 in the paper and in its code); `alwa-train demo` prints them.
+PAPER_DEPARTURES = {
+    "synthetic": ("ALWA's window C = 50 iterations (the paper and its code: 100), so the short schedule has "
+                  "30 windows", "1500 iterations of batch 8 on 128-pixel synthetic shapes, a small 4-stage "
+                  "backbone trained from scratch (the paper: 12 epochs of VOC/COCO, an ImageNet ResNet-50)"),
+    "voc": ("20000 iterations, 512-pixel images, a small backbone trained from scratch unless --backbone "
+            "resnet50 (the paper: ImageNet ResNet-50, 1333x800 images)",),
+    "coco": ("20000 iterations, 512-pixel images, a small backbone trained from scratch unless --backbone "
+             "resnet50 (the paper: ImageNet ResNet-50, 1333x800 images, 12 epochs)",),
+}
 
 
 @dataclass
@@ -28,8 +40,11 @@ class TrainConfig:
     weighting: str = "alwa2"
     cls_weight: float = 1.0
     reg_weight: float = 1.0
-    interval: int = 50  # ALWA window, in iterations
+    interval: int = 50  # ALWA window, in iterations (the paper and its code: 100; see PAPER_DEPARTURES)
     alwa_update: str = "paper"  # ALWA's rule: "paper" (published) or "stable" (on unweighted losses)
+    # The spread ALWA compares: "raw" (the paper's: std of the window) or "detrended" (std of the
+    # window's residuals about its least-squares line; see alwa_det.weighting.DetrendedALWA).
+    alwa_statistic: str = "raw"
     dataset: str = "synthetic"
     data_root: Optional[str] = None
     train_split: str = "train"
@@ -92,6 +107,7 @@ class TrainConfig:
         choices = {
             "detector": DETECTORS, "loss": LOSS_KINDS, "weighting": WEIGHTINGS,
             "dataset": DATASETS, "backbone": BACKBONES, "alwa_update": ALWA_UPDATES,
+            "alwa_statistic": ALWA_STATISTICS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -144,9 +160,16 @@ RESUME_CHANGEABLE = frozenset({"iterations", "out", "device", "workers", "thread
                                "evaluate", "eval_batch_size"})
 
 
+def with_defaults(saved: Dict[str, object]) -> Dict[str, object]:
+    """A saved config with the options added since it was saved at their defaults (what that run did)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    return {**defaults, **saved}
+
+
 def resume_conflicts(saved: Dict[str, object], values: Dict[str, object]) -> List[str]:
     """The keys of ``values`` that a run resumed from a checkpoint of config ``saved`` may not change."""
     as_saved = lambda value: list(value) if isinstance(value, (tuple, list)) else value  # noqa: E731
+    saved = with_defaults(saved)
     return sorted(k for k, v in values.items() if k not in RESUME_CHANGEABLE and as_saved(saved.get(k)) != as_saved(v))
 
 

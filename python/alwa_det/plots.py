@@ -69,6 +69,28 @@ def plot_losses(log_path: str, interval: int, out_path: str) -> None:
     plt.close(figure)
 
 
+def plot_comparison(runs: Sequence, interval: int, out_path: str) -> None:
+    """Runs side by side: ``runs`` = [(title, log.csv path)]; their unweighted losses (per-window
+    means) and λcls over the iterations."""
+    figure, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
+    for index, (title, path) in enumerate(runs):
+        log = read_log(path)
+        iterations = log["iteration"]
+        for axis, key in ((axes[0], "loss_cls"), (axes[1], "loss_reg")):
+            centres, means, _ = window_statistics(iterations, log[key], log[f"{key}_std"], log["logged_iterations"], interval)
+            axis.plot(centres, means, color=f"C{index}", marker="o", markersize=2, label=title)
+        axes[2].plot(iterations, log["lambda_cls"], color=f"C{index}", label=title)
+    for axis, label in zip(axes, ("classification loss\n(unweighted, window mean)", "regression loss\n(unweighted, window mean)",
+                                  "λcls")):
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8, loc="upper right")
+    axes[2].set_xlabel("iteration")
+    figure.tight_layout()
+    figure.savefig(out_path, dpi=110)
+    plt.close(figure)
+
+
 def plot_detections(dataset: DetectionDataset, detections: Sequence[ImageDetections], out_path: str, min_score: float = 0.3) -> None:
     """Ground truth dashed green, predictions (score >= ``min_score``) solid red with class and score."""
     count = len(detections)
@@ -97,4 +119,4 @@ def plot_detections(dataset: DetectionDataset, detections: Sequence[ImageDetecti
     plt.close(figure)
 
 
-__all__: List[str] = ["plot_losses", "plot_detections", "read_log", "window_statistics"]
+__all__: List[str] = ["plot_comparison", "plot_losses", "plot_detections", "read_log", "window_statistics"]

@@ -164,7 +164,7 @@ def build_training(config: TrainConfig, process: Process, device: torch.device) 
                               config.synthetic_train_images)
     model = build_detector(config, len(train_set.class_names)).to(device)
     weighting = make_weighting(config.weighting, config.cls_weight, config.reg_weight, config.interval,
-                               config.alwa_update).to(device)
+                               config.alwa_update, config.alwa_statistic).to(device)
     # On CUDA the fused SGD takes the AMP scaler's inf check on the device; the unfused step would
     # read it on the host every iteration.
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
