@@ -1,10 +1,14 @@
-"""Which SIMD path the CPU kernels take.
+"""Which SIMD path the CPU kernels take, and the memory they keep.
 
 The build assumes nothing about the CPU: each path (``"scalar"``, ``"avx2"``, ``"avx512"``) is
 compiled for its own instruction set and the widest one this CPU can run is chosen when the
 library loads, unless the environment variable ``ALWA_CPU_ISA`` names another. float32
 box_loss calls go through the SIMD path; other dtypes through the scalar one. All paths give
 the same results to float32 rounding, and each is deterministic run to run.
+
+sigmoid_focal_loss's CPU kernel keeps the memory of the gradient it last returned (as large as
+the logits) and writes the next one there once nothing else holds it: fresh memory of that size
+costs more in page faults than the loss itself. :func:`empty_cache` lets it go.
 """
 from __future__ import annotations
 
@@ -32,6 +36,11 @@ def set_isa(name: str) -> str:
     """Use path ``name`` (or ``"auto"``: the widest available) from now on; returns the previous
     one. Raises ValueError for a path this machine cannot take."""
     return torch.ops.alwa.set_cpu_isa(name)
+
+
+def empty_cache() -> None:
+    """Lets go of the CPU memory the kernels keep for reuse (tensors still using it keep it)."""
+    torch.ops.alwa.cpu_empty_cache()
 
 
 @contextlib.contextmanager

@@ -78,6 +78,8 @@ TORCH_LIBRARY(alwa, m) {
   m.def("cpu_isa() -> str");
   m.def("cpu_isas() -> str[]");
   m.def("set_cpu_isa(str isa) -> str");
+  // Lets go of the CPU output buffers kept for reuse (cpu/reused_buffer.h).
+  m.def("cpu_empty_cache() -> ()");
   // Test hook: the SIMD paths' atan2 (the one CIoU uses) on float32 tensors.
   m.def("_vec_atan2(Tensor y, Tensor x, str isa) -> Tensor");
 }

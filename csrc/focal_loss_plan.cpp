@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "cpu/reused_buffer.h"
 #include "errors.h"
 
 namespace alwa {
@@ -63,7 +64,15 @@ FocalLossPlan plan_focal_loss(ALWA_FOCAL_LOSS_PARAMS, bool grad) {
   const auto options = logits.options();
   plan.loss = plan.reduction == Reduction::None ? at::empty(logits.sizes(), options)
                                                 : at::empty({}, options);
-  plan.grad_logits = grad ? at::empty(logits.sizes(), options) : at::empty({0}, options);
+  if (!grad) {
+    plan.grad_logits = at::empty({0}, options);
+  } else if (logits.device().is_cpu()) {
+    // The gradient is as large as the logits: on the CPU, the last one's memory is reused.
+    static auto* gradient_buffer = new cpu::ReusedBuffer();
+    plan.grad_logits = gradient_buffer->empty(logits.sizes(), options);
+  } else {
+    plan.grad_logits = at::empty(logits.sizes(), options);
+  }
   return plan;
 }
 

@@ -207,6 +207,53 @@ def test_retained_graph_gives_the_same_gradient_twice():
     assert torch.equal(first, second)
 
 
+def reference_sum_grad(logits, labels):
+    """d (summed loss) / d logits by the float64 reference, in the logits' dtype."""
+    x = logits.detach().double().requires_grad_()
+    reference.sigmoid_focal_loss(x, labels, reduction="sum").backward()
+    return x.grad.to(logits.dtype)
+
+
+def test_gradient_memory_is_reused_only_once_released():
+    """The CPU kernel writes a gradient into the memory of the last one (cpu/reused_buffer.h)
+    only when no tensor holds it: a gradient kept, or a view of it, stays as it was; a
+    released one is reused and wholly rewritten."""
+    a, labels = focal_inputs(rows=(4, 64), classes=32, seed=40)
+    b, _ = focal_inputs(rows=(4, 64), classes=32, seed=41)
+
+    def grad_of(logits):
+        return torch.ops.alwa.sigmoid_focal_loss_with_grad(logits, labels, None, None, 0.25, 2.0, "sum")[1]
+
+    kept = grad_of(a)
+    kept_values = kept.clone()
+    second = grad_of(b)
+    assert second.data_ptr() != kept.data_ptr()
+    assert torch.equal(kept, kept_values)
+    view = second[1:]
+    second_values = second.clone()
+    del second
+    third = grad_of(a)
+    assert torch.equal(view, second_values[1:]) and third.data_ptr() != view.data_ptr()
+    address = third.data_ptr()
+    del third, view
+    fourth = grad_of(a)
+    assert fourth.data_ptr() == address
+    assert torch.equal(fourth, kept_values)
+    alwa_ext.cpu.empty_cache()
+    assert torch.equal(grad_of(a), kept_values)
+    torch.testing.assert_close(kept_values, reference_sum_grad(a, labels), **TOLERANCES[torch.float32])
+
+
+def test_accumulated_gradients_stay_whole():
+    """.grad kept across steps (no zero_grad) holds the gradient's memory: the next call must not
+    write there."""
+    logits, labels = focal_inputs(rows=(4, 64), classes=32, seed=42)
+    x = logits.clone().requires_grad_()
+    for _ in range(3):
+        alwa_ext.sigmoid_focal_loss(x, labels, reduction="sum").backward()
+    torch.testing.assert_close(x.grad, 3 * reference_sum_grad(logits, labels), **TOLERANCES[torch.float32])
+
+
 def test_double_backward_raises():
     logits, labels = focal_inputs(seed=14, dtype=torch.float64)
     x = logits.clone().requires_grad_()

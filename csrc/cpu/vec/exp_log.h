@@ -15,7 +15,9 @@
 namespace alwa {
 namespace vec {
 
-// e^x; 0 below -87.3 (where the result would be subnormal), inf above 88.7, NaN for NaN.
+// e^x; 0 below -87.3 (where the result would be subnormal), inf from 88.4 on (n = 128: 2^n
+// has the bits of inf; float overflows at 88.72), NaN for NaN (the clamp keeps it, simd.h's
+// max_ and min_, and so does every step after it).
 template <class Isa>
 inline Vec<Isa> exp_(Vec<Isa> x) {
   using V = Vec<Isa>;
@@ -30,23 +32,15 @@ inline Vec<Isa> exp_(Vec<Isa> x) {
   poly = fma_(poly, r, V(1.6666665459e-1f));
   poly = fma_(poly, r, V(5.0000001201e-1f));
   const V er = fma_(poly, r * r, r + V(1.0f));
-  V out = er * V(Isa::pow2(n.v));
-  out = select(x < V(-87.3f), V(0.0f), out);
-  out = select(x > V(88.7f), V(INFINITY), out);
-  return select(unordered_(x, x), x, out);
+  const V out = er * V(Isa::pow2(n.v));
+  return select(x < V(-87.3f), V(0.0f), out);
 }
 
-// log(x) for x > 0 normal (the callers' domain: 1 + e with e in [0, 1], and powers' bases
-// selected positive); log(0) = -inf, negative x or NaN give NaN, +inf gives +inf.
+// log(2^k (1 + m)) for m in [sqrt(1/2) - 1, sqrt(2) - 1]: Cephes' polynomial in m, plus k ln2
+// (ln2 in two parts).
 template <class Isa>
-inline Vec<Isa> log_(Vec<Isa> x) {
+inline Vec<Isa> log_reduced(Vec<Isa> m, Vec<Isa> k) {
   using V = Vec<Isa>;
-  // x = 2^k m with m in [0.5, 1), then m in [sqrt(1/2), sqrt(2)) by moving one factor of 2.
-  V k = V(Isa::exponent(x.v)) + V(1.0f);
-  V m = V(Isa::bits_or(Isa::bits_and(x.v, Isa::bits_of(0x007fffff)), Isa::bits_of(0x3f000000)));
-  const auto small = m < V(0.707106781186547524f);
-  k = select(small, k - V(1.0f), k);
-  m = select(small, m + m, m) - V(1.0f);
   const V z = m * m;
   V poly = V(7.0376836292e-2f);
   poly = fma_(poly, m, V(-1.1514610310e-1f));
@@ -60,22 +54,42 @@ inline Vec<Isa> log_(Vec<Isa> x) {
   V y = poly * m * z;
   y = fma_(k, V(-2.12194440e-4f), y);
   y = fma_(z, V(-0.5f), y);
-  V out = fma_(k, V(0.693359375f), m + y);
+  return fma_(k, V(0.693359375f), m + y);
+}
+
+constexpr float kSqrtHalf = 0.707106781186547524f;
+
+// log(x) for x > 0 normal (powers' bases, selected positive); log(0) = -inf, negative x or
+// NaN give NaN, +inf gives +inf.
+template <class Isa>
+inline Vec<Isa> log_(Vec<Isa> x) {
+  using V = Vec<Isa>;
+  // x = 2^k m with m in [0.5, 1), then m in [sqrt(1/2), sqrt(2)) by moving one factor of 2.
+  V k = V(Isa::exponent(x.v)) + V(1.0f);
+  V m = V(Isa::bits_or(Isa::bits_and(x.v, Isa::bits_of(0x007fffff)), Isa::bits_of(0x3f000000)));
+  const auto small = m < V(kSqrtHalf);
+  k = select(small, k - V(1.0f), k);
+  m = select(small, m + m, m) - V(1.0f);
+  V out = log_reduced(m, k);
   out = select(x == V(0.0f), V(-INFINITY), out);
   out = select(x == V(INFINITY), x, out);
   return select(x < V(0.0f), V(NAN), select(unordered_(x, x), x, out));
 }
 
-// log(1 + x) for x >= 0 given u = 1 + x and r = 1 / u: log(u) corrected by the rounding of u,
-// (x - (u - 1)) / u, so that x far below 1 keeps its relative precision.
+// log(u) for u in [1, 2] or NaN (the focal loss's 1 + e^-|x|): log_'s result without its
+// reduction (u is its own mantissa, halved from sqrt(2) on) or its special cases.
+template <class Isa>
+inline Vec<Isa> log_1_to_2(Vec<Isa> u) {
+  using V = Vec<Isa>;
+  const auto low = u < V(2.0f * kSqrtHalf);
+  return log_reduced(select(low, u, u * V(0.5f)) - V(1.0f), select(low, V(0.0f), V(1.0f)));
+}
+
+// log(1 + x) for x in [0, 1] given u = 1 + x and r = 1 / u: log(u) corrected by the rounding
+// of u, (x - (u - 1)) / u, so that x far below 1 keeps its relative precision.
 template <class Isa>
 inline Vec<Isa> log1p_given_sum(Vec<Isa> x, Vec<Isa> u, Vec<Isa> r) {
-  return log_(u) + (x - (u - Vec<Isa>(1.0f))) * r;
-}
-template <class Isa>
-inline Vec<Isa> log1p_(Vec<Isa> x) {
-  const Vec<Isa> u = x + Vec<Isa>(1.0f);
-  return log1p_given_sum(x, u, Vec<Isa>(1.0f) / u);
+  return log_1_to_2(u) + (x - (u - Vec<Isa>(1.0f))) * r;
 }
 
 // 1 / x for x in [1, 2] (the focal loss's 1 + exp(-|x|)): an estimate and a Newton step,

@@ -28,30 +28,35 @@ double focal_loss_range(const FocalLossArgs<float, float>& args, int64_t begin, 
   const FocalParams<V> params{V(args.params.alpha_pos), V(args.params.alpha_neg), V(args.params.gamma)};
   const V lane = V::load(kLaneIndex);
   const bool per_row_weight = args.weight != nullptr && !args.weight_per_element;
+  // The lane of this group where a row's positive element is, given the lane of the row's
+  // column 0 (-1: in no lane; lanes hold small integers, exact in float).
+  const auto positive_lane = [&](int64_t label, int64_t first_lane) {
+    const int64_t k = first_lane + label;
+    return label < classes && k >= 0 && k < W ? static_cast<float>(k) : -1.0f;
+  };
   int64_t row = begin / classes, col = begin % classes;
   Sum sum;
   int64_t i = begin;
   for (; i + W <= end; i += W) {
     const int64_t split = classes - col;
     const bool two_rows = split < W;
-    const auto in_next_row = lane > V(static_cast<float>(split) - 0.5f);
     const V x = V::load(args.logits + i);
     V grad(0.0f), loss;
     if constexpr (kHard) {
-      // The class of each lane against its row's label (exact in float: classes < 2^24).
-      const float label = static_cast<float>(args.labels[row]);
-      const float next_label = two_rows ? static_cast<float>(args.labels[row + 1]) : label;
-      const V cls = lane + V(static_cast<float>(col)) - select(in_next_row, V(static_cast<float>(classes)), V(0.0f));
-      const auto positive = cls == select(in_next_row, V(next_label), V(label));
-      loss = focal_loss_hard<kGrad, kGammaTwo>(x, positive, params, grad);
+      V target(positive_lane(args.labels[row], -col));
+      if (two_rows) {
+        target = select(lane > V(static_cast<float>(split) - 0.5f), V(positive_lane(args.labels[row + 1], split)),
+                        target);
+      }
+      loss = focal_loss_hard<kGrad, kGammaTwo>(x, lane == target, params, grad);
     } else {
       loss = focal_loss_soft<kGrad, kGammaTwo>(x, V::load(args.soft_targets + i), params, grad);
     }
     if (args.weight != nullptr) {
       V w;
       if (per_row_weight) {
-        const float next = two_rows ? args.weight[row + 1] : args.weight[row];
-        w = select(in_next_row, V(next), V(args.weight[row]));
+        w = V(args.weight[row]);
+        if (two_rows) w = select(lane > V(static_cast<float>(split) - 0.5f), V(args.weight[row + 1]), w);
       } else {
         w = V::load(args.weight + i);
       }

@@ -37,13 +37,13 @@ struct Avx2 {
   static MaskReg signbit(Reg a) {
     return _mm256_castsi256_ps(_mm256_srai_epi32(_mm256_castps_si256(a), 31));
   }
-  // The nearest integer (ties to even); 2^n for an integral n in [-126, 127]; the unbiased
-  // exponent of a positive normal x (exp_log.h).
   // 1 / x to about 1 ulp: the 12-bit estimate and one Newton step (exp_log.h's reciprocal_).
   static Reg reciprocal(Reg x) {
     const Reg r = _mm256_rcp_ps(x);
     return _mm256_mul_ps(r, _mm256_fnmadd_ps(x, r, _mm256_set1_ps(2.0f)));
   }
+  // The nearest integer (ties to even); 2^n for an integral n in [-126, 127] (128 gives the
+  // bits of inf); the unbiased exponent of a positive normal x (exp_log.h).
   static Reg round(Reg x) { return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static Reg pow2(Reg n) {
     const __m256i biased = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));

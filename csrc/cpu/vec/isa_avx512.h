@@ -36,13 +36,13 @@ struct Avx512 {
   static MaskReg signbit(Reg a) {
     return _mm512_test_epi32_mask(_mm512_castps_si512(a), _mm512_set1_epi32(INT32_MIN));
   }
-  // The nearest integer (ties to even); 2^n for an integral n in [-126, 127]; the unbiased
-  // exponent of a positive normal x (exp_log.h).
   // 1 / x to about 1 ulp: the 14-bit estimate and one Newton step (exp_log.h's reciprocal_).
   static Reg reciprocal(Reg x) {
     const Reg r = _mm512_rcp14_ps(x);
     return _mm512_mul_ps(r, _mm512_fnmadd_ps(x, r, _mm512_set1_ps(2.0f)));
   }
+  // The nearest integer (ties to even); 2^n for an integral n in [-126, 127] (128 gives the
+  // bits of inf); the unbiased exponent of a positive normal x (exp_log.h).
   static Reg round(Reg x) { return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static Reg pow2(Reg n) {
     const __m512i biased = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
