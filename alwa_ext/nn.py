@@ -26,6 +26,14 @@ CALL_OPTIONS = (
 )
 
 
+def _call_reduction(reduction: str, reduction_override: Optional[str]) -> str:
+    """mmdet's rule: a call's ``reduction_override``, where given, replaces the module's."""
+    if reduction_override is None:
+        return reduction
+    check.check_choice("reduction_override", reduction_override, REDUCTIONS)
+    return reduction_override
+
+
 class BoxLoss(nn.Module):
     """Any box-regression loss of :func:`alwa_ext.box_loss`, chosen by ``loss``."""
 
@@ -60,15 +68,13 @@ class BoxLoss(nn.Module):
         reduction_override: Optional[str] = None,
         **kwargs,
     ) -> Tensor:
-        if reduction_override is not None:
-            check.check_choice("reduction_override", reduction_override, REDUCTIONS)
         unknown = sorted(set(kwargs) - set(CALL_OPTIONS))
         if unknown:
             raise TypeError(
                 f"{type(self).__name__}.forward: unexpected keyword argument(s) {', '.join(map(repr, unknown))} "
                 f"(it takes the box_loss options {', '.join(CALL_OPTIONS)})"
             )
-        reduction = reduction_override if reduction_override else self.reduction
+        reduction = _call_reduction(self.reduction, reduction_override)
         options = dict(
             box_format=self.box_format, eps=self.eps, beta=self.beta, alpha=self.alpha, focal_gamma=self.focal_gamma
         )
@@ -178,9 +184,7 @@ class SigmoidFocalLoss(nn.Module):
         avg_factor: Optional[Union[float, Tensor]] = None,
         reduction_override: Optional[str] = None,
     ) -> Tensor:
-        if reduction_override is not None:
-            check.check_choice("reduction_override", reduction_override, REDUCTIONS)
-        reduction = reduction_override if reduction_override else self.reduction
+        reduction = _call_reduction(self.reduction, reduction_override)
         loss = sigmoid_focal_loss(
             pred, target, alpha=self.alpha, gamma=self.gamma, weight=weight, reduction=reduction, avg_factor=avg_factor
         )
