@@ -1,6 +1,6 @@
 # make test               set up from nothing (.venv, dependencies, build) and run the test suite
 # make demo               the main job: RetinaNet + CIoU on synthetic data with fixed weights and with
-#                         ALWA_2, side by side (about 3.5 minutes on 2 CPU cores)
+#                         ALWA_2, side by side (about 3.5 minutes on 2 CPU cores, after the build)
 # make experiments        the study "Does ALWA help?" (docs/experiments/, resumable; about 90 minutes)
 # make bench              the loss benchmarks on this machine
 # make cuda-build         the CUDA extension, compiled and linked against the latest torch (no GPU needed)
@@ -39,8 +39,13 @@ $(VENV)/.ready:
 
 venv: $(VENV)/.ready
 
-build: venv
+# The editable install (and the extension's build) again only when a source of the build changed.
+BUILD_INPUTS := setup.py pyproject.toml $(shell find csrc -type f)
+$(VENV)/.built: $(VENV)/.ready $(BUILD_INPUTS)
 	$(PIP) install -q --no-build-isolation -e .
+	@touch $@
+
+build: $(VENV)/.built
 
 test: build
 	$(PY) -m pytest -q
@@ -91,4 +96,4 @@ nvcc-check:
 	bash .ci/nvcc_check.sh
 
 clean:
-	rm -rf build cmake-build *.egg-info alwa_ext/_C*.so
+	rm -rf build cmake-build *.egg-info alwa_ext/_C*.so $(VENV)/.built

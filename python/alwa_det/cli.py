@@ -261,19 +261,17 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """The runs of ``--weightings`` on the same data, seed and schedule, one after the other (a
-    finished run of the same configuration is reused), then their metrics side by side and a
-    figure of their losses and λcls."""
+    """The runs of ``--weightings`` on the same data, seed and schedule (at the same time where the
+    machine has the cores, :func:`_run_cells_side_by_side`; a finished run of the same configuration
+    is reused), then their metrics side by side and a figure of their losses and λcls."""
     from .plots import plot_comparison
 
     if not getattr(args, "evaluate", True):
         raise ValueError("demo compares evaluation results; --no-eval leaves nothing to compare")
     base = _explicit_training_values(args)
     out = base.pop("out")
-    runs = []
-    for weighting in args.weightings:
-        config = _config_from({**base, "weighting": weighting, "out": os.path.join(out, weighting)})
-        runs.append((config, _run_cell(config, args.overwrite)))
+    configs = [_config_from({**base, "weighting": w, "out": os.path.join(out, w)}) for w in args.weightings]
+    runs = list(zip(configs, _run_cells_side_by_side(configs, args.overwrite)))
     plot_comparison([(weighting_title(c), os.path.join(c.out, "log.csv")) for c, _ in runs], runs[0][0].interval,
                     os.path.join(out, "comparison.png"))
     text = demo_summary(runs, os.path.join(out, "comparison.png"))
@@ -334,6 +332,62 @@ def _run_cell(config, overwrite: bool) -> Dict[str, object]:
             raise ValueError(f"{folder.path} holds a run of another configuration (it differs in {', '.join(conflicts)}); "
                              "pass --overwrite to train the cell again, or choose another --out")
     return training.train(config, overwrite=overwrite)
+
+
+def _run_cells_side_by_side(configs, overwrite: bool) -> List[Dict[str, object]]:
+    """The metrics of each config, as :func:`_run_cell` gives them. CPU runs of a set thread count
+    whose threads add up to no more than the machine's cores train at the same time, each in a
+    process of its own (their results are those of runs one after the other: each run's own seed
+    and threads decide it), under one progress bar; other runs train one after the other."""
+    fits = len(configs) > 1 and all(c.device == "cpu" and c.threads > 0 for c in configs) and \
+        sum(c.threads for c in configs) <= (os.cpu_count() or 1)
+    if not fits:
+        return [_run_cell(config, overwrite) for config in configs]
+    import concurrent.futures as futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with futures.ProcessPoolExecutor(len(configs), mp_context=context, initializer=_hide_progress) as pool:
+        jobs = [pool.submit(_run_cell, config, overwrite) for config in configs]
+        try:
+            _show_progress(configs, jobs)
+        except KeyboardInterrupt:  # the workers got the Ctrl-C too: their results say where each stopped
+            futures.wait(jobs)
+        return [job.result() for job in jobs]
+
+
+def _hide_progress() -> None:
+    from . import train
+
+    train.SHOW_PROGRESS = False
+
+
+def _show_progress(configs, jobs) -> None:
+    """One bar over runs training in other processes, from the iterations their logs have reached."""
+    import concurrent.futures as futures
+
+    from tqdm import tqdm
+
+    with tqdm(total=sum(c.iterations for c in configs), desc="train", dynamic_ncols=True, file=sys.stderr) as bar:
+        while True:
+            finished = not futures.wait(jobs, timeout=1.0).not_done
+            reached = [_logged_iteration(c.out) for c in configs]
+            bar.n = sum(reached)
+            bar.set_postfix_str("  ".join(f"{os.path.basename(c.out)} {n}" for c, n in zip(configs, reached)))
+            if finished:
+                return
+
+
+def _logged_iteration(folder: str) -> int:
+    """The last iteration a run's log.csv holds (0 while it has none)."""
+    from .run_folder import LOG_FILE
+
+    try:
+        with open(os.path.join(folder, LOG_FILE), "rb") as handle:
+            lines = handle.read().splitlines()
+        return int(lines[-1].split(b",", 1)[0]) if len(lines) > 1 else 0
+    except (OSError, ValueError):
+        return 0
 
 
 def write_comparison(results: Dict[tuple, List[float]], losses: Sequence[str], weightings: Sequence[str], detector: str,

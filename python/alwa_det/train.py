@@ -33,6 +33,10 @@ from .run_folder import (CHECKPOINT_DIR, CONFIG_FILE, DETECTIONS_PLOT, EVAL_METR
 from .run_log import RunLog, log_columns
 from .weighting import make_weighting
 
+# The training progress bar; off in the worker processes of a command that shows the progress of
+# several runs itself (alwa-train demo).
+SHOW_PROGRESS = True
+
 
 @dataclass
 class Process:
@@ -361,7 +365,7 @@ def run_iterations(training: Training, state: LoopState, run_log: Optional[RunLo
     last_checkpoint = state.iteration if state.iteration else None
     # The bar ends its line however the loop ends, so an error message starts a line of its own.
     with StopRequest(active=not process.distributed) as stop, \
-            tqdm(total=config.iterations, initial=state.iteration, disable=not process.is_main, desc="train",
+            tqdm(total=config.iterations, initial=state.iteration, disable=not (process.is_main and SHOW_PROGRESS), desc="train",
                  dynamic_ncols=True, file=sys.stderr) as progress:
         for iteration in range(state.iteration, config.iterations):
             if stop.requested:

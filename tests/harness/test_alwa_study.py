@@ -1,6 +1,7 @@
 """What issue 14's study added to the harness: the detrended ALWA statistic (off by default), the
 side-by-side demo, configs saved before an option existed, and the study's grid."""
 
+import csv
 import json
 import os
 import sys
@@ -155,6 +156,16 @@ def test_demo_trains_fixed_and_alwa_side_by_side(tmp_path, capsys):
     for path in (out / "fixed" / "losses.png", out / "alwa2" / "losses.png", out / "comparison.png", out / "summary.txt"):
         assert path.stat().st_size > 0
     assert (out / "summary.txt").read_text() == printed
+    # The two runs trained at the same time (one process each: threads 1, two cores) give what
+    # a run alone gives.
+    alone = tmp_path / "alone"
+    train_argv = tiny_argv(alone, no_eval=False, iterations=6, interval=3) + ["--weighting", "fixed"]
+    assert cli.main(train_argv) == 0
+    capsys.readouterr()
+    read_log = lambda folder: [{k: v for k, v in row.items() if k != "seconds"}  # noqa: E731
+                               for row in csv.DictReader(open(folder / "log.csv"))]
+    assert read_log(out / "fixed") == read_log(alone)
+    assert json.loads((alone / "metrics.json").read_text())["map50"] == metrics["fixed"]["map50"]
     # Again: both finished runs are reused, nothing is trained.
     before = (out / "fixed" / "log.csv").stat().st_mtime_ns
     assert cli.main(argv) == 0
