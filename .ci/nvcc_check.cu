@@ -34,13 +34,13 @@ void instantiate_type(const void** out, int& count) {
   instantiate_kind<LossKind::SIoU, S>(out, count);
   instantiate_kind<LossKind::L1, S>(out, count);
   instantiate_kind<LossKind::SmoothL1, S>(out, count);
-  out[count++] = reinterpret_cast<const void*>(&box_loss_finish_kernel<S, T>);
+  out[count++] = reinterpret_cast<const void*>(&reduce_block_sums_kernel<BoxLossArgs<S, T>, S, T>);
   out[count++] = reinterpret_cast<const void*>(&box_iou_grad_finish_kernel<S, T>);
   out[count++] = reinterpret_cast<const void*>(&focal_loss_kernel<false, false, S, T>);
   out[count++] = reinterpret_cast<const void*>(&focal_loss_kernel<false, true, S, T>);
   out[count++] = reinterpret_cast<const void*>(&focal_loss_kernel<true, false, S, T>);
   out[count++] = reinterpret_cast<const void*>(&focal_loss_kernel<true, true, S, T>);
-  out[count++] = reinterpret_cast<const void*>(&focal_loss_finish_kernel<S, T>);
+  out[count++] = reinterpret_cast<const void*>(&reduce_block_sums_kernel<FocalLossArgs<S, T>, S, T>);
 }
 
 }  // namespace

@@ -36,7 +36,7 @@ void focal_loss_cpu_typed(FocalLossPlan& plan) {
   using acc_t = at::opmath_type<scalar_t>;
   const auto args = make_focal_loss_args<scalar_t, acc_t>(plan);
   const int64_t num_elements = plan.num_rows * plan.num_classes;
-  const acc_t grad_scale = focal_reduction_scale(args);
+  const acc_t grad_scale = reduction_scale(args);
   cpu::FocalLossVecFn vec_fn = nullptr;
   if constexpr (std::is_same_v<scalar_t, float>) vec_fn = cpu::focal_loss_vec_fn(args, kGrad, kGammaTwo);
   const bool reduce = plan.reduction != Reduction::None;

@@ -37,35 +37,19 @@ void run_box_loss_cuda(BoxLossPlan& plan) {
     const auto args = as_storage_args<storage_t>(make_box_loss_args<scalar_t, T>(plan));
     const cuda::BoxLoader load{cuda::boxes_vector_aligned(args.pred) &&
                                cuda::boxes_vector_aligned(args.target)};
-    // Reduced losses: one block writes the result itself; more write per-block sums that one
-    // finishing block adds in order.
-    storage_t* reduced = nullptr;
-    at::Tensor block_sums;
-    T* block_sums_ptr = nullptr;
-    if (reduce) {
-      reduced = mutable_storage_ptr<scalar_t>(plan.loss);
-      if (blocks > 1) {
-        block_sums = at::empty({blocks}, plan.pred.options().dtype(c10::CppTypeToScalarType<T>::value));
-        block_sums_ptr = block_sums.mutable_data_ptr<T>();
-      }
-    }
-    storage_t* const single_block_out = blocks == 1 ? reduced : nullptr;
+    const auto out = BlockReduction<storage_t, T>::template make<scalar_t>(reduce, blocks, plan.loss);
     dispatch_loss_kind(plan.kind, [&](auto kind) {
       constexpr LossKind K = decltype(kind)::value;
       if (with_grad) {
         cuda::box_loss_kernel<K, true><<<blocks, kThreadsPerBlock, 0, stream>>>(
-            args, load, block_sums_ptr, single_block_out);
+            args, load, out.block_sums, out.single_block_out);
       } else {
         cuda::box_loss_kernel<K, false><<<blocks, kThreadsPerBlock, 0, stream>>>(
-            args, load, block_sums_ptr, single_block_out);
+            args, load, out.block_sums, out.single_block_out);
       }
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
-    if (block_sums_ptr != nullptr) {
-      cuda::box_loss_finish_kernel<<<1, kThreadsPerBlock, 0, stream>>>(
-          args, block_sums_ptr, static_cast<int>(blocks), reduced);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
+    out.finish(args, stream);
   });
 }
 

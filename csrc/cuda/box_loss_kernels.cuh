@@ -198,13 +198,41 @@ __device__ __forceinline__ T block_sum(T value) {
   return value;
 }
 
+// The end of a reducing pass (box_loss_kernel, focal_loss_kernel): the block's sum, written as
+// the result, times `scale`, where the grid is one block (`reduced`), else as the block's
+// partial sum (block_sums[blockIdx.x]) for reduce_block_sums_kernel. Every thread of the block
+// must call it.
+template <class scalar_t, class T>
+__device__ __forceinline__ void write_block_sum(T sum, T scale, T* block_sums, scalar_t* reduced) {
+  sum = block_sum(sum);
+  if (threadIdx.x == 0) {
+    if (reduced != nullptr) {
+      *reduced = static_cast<scalar_t>(sum * scale);
+    } else {
+      block_sums[blockIdx.x] = sum;
+    }
+  }
+}
+
+// One block: adds the per-block sums of a reducing pass (each thread a fixed strided subset,
+// then the block tree) and writes the reduced loss, times reduction_scale(args) (BoxLossArgs,
+// FocalLossArgs).
+template <class Args, class scalar_t, class T>
+__global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm<T>)
+    reduce_block_sums_kernel(const Args args, const T* __restrict__ block_sums, int num_blocks,
+                             scalar_t* __restrict__ reduced) {
+  T sum = T(0);
+  for (int b = threadIdx.x; b < num_blocks; b += blockDim.x) sum += block_sums[b];
+  sum = block_sum(sum);
+  if (threadIdx.x == 0) *reduced = static_cast<scalar_t>(sum * reduction_scale(args));
+}
+
 // ----------------------------------------------------------------------------- box_loss
 
 // One pass over the boxes: per-element losses (reduction "none") and gradients are written by
 // box_loss_element; for "sum"/"mean" each block also sums its boxes' losses in a fixed order.
-// Where the grid has one block, it writes the reduced loss itself (`reduced`); otherwise each
-// block writes its sum to block_sums[blockIdx.x] and box_loss_finish_kernel adds them up.
-// Both pointers are null for reduction "none".
+// The blocks' sums go through write_block_sum (the reduced loss, or partial sums that
+// reduce_block_sums_kernel adds up); both pointers are null for reduction "none".
 template <LossKind K, bool kGrad, class scalar_t, class T>
 __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm<T>)
     box_loss_kernel(const BoxLossArgs<scalar_t, T> args, const BoxLoader load,
@@ -218,27 +246,9 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm<T>)
     sum += box_loss_element<K, kGrad, scalar_t, T, BoxLoader>(args, i, scale, load);
   }
   if (block_sums == nullptr && reduced == nullptr) return;  // uniform over the grid
-  sum = block_sum(sum);
-  if (threadIdx.x == 0) {
-    if (reduced != nullptr) {
-      // (only in the forward, where the upstream gradient is absent and scale is the reduction's)
-      *reduced = static_cast<scalar_t>(sum * scale);
-    } else {
-      block_sums[blockIdx.x] = sum;
-    }
-  }
-}
-
-// One block: adds the per-block sums of box_loss_kernel (each thread a fixed strided subset,
-// then the block tree) and writes the reduced loss.
-template <class scalar_t, class T>
-__global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm<T>)
-    box_loss_finish_kernel(const BoxLossArgs<scalar_t, T> args, const T* __restrict__ block_sums,
-                           int num_blocks, scalar_t* __restrict__ reduced) {
-  T sum = T(0);
-  for (int b = threadIdx.x; b < num_blocks; b += blockDim.x) sum += block_sums[b];
-  sum = block_sum(sum);
-  if (threadIdx.x == 0) *reduced = static_cast<scalar_t>(sum * reduction_scale(args));
+  // (`reduced` only in the forward, where the upstream gradient is absent and scale is the
+  // reduction's)
+  write_block_sum(sum, scale, block_sums, reduced);
 }
 
 // ----------------------------------------------------------------------------- box_iou

@@ -32,33 +32,19 @@ void run_focal_loss_cuda(FocalLossPlan& plan) {
     using storage_t = typename CudaStorage<scalar_t>::type;
     using T = cuda::compute_t<storage_t>;
     const auto args = as_storage_args<storage_t>(make_focal_loss_args<scalar_t, T>(plan));
-    storage_t* reduced = nullptr;
-    at::Tensor block_sums;
-    T* block_sums_ptr = nullptr;
-    if (reduce) {
-      reduced = mutable_storage_ptr<scalar_t>(plan.loss);
-      if (blocks > 1) {
-        block_sums = at::empty({blocks}, plan.logits.options().dtype(c10::CppTypeToScalarType<T>::value));
-        block_sums_ptr = block_sums.mutable_data_ptr<T>();
-      }
-    }
-    storage_t* const single_block_out = blocks == 1 ? reduced : nullptr;
+    const auto out = BlockReduction<storage_t, T>::template make<scalar_t>(reduce, blocks, plan.loss);
     dispatch_focal_gamma(plan.gamma, [&](auto gamma_two) {
       constexpr bool kGammaTwo = decltype(gamma_two)::value;
       if (plan.grad) {
         cuda::focal_loss_kernel<true, kGammaTwo><<<blocks, kThreadsPerBlock, 0, stream>>>(
-            args, num_elements, block_sums_ptr, single_block_out);
+            args, num_elements, out.block_sums, out.single_block_out);
       } else {
         cuda::focal_loss_kernel<false, kGammaTwo><<<blocks, kThreadsPerBlock, 0, stream>>>(
-            args, num_elements, block_sums_ptr, single_block_out);
+            args, num_elements, out.block_sums, out.single_block_out);
       }
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
-    if (block_sums_ptr != nullptr) {
-      cuda::focal_loss_finish_kernel<<<1, kThreadsPerBlock, 0, stream>>>(
-          args, block_sums_ptr, static_cast<int>(blocks), reduced);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
+    out.finish(args, stream);
   });
 }
 

@@ -24,12 +24,12 @@ __device__ __forceinline__ void check_focal_label(int64_t label, int64_t num_cla
 }
 
 // One pass over the elements: outputs written by focal_loss_element; for "sum"/"mean" the
-// block's losses summed, written as the result (one block) or as its partial sum.
+// block's losses summed (write_block_sum; reduce_block_sums_kernel finishes a larger grid).
 template <bool kGrad, bool kGammaTwo, class scalar_t, class T>
 __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm<T>)
     focal_loss_kernel(const FocalLossArgs<scalar_t, T> args, int64_t num_elements,
                       T* __restrict__ block_sums, scalar_t* __restrict__ reduced) {
-  const T scale = focal_reduction_scale(args);
+  const T scale = reduction_scale(args);
   const int64_t step = grid_stride_step(gridDim.x, blockDim.x);
   T sum = T(0);
   for (int64_t i = grid_stride_begin(blockIdx.x, blockDim.x, threadIdx.x); i < num_elements;
@@ -39,26 +39,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm<T>)
     sum += focal_loss_element<kGrad, kGammaTwo>(args, row, col, scale);
   }
   if (block_sums == nullptr && reduced == nullptr) return;  // uniform over the grid
-  sum = block_sum(sum);
-  if (threadIdx.x == 0) {
-    if (reduced != nullptr) {
-      *reduced = static_cast<scalar_t>(sum * scale);
-    } else {
-      block_sums[blockIdx.x] = sum;
-    }
-  }
-}
-
-// One block: adds focal_loss_kernel's per-block sums in a fixed order, writes the result.
-template <class scalar_t, class T>
-__global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm<T>)
-    focal_loss_finish_kernel(const FocalLossArgs<scalar_t, T> args,
-                             const T* __restrict__ block_sums, int num_blocks,
-                             scalar_t* __restrict__ reduced) {
-  T sum = T(0);
-  for (int b = threadIdx.x; b < num_blocks; b += blockDim.x) sum += block_sums[b];
-  sum = block_sum(sum);
-  if (threadIdx.x == 0) *reduced = static_cast<scalar_t>(sum * focal_reduction_scale(args));
+  write_block_sum(sum, scale, block_sums, reduced);
 }
 
 #endif  // __CUDACC__

@@ -1,8 +1,11 @@
 // What the CUDA launchers share: torch's half types as CUDA's, kernel arguments retyped to
-// them, and the grid cap. (Torch-dependent: only the launchers, csrc/cuda/*.cu, include it.)
+// them, the grid cap and the outputs of a reducing launch. (Torch-dependent: only the
+// launchers, csrc/cuda/*.cu, include it.)
 #pragma once
 
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/ops/empty.h>
+#include <c10/cuda/CUDAException.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -60,5 +63,42 @@ inline int64_t resident_blocks() {
   return static_cast<int64_t>(props->multiProcessorCount) *
          (props->maxThreadsPerMultiProcessor / cuda::kThreadsPerBlock);
 }
+
+// Where a reducing launch of `blocks` blocks writes (write_block_sum, cuda/box_loss_kernels.cuh):
+// with one block, the reduced loss itself (single_block_out); with more, per-block sums in a
+// temporary from the caching allocator, which finish() adds up in order into the loss. All
+// null for reduction "none".
+template <class storage_t, class T>
+struct BlockReduction {
+  storage_t* reduced = nullptr;
+  storage_t* single_block_out = nullptr;
+  T* block_sums = nullptr;
+  uint32_t blocks = 0;
+  at::Tensor block_sums_tensor;
+
+  template <class scalar_t>
+  static BlockReduction make(bool reduce, uint32_t blocks, const at::Tensor& loss) {
+    BlockReduction r;
+    r.blocks = blocks;
+    if (!reduce) return r;
+    r.reduced = mutable_storage_ptr<scalar_t>(loss);
+    if (blocks == 1) {
+      r.single_block_out = r.reduced;
+    } else {
+      r.block_sums_tensor = at::empty({blocks}, loss.options().dtype(c10::CppTypeToScalarType<T>::value));
+      r.block_sums = r.block_sums_tensor.template mutable_data_ptr<T>();
+    }
+    return r;
+  }
+
+  // The finishing block, where there are per-block sums; `args` gives the reduction's scale.
+  template <class Args>
+  void finish(const Args& args, cudaStream_t stream) const {
+    if (block_sums == nullptr) return;
+    cuda::reduce_block_sums_kernel<<<1, cuda::kThreadsPerBlock, 0, stream>>>(
+        args, block_sums, static_cast<int>(blocks), reduced);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+};
 
 }  // namespace alwa

@@ -145,7 +145,7 @@ struct FocalLossArgs {
 };
 
 template <class scalar_t, class T>
-ALWA_HD_INLINE T focal_reduction_scale(const FocalLossArgs<scalar_t, T>& args) {
+ALWA_HD_INLINE T reduction_scale(const FocalLossArgs<scalar_t, T>& args) {
   return args.avg_factor != nullptr
              ? args.grad_scale / static_cast<T>(*args.avg_factor + kAvgFactorEps)
              : args.grad_scale;
@@ -158,7 +158,7 @@ ALWA_HD_INLINE bool focal_label_valid(int64_t label, int64_t num_classes) {
 }
 
 // Element (row, col): its weighted loss (returned), and its outputs written. grad_scale is
-// focal_reduction_scale(args), computed once by the caller.
+// reduction_scale(args), computed once by the caller.
 template <bool kGrad, bool kGammaTwo, class scalar_t, class T>
 ALWA_HD_INLINE T focal_loss_element(const FocalLossArgs<scalar_t, T>& args, int64_t row,
                                     int64_t col, T grad_scale) {
