@@ -1,6 +1,6 @@
 # make test               set up from nothing (.venv, dependencies, build) and run the test suite
 # make demo               the main job: RetinaNet + CIoU on synthetic data with fixed weights and with
-#                         ALWA_2, side by side (about 3.5 minutes on 2 CPU cores, after the build)
+#                         ALWA_2, side by side (about 2.5 minutes on 2 CPU cores, after the build)
 # make experiments        the study "Does ALWA help?" (docs/experiments/, resumable; about 90 minutes)
 # make bench              the loss benchmarks on this machine
 # make cuda-build         the CUDA extension, compiled and linked against the latest torch (no GPU needed)

@@ -36,8 +36,7 @@ at::Tensor ReusedBuffer::empty(at::IntArrayRef sizes, const at::TensorOptions& o
   const size_t nbytes = static_cast<size_t>(c10::multiply_integers(sizes)) * options.dtype().itemsize();
   std::lock_guard<std::mutex> lock(mutex_);
   // use_count 1: this buffer alone holds the storage, so no tensor can see what is written next.
-  if (nbytes > 0 && kept_ && kept_.use_count() == 1 && kept_.nbytes() == nbytes &&
-      kept_.device().is_cpu()) {
+  if (nbytes > 0 && kept_ && kept_.use_count() == 1 && kept_.nbytes() == nbytes) {
     auto impl = c10::make_intrusive<c10::TensorImpl>(c10::Storage(kept_), c10::DispatchKeySet(c10::DispatchKey::CPU),
                                                     options.dtype());
     impl->set_sizes_contiguous(sizes);
