@@ -2,12 +2,11 @@
 
 #include <cmath>
 
-#include "cpu/reused_buffer.h"
 #include "errors.h"
 
 namespace alwa {
 
-FocalLossPlan plan_focal_loss(ALWA_FOCAL_LOSS_PARAMS, bool grad) {
+FocalLossPlan plan_focal_loss(ALWA_FOCAL_LOSS_PARAMS, bool grad, GradientAllocator allocate_grad) {
   FocalLossPlan plan;
   plan.reduction = parse_reduction(reduction);
   TORCH_CHECK_VALUE(std::isfinite(alpha) && alpha <= 1.0, "alpha: expected a number <= 1 (a "
@@ -64,15 +63,7 @@ FocalLossPlan plan_focal_loss(ALWA_FOCAL_LOSS_PARAMS, bool grad) {
   const auto options = logits.options();
   plan.loss = plan.reduction == Reduction::None ? at::empty(logits.sizes(), options)
                                                 : at::empty({}, options);
-  if (!grad) {
-    plan.grad_logits = at::empty({0}, options);
-  } else if (logits.device().is_cpu()) {
-    // The gradient is as large as the logits: on the CPU, the last one's memory is reused.
-    static auto* gradient_buffer = new cpu::ReusedBuffer();
-    plan.grad_logits = gradient_buffer->empty(logits.sizes(), options);
-  } else {
-    plan.grad_logits = at::empty(logits.sizes(), options);
-  }
+  plan.grad_logits = grad ? allocate_grad(logits.sizes(), options) : at::empty({0}, options);
   return plan;
 }
 

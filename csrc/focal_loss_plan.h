@@ -40,7 +40,14 @@ struct FocalLossPlan {
   at::Tensor loss, grad_logits;
 };
 
-FocalLossPlan plan_focal_loss(ALWA_FOCAL_LOSS_PARAMS, bool grad);
+// How a backend allocates the gradient (an uninitialised contiguous tensor): at::empty by
+// default; the CPU reuses the last gradient's memory (cpu/reused_buffer.h).
+using GradientAllocator = at::Tensor (*)(at::IntArrayRef sizes, const at::TensorOptions& options);
+inline at::Tensor fresh_gradient(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  return at::empty(sizes, options);
+}
+
+FocalLossPlan plan_focal_loss(ALWA_FOCAL_LOSS_PARAMS, bool grad, GradientAllocator allocate_grad);
 
 // The kernel arguments of a planned call.
 template <class scalar_t, class T>
@@ -75,18 +82,18 @@ void dispatch_focal_gamma(double gamma, F&& f) {
 }
 
 // The operators of a backend, made from its function that runs a plan (which also fills the
-// outputs of an empty call) and the guard it needs around a call.
-template <void (*Run)(FocalLossPlan&), class DeviceGuard>
+// outputs of an empty call), the guard it needs around a call and its gradient allocator.
+template <void (*Run)(FocalLossPlan&), class DeviceGuard, GradientAllocator AllocateGrad = fresh_gradient>
 struct FocalLossOps {
   static std::tuple<at::Tensor, at::Tensor> with_grad(ALWA_FOCAL_LOSS_PARAMS) {
     const DeviceGuard guard(logits.device());
-    FocalLossPlan plan = plan_focal_loss(ALWA_FOCAL_LOSS_ARGS, true);
+    FocalLossPlan plan = plan_focal_loss(ALWA_FOCAL_LOSS_ARGS, true, AllocateGrad);
     Run(plan);
     return {plan.loss, plan.grad_logits};
   }
   static at::Tensor loss_only(ALWA_FOCAL_LOSS_PARAMS) {
     const DeviceGuard guard(logits.device());
-    FocalLossPlan plan = plan_focal_loss(ALWA_FOCAL_LOSS_ARGS, false);
+    FocalLossPlan plan = plan_focal_loss(ALWA_FOCAL_LOSS_ARGS, false, AllocateGrad);
     Run(plan);
     return plan.loss;
   }

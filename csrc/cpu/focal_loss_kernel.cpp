@@ -12,6 +12,7 @@
 
 #include "cpu/block_sum.h"
 #include "cpu/cpu_isa.h"
+#include "cpu/reused_buffer.h"
 #include "focal_loss_plan.h"
 
 namespace alwa {
@@ -62,6 +63,12 @@ void focal_loss_cpu_typed(FocalLossPlan& plan) {
   }
 }
 
+// The gradient is as large as the logits: the last one's memory is reused once released.
+at::Tensor reused_gradient(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  static auto* buffer = new cpu::ReusedBuffer();  // never deleted: see cpu/reused_buffer.h
+  return buffer->empty(sizes, options);
+}
+
 void run_focal_loss_cpu(FocalLossPlan& plan) {
   if (plan.hard_targets) check_labels(plan);
   if (plan.num_rows * plan.num_classes == 0) {
@@ -82,6 +89,8 @@ void run_focal_loss_cpu(FocalLossPlan& plan) {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(alwa, CPU, m) { FocalLossOps<run_focal_loss_cpu, NoDeviceGuard>::register_in(m); }
+TORCH_LIBRARY_IMPL(alwa, CPU, m) {
+  FocalLossOps<run_focal_loss_cpu, NoDeviceGuard, reused_gradient>::register_in(m);
+}
 
 }  // namespace alwa

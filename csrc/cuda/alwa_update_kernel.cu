@@ -1,67 +1,8 @@
-// CUDA launchers of alwa_step and alwa_pooled_update: check, guard the device, launch one
-// single-thread kernel on the current stream (so CUDA graphs capture it), check the launch.
-// The device code is in alwa_update_kernel.cuh, the rule in alwa/alwa_update.h.
-#include <ATen/ATen.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
+// The CUDA kernels of alwa_step and alwa_pooled_update (alwa_update_kernel.cuh), launched by
+// alwa_update_launcher.h over the CUDA runtime.
 #include <torch/library.h>
 
-#include "alwa_update_checks.h"
-#include "cuda/alwa_update_kernel.cuh"
+#include "cuda/alwa_update_launcher.h"
+#include "cuda/runtime.h"
 
-namespace alwa {
-namespace {
-
-LossDtype loss_dtype(const at::Tensor& loss) {
-  switch (loss.scalar_type()) {
-    case at::kFloat:
-      return LossDtype::Float32;
-    case at::kDouble:
-      return LossDtype::Float64;
-    case at::kHalf:
-      return LossDtype::Float16;
-    case at::kBFloat16:
-      return LossDtype::BFloat16;
-    default:
-      TORCH_CHECK_VALUE(false, "alwa_step: unsupported loss dtype ", loss.scalar_type());
-  }
-}
-
-std::tuple<at::Tensor, at::Tensor> alwa_step_cuda(ALWA_STEP_PARAMS) {
-  const AlwaStepCall call = check_alwa_step(loss_cls, loss_reg, weights, window, step, skipped,
-                                            num_updates, held, interval, alwa_mode, update);
-  const c10::cuda::CUDAGuard device_guard(loss_cls.device());
-  at::Tensor applied_cls = at::empty({}, loss_cls.options());
-  at::Tensor applied_reg = at::empty({}, loss_reg.options());
-  const LossArgs losses{loss_cls.const_data_ptr(), loss_reg.const_data_ptr(),
-                        applied_cls.mutable_data_ptr(), applied_reg.mutable_data_ptr(),
-                        loss_dtype(loss_cls), loss_dtype(loss_reg)};
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  alwa_step_kernel<<<1, 1, 0, stream>>>(losses, call.state, interval, call.mode, call.update);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return {applied_cls, applied_reg};
-}
-
-void alwa_pooled_update_cuda(const at::Tensor& rank_windows, at::Tensor& weights,
-                             at::Tensor& window, at::Tensor& num_updates, at::Tensor& held,
-                             const std::string& alwa_mode) {
-  const AlwaMode parsed_mode = parse_alwa_mode(alwa_mode);
-  check_pooled_update_args(rank_windows, weights, window, num_updates, held);
-
-  const c10::cuda::CUDAGuard device_guard(weights.device());
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  alwa_pooled_update_kernel<<<1, 1, 0, stream>>>(
-      rank_windows.const_data_ptr<double>(), rank_windows.size(0),
-      weights.mutable_data_ptr<double>(), window.mutable_data_ptr<double>(),
-      num_updates.mutable_data_ptr<int64_t>(), held.mutable_data_ptr<int64_t>(), parsed_mode);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
-
-}  // namespace
-}  // namespace alwa
-
-TORCH_LIBRARY_IMPL(alwa, CUDA, m) {
-  m.impl("alwa_step", &alwa::alwa_step_cuda);
-  m.impl("alwa_pooled_update", &alwa::alwa_pooled_update_cuda);
-}
+TORCH_LIBRARY_IMPL(alwa, CUDA, m) { alwa::cuda::register_alwa_launchers<alwa::cuda::CudaRuntime>(m); }

@@ -1,6 +1,6 @@
 // Device code of alwa_step and alwa_pooled_update. Torch-free: it compiles with
-// `nvcc -std=c++17 -x cu` alone; the launcher (alwa_update_kernel.cu) only checks arguments,
-// picks the stream and launches.
+// `nvcc -std=c++17 -x cu` alone; the launcher (alwa_update_launcher.h) only checks arguments,
+// guards the device and launches.
 //
 // The work of one iteration is a few scalars, so each kernel is a single thread: what
 // matters is that the whole iteration -- read the losses, record, maybe update -- is one

@@ -1,7 +1,7 @@
 // CUDA kernels of box_loss, box_iou and box_iou_backward, torch-free: they compile with nvcc
-// alone (.ci/nvcc_check.sh instantiates every one of them), and box_loss_kernel.cu beside this
-// file only allocates, picks the grid and launches. The per-box math is alwa/box_math.h, the
-// same functions the CPU kernels call.
+// alone (.ci/nvcc_check.sh instantiates every one of them) or, over the CUDA shim of
+// tests/cuda_host/, with the host compiler; box_loss_launcher.h only allocates, picks the grid
+// and launches. The per-box math is alwa/box_math.h, the same functions the CPU kernels call.
 //
 // Kernels are templated on the storage type (float, double, __half, __nv_bfloat16) and the
 // compute type (float for the half types, else the storage type). All reductions are
@@ -81,6 +81,31 @@ inline uint32_t capped_blocks(int64_t items, int64_t per_block, int64_t max_bloc
   return static_cast<uint32_t>(blocks);
 }
 
+// How a box_iou_backward kernel splits its sums, decided on the host.
+struct IouGradSplit {
+  int64_t chunk;       // pairs per chunk (a multiple of the staged tile)
+  int64_t num_chunks;  // gridDim.y
+  uint32_t blocks_x;   // gridDim.x (grid-stride over the owners of the sums)
+};
+
+// `owners` boxes each sum over `length` pairs; a block covers `owners_per_block` owners and
+// stages `tile` pairs at a time. Chunks are added until about target_blocks blocks are busy,
+// keeping each chunk at least min_chunk long.
+inline IouGradSplit split_iou_grad(int64_t owners, int64_t length, int64_t owners_per_block,
+                                   int64_t tile, int64_t target_blocks, int64_t min_chunk) {
+  IouGradSplit split;
+  const int64_t owner_blocks = ceil_div(owners, owners_per_block);
+  int64_t chunks = target_blocks / owner_blocks;
+  const int64_t most = ceil_div(length, min_chunk);
+  if (chunks > most) chunks = most;
+  if (chunks > kMaxGridDim) chunks = kMaxGridDim;
+  if (chunks < 1) chunks = 1;
+  split.chunk = ceil_div(ceil_div(length, chunks), tile) * tile;
+  split.num_chunks = ceil_div(length, split.chunk);
+  split.blocks_x = capped_blocks(owners, owners_per_block, kMaxGridDim);
+  return split;
+}
+
 // First index a thread handles in a grid-stride loop, and the loop's stride: 64-bit, so an
 // index past 2^31 (or past 2^32) neither wraps nor turns negative.
 ALWA_HD_INLINE int64_t grid_stride_begin(uint32_t block, uint32_t block_dim, uint32_t thread) {
@@ -122,28 +147,25 @@ __device__ __forceinline__ void load_box_vector(const double* src, double (&box)
   box[2] = hi.x;
   box[3] = hi.y;
 }
-// The half types: the whole box in 8 bytes, as two pairs converted to float.
-struct HalfPairToFloat2 {
-  __device__ float2 operator()(__half2 pair) const { return __half22float2(pair); }
-};
-struct BFloat16PairToFloat2 {
-  __device__ float2 operator()(__nv_bfloat162 pair) const { return __bfloat1622float2(pair); }
-};
-template <class Pair, class Convert, class S>
-__device__ __forceinline__ void load_box_pairs(const S* src, float (&box)[4]) {
+// The half types: the whole box in 8 bytes, two coordinates a 32-bit word (the first in the
+// low half), each converted to float. The words are split with shifts: reading them as
+// __half2 through a pointer cast would break the aliasing rules.
+template <class S, class Raw>
+__device__ __forceinline__ void load_box_halves(const S* src, float (&box)[4]) {
   const uint2 raw = __ldg(reinterpret_cast<const uint2*>(src));
-  const float2 lo = Convert{}(*reinterpret_cast<const Pair*>(&raw.x));
-  const float2 hi = Convert{}(*reinterpret_cast<const Pair*>(&raw.y));
-  box[0] = lo.x;
-  box[1] = lo.y;
-  box[2] = hi.x;
-  box[3] = hi.y;
+  const uint32_t words[2] = {raw.x, raw.y};
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    Raw bits;
+    bits.x = static_cast<unsigned short>(words[k / 2] >> (16 * (k % 2)));
+    box[k] = static_cast<float>(S(bits));
+  }
 }
 __device__ __forceinline__ void load_box_vector(const __half* src, float (&box)[4]) {
-  load_box_pairs<__half2, HalfPairToFloat2>(src, box);
+  load_box_halves<__half, __half_raw>(src, box);
 }
 __device__ __forceinline__ void load_box_vector(const __nv_bfloat16* src, float (&box)[4]) {
-  load_box_pairs<__nv_bfloat162, BFloat16PairToFloat2>(src, box);
+  load_box_halves<__nv_bfloat16, __nv_bfloat16_raw>(src, box);
 }
 #endif
 
@@ -337,31 +359,6 @@ __device__ __forceinline__ void write_box_grad(T (&acc)[4], BoxFormat format, in
 #pragma unroll
     for (int k = 0; k < 4; ++k) partial[(blockIdx.y * num_boxes + box) * 4 + k] = acc[k];
   }
-}
-
-// How a box_iou_backward kernel splits its sums, decided on the host.
-struct IouGradSplit {
-  int64_t chunk;       // pairs per chunk (a multiple of the staged tile)
-  int64_t num_chunks;  // gridDim.y
-  uint32_t blocks_x;   // gridDim.x (grid-stride over the owners of the sums)
-};
-
-// `owners` boxes each sum over `length` pairs; a block covers `owners_per_block` owners and
-// stages `tile` pairs at a time. Chunks are added until about target_blocks blocks are busy,
-// keeping each chunk at least min_chunk long.
-inline IouGradSplit split_iou_grad(int64_t owners, int64_t length, int64_t owners_per_block,
-                                   int64_t tile, int64_t target_blocks, int64_t min_chunk) {
-  IouGradSplit split;
-  const int64_t owner_blocks = ceil_div(owners, owners_per_block);
-  int64_t chunks = target_blocks / owner_blocks;
-  const int64_t most = ceil_div(length, min_chunk);
-  if (chunks > most) chunks = most;
-  if (chunks > kMaxGridDim) chunks = kMaxGridDim;
-  if (chunks < 1) chunks = 1;
-  split.chunk = ceil_div(ceil_div(length, chunks), tile) * tile;
-  split.num_chunks = ceil_div(length, split.chunk);
-  split.blocks_x = capped_blocks(owners, owners_per_block, kMaxGridDim);
-  return split;
 }
 
 // Gradient of boxes2: a thread owns a column j and sums over the rows of its chunk in order,

@@ -1,6 +1,6 @@
 // CUDA kernels of sigmoid_focal_loss, torch-free (.ci/nvcc_check.sh instantiates them with
-// nvcc alone); focal_loss_kernel.cu beside this file only allocates, picks the grid and
-// launches. The per-element math is alwa/focal_loss.h, the functions the CPU kernels call.
+// nvcc alone); focal_loss_launcher.h only allocates, picks the grid and launches. The
+// per-element math is alwa/focal_loss.h, the functions the CPU kernels call.
 // The reduction is box_loss's: per-block sums in a fixed order, no floating-point atomics.
 #pragma once
 

@@ -1,11 +1,11 @@
-// What the CUDA launchers share: torch's half types as CUDA's, kernel arguments retyped to
-// them, the grid cap and the outputs of a reducing launch. (Torch-dependent: only the
-// launchers, csrc/cuda/*.cu, include it.)
+// What the CUDA launchers (cuda/*_launcher.h) share: torch's half types as CUDA's, kernel
+// arguments retyped to them, the grid cap and the outputs of a reducing launch. Everything
+// that needs the CUDA runtime goes through a Runtime (cuda/runtime.h on a GPU; the test build
+// of tests/cuda_host/ runs the same code on the host), so this header includes none of it.
 #pragma once
 
-#include <ATen/cuda/CUDAContext.h>
+#include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <c10/cuda/CUDAException.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -58,10 +58,10 @@ Args<storage_t, T> as_storage_args(const Args<scalar_t, T>& args) {
 
 // Blocks that fit on the device at once: the cap of every grid-stride grid (and so the size
 // of box_loss's per-block partial sums).
-inline int64_t resident_blocks() {
-  const cudaDeviceProp* props = at::cuda::getCurrentDeviceProperties();
-  return static_cast<int64_t>(props->multiProcessorCount) *
-         (props->maxThreadsPerMultiProcessor / cuda::kThreadsPerBlock);
+template <class Runtime>
+int64_t resident_blocks() {
+  return static_cast<int64_t>(Runtime::multiprocessors()) *
+         (Runtime::max_threads_per_multiprocessor() / cuda::kThreadsPerBlock);
 }
 
 // Where a reducing launch of `blocks` blocks writes (write_block_sum, cuda/box_loss_kernels.cuh):
@@ -92,12 +92,12 @@ struct BlockReduction {
   }
 
   // The finishing block, where there are per-block sums; `args` gives the reduction's scale.
-  template <class Args>
-  void finish(const Args& args, cudaStream_t stream) const {
+  template <class Runtime, class Args>
+  void finish(const Args& args) const {
     if (block_sums == nullptr) return;
-    cuda::reduce_block_sums_kernel<<<1, cuda::kThreadsPerBlock, 0, stream>>>(
-        args, block_sums, static_cast<int>(blocks), reduced);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    Runtime::launch(cuda::reduce_block_sums_kernel<Args, storage_t, T>, dim3(1),
+                    dim3(cuda::kThreadsPerBlock), args, block_sums, static_cast<int>(blocks),
+                    reduced);
   }
 };
 
