@@ -3,7 +3,7 @@
 The reference is alwa_ext.reference.alwa_published, a NumPy transcription of the paper's
 published algorithm; trajectories must match it to 1e-9 in float64. (Several ranks:
 test_alwa_distributed.py; opcheck and torch.compile: test_compile_and_opcheck.py; CUDA
-graphs, sync-debug mode and CPU-vs-CUDA identity: test_cuda_only.py.)
+graphs, sync-debug mode and CPU-vs-CUDA identity: test_cuda_kernels.py.)
 """
 from __future__ import annotations
 

@@ -321,7 +321,7 @@ def test_gradient_wrt_weight_and_avg_factor(loss, weight_mode, reduction, device
 
 @pytest.mark.parametrize("loss", LOSS_KINDS)
 def test_deterministic_across_runs_and_thread_counts(loss):
-    # CPU threads; CUDA's run-to-run identity is in test_cuda_only.py.
+    # CPU threads; CUDA's run-to-run identity is in test_cuda_kernels.py.
     pred, target = box_pairs(50_000, dtype=torch.float32, seed=5)
     pred.requires_grad_()
     threads = torch.get_num_threads()

@@ -2,7 +2,7 @@
 torch.library.opcheck (schema, fake kernel, autograd registration, dispatch) on sample inputs,
 and torch.compile(fullgraph=True) of the public API matching eager, without a graph break.
 
-(CUDA graphs and mode="reduce-overhead" are in test_cuda_only.py.)
+(CUDA graphs and mode="reduce-overhead" are in test_cuda_kernels.py.)
 """
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ from alwa_ext.kinds import ALPHA_IOU_KINDS, BOX_FORMATS, LOSS_KINDS
 from helpers.alwa import loss_sequences
 from helpers.boxes import DELTA_STDS, box_pairs, box_weight, delta_pairs, random_boxes
 from helpers.raw_ops import box_loss_args, opcheck_box_loss
+
+# Every test here checks the registrations of torch.ops.alwa itself.
+pytestmark = pytest.mark.registrations
 
 LOSS_DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
 

@@ -269,6 +269,7 @@ def test_inference_builds_no_graph():
     assert loss.grad_fn is None
 
 
+@pytest.mark.registrations
 def test_opcheck(device):
     logits, labels = focal_inputs(rows=(5,), classes=11, device=device, seed=16)
     soft = torch.rand(5, 11, device=device)
@@ -286,6 +287,7 @@ def test_opcheck(device):
         torch.library.opcheck(torch.ops.alwa.sigmoid_focal_loss_with_grad.default, plain)
 
 
+@pytest.mark.registrations
 def test_compile_fullgraph_forward_and_backward(device):
     torch._dynamo.reset()
 

@@ -14,7 +14,7 @@ import alwa_ext  # noqa: E402
 from alwa_ext import reference  # noqa: E402
 from alwa_ext.kinds import BOX_FORMATS, IOU_KINDS, LOSS_KINDS  # noqa: E402
 from helpers.boxes import DTYPES  # noqa: E402
-from helpers.devices import DEVICES  # noqa: E402
+from helpers.devices import DEVICES, running_on  # noqa: E402
 
 # Small integer coordinates make ties, touching edges, zero sizes and inversions common.
 coordinate = st.one_of(st.integers(-3, 3).map(float), st.floats(-1e4, 1e4, allow_nan=False, width=32))
@@ -29,6 +29,11 @@ on_every_device = pytest.mark.parametrize("device", DEVICES)
 @settings(max_examples=int(os.environ.get("ALWA_FUZZ_EXAMPLES", "150")), deadline=None)
 @given(pairs=boxes, loss=st.sampled_from(LOSS_KINDS), dtype=dtypes, fmt=st.sampled_from(BOX_FORMATS))
 def test_losses_and_gradients_are_finite(device, pairs, loss, dtype, fmt):
+    with running_on(device) as device:
+        check_finite(device, pairs, loss, dtype, fmt)
+
+
+def check_finite(device, pairs, loss, dtype, fmt):
     pred = torch.tensor([p for p, _ in pairs], dtype=torch.float64).to(dtype=dtype, device=device).requires_grad_()
     target = torch.tensor([t for _, t in pairs], dtype=torch.float64).to(dtype=dtype, device=device).requires_grad_()
     if not (torch.isfinite(pred).all() and torch.isfinite(target).all()):
@@ -43,6 +48,11 @@ def test_losses_and_gradients_are_finite(device, pairs, loss, dtype, fmt):
 @settings(max_examples=int(os.environ.get("ALWA_FUZZ_EXAMPLES", "150")), deadline=None)
 @given(pairs=boxes, loss=st.sampled_from(IOU_KINDS))
 def test_float64_values_match_reference_everywhere(device, pairs, loss):
+    with running_on(device) as device:
+        check_matches_reference(device, pairs, loss)
+
+
+def check_matches_reference(device, pairs, loss):
     pred = torch.tensor([p for p, _ in pairs], dtype=torch.float64, device=device)
     target = torch.tensor([t for _, t in pairs], dtype=torch.float64, device=device)
     ours = alwa_ext.box_loss(pred, target, loss, reduction="none").cpu()

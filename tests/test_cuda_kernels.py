@@ -1,17 +1,17 @@
-"""What only the CUDA kernels have: agreement with the CPU kernels across their launch
-geometry (blocks, tiles, vector loads), no host sync, CUDA graphs, torch.compile's
-"reduce-overhead" mode, bit-identical repeats, the current stream and device guard, and 64-bit
-indexing. Every test but the host-side index-math one needs a CUDA device and skips without one.
+"""What only the CUDA kernels have: agreement with the CPU kernels across their launch geometry
+(blocks, tiles, chunks, vector loads), on the host execution of the kernels in every run
+(``[alwa_cuda_host]`` and ``[alwa_cuda_host_pass]``: tests/cuda_host/) and on a GPU where there is
+one (``[gpu]``); and what only a GPU can show: no host sync, CUDA graphs, torch.compile's
+"reduce-overhead" mode, the current stream and device guard, and a real run past 2^31 elements.
 
-Values and gradients against the eager reference on CUDA are the ``[cuda]`` variants of the
-reference tests (test_box_loss.py, test_deltas.py, test_box_iou.py, test_alwa.py, ...).
+Values and gradients against the eager reference are the ``[cuda_host]`` and ``[cuda]`` variants
+of the reference tests (test_box_loss.py, test_deltas.py, test_box_iou.py, test_alwa.py, ...);
+what only the host execution can show (the launches' geometry, thread orders, the emulator's own
+checks) is in tests/cuda_host/.
 """
 from __future__ import annotations
 
 import copy
-import os
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -26,9 +26,6 @@ from helpers.compare import tolerance
 from helpers.devices import requires_cuda
 from helpers.raw_ops import box_loss_op
 from helpers.variants import VARIANTS, variant_id
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-pytestmark = pytest.mark.cuda
 
 
 def loss_and_grads(fn, pred, target, kind, **kwargs):
@@ -56,90 +53,77 @@ def assert_close(actual, expected, dtype, scale=1.0, kind="giou", options=None):
     torch.testing.assert_close(actual.cpu().to(expected.dtype), expected.cpu(), rtol=tol["rtol"], atol=tol["atol"] * scale)
 
 
-# --------------------------------------------------------------------------- index math (no GPU)
-
-
-def test_index_math_past_int32(tmp_path):
-    """The kernels' grid and index math for more than 2^31 elements, checked on the host."""
-    nvcc = shutil.which("nvcc")
-    if nvcc is None:
-        pytest.skip("needs nvcc")
-    binary = tmp_path / "index_math_test"
-    subprocess.run(
-        [nvcc, "-std=c++17", "-I", os.path.join(ROOT, "csrc"), "-I", os.path.join(ROOT, "csrc", "include"),
-         "-o", str(binary), os.path.join(ROOT, "tests", "cuda", "index_math_test.cu")],
-        check=True, capture_output=True, text=True,
-    )
-    result = subprocess.run([str(binary)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "index math ok" in result.stdout
+def on_kernels(cuda_kernels, fn, *args, **kwargs):
+    """fn(*args, **kwargs) with its torch.ops.alwa calls on the CUDA kernels."""
+    with cuda_kernels.run():
+        return fn(*args, **kwargs)
 
 
 # --------------------------------------------------------------------------- CUDA against CPU
 
 
-@requires_cuda
 @pytest.mark.parametrize("box_format", BOX_FORMATS)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("variant", VARIANTS, ids=variant_id)
-def test_box_loss_matches_cpu_kernels(variant, dtype, reduction, box_format):
+def test_box_loss_matches_cpu_kernels(cuda_kernels, variant, dtype, reduction, box_format):
     kind, extra = variant
-    n = 1000  # several blocks' worth of warps
+    device = cuda_kernels.device
+    n = 1000  # several blocks' worth of warps, the last block partial
     # Coordinates in the thousands must not overflow the half types (computed in float32);
     # coordinate-wise sums of so large differences would overflow float16's output, though.
     half = dtype in (torch.float16, torch.bfloat16)
     scale = (10.0 if kind in COORDINATE_KINDS else 2000.0) if half else 100.0
     pred, target = box_pairs(n, dtype=dtype, box_format=box_format, seed=len(kind) + len(reduction), scale=scale,
-                             device="cuda")
-    variants = [dict(), dict(weight=torch.rand(n, device="cuda", dtype=dtype)),
-                dict(weight=torch.rand(n, 4, device="cuda", dtype=dtype))]
+                             device=device)
+    variants = [dict(), dict(weight=torch.rand(n, device=device, dtype=dtype)),
+                dict(weight=torch.rand(n, 4, device=device, dtype=dtype))]
     if reduction == "mean":
         # float64 so that the reference's avg_factor + eps is not rounded to float32.
-        variants.append(dict(avg_factor=torch.tensor(123.0, device="cuda", dtype=torch.float64)))
+        variants.append(dict(avg_factor=torch.tensor(123.0, device=device, dtype=torch.float64)))
     for options in variants:
         kwargs = dict(reduction=reduction, box_format=box_format, **extra, **options)
-        cuda = loss_and_grads(alwa_ext.box_loss, pred, target, kind, **kwargs)
+        cuda = on_kernels(cuda_kernels, loss_and_grads, alwa_ext.box_loss, pred, target, kind, **kwargs)
         cpu = loss_and_grads(alwa_ext.box_loss, pred.cpu(), target.cpu(), kind, **on_cpu(kwargs))
         # A sum over n elements carries n roundings.
         scale = n if reduction == "sum" else 1.0
         for got, want in zip(cuda, cpu):
-            assert got.device.type == "cuda" and got.dtype == want.dtype
+            assert got.device.type == torch.device(device).type and got.dtype == want.dtype
             assert torch.isfinite(got).all()
             assert_close(got, want, dtype, scale, kind, extra)
 
 
-@requires_cuda
 @pytest.mark.parametrize("kind", LOSS_KINDS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
-def test_deltas_match_cpu_kernels(kind, dtype):
-    deltas, anchors, target = delta_pairs(1000, seed=3, dtype=dtype, device="cuda")
+def test_deltas_match_cpu_kernels(cuda_kernels, kind, dtype):
+    deltas, anchors, target = delta_pairs(1000, seed=3, dtype=dtype, device=cuda_kernels.device)
     kwargs = dict(box_format="deltas", anchors=anchors, delta_stds=(0.1, 0.1, 0.2, 0.2), reduction="none")
-    cuda = loss_and_grads(alwa_ext.box_loss, deltas, target, kind, **kwargs)
+    cuda = on_kernels(cuda_kernels, loss_and_grads, alwa_ext.box_loss, deltas, target, kind, **kwargs)
     cpu = loss_and_grads(alwa_ext.box_loss, deltas.cpu(), target.cpu(), kind, **on_cpu(kwargs))
     for got, want in zip(cuda, cpu):
         assert_close(got, want, dtype, kind=kind)
 
 
-@requires_cuda
 @pytest.mark.parametrize("n", [1, 255, 256, 257, 70_000, 300_001])
-def test_box_loss_sizes_single_and_multi_block(n):
-    """One block writes the reduced loss itself; more go through the finishing block."""
-    pred, target = box_pairs(n, seed=n, device="cuda")
+def test_box_loss_sizes_single_and_multi_block(cuda_kernels, n):
+    """One block writes the reduced loss itself; more go through the finishing block; past the
+    resident blocks of an H100 (1056 of 256 threads) the grid-stride loop goes round again."""
+    pred, target = box_pairs(n, seed=n, device=cuda_kernels.device)
     for reduction in ("sum", "mean"):
-        got = loss_and_grads(alwa_ext.box_loss, pred, target, "ciou", reduction=reduction)
+        got = on_kernels(cuda_kernels, loss_and_grads, alwa_ext.box_loss, pred, target, "ciou", reduction=reduction)
         want = loss_and_grads(alwa_ext.box_loss, pred.cpu(), target.cpu(), "ciou", reduction=reduction)
         for g, w in zip(got, want):
             torch.testing.assert_close(g.cpu(), w, rtol=1e-9, atol=1e-9)
 
 
-@requires_cuda
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_misaligned_boxes_take_the_element_path(dtype):
-    """Boxes whose storage starts off a vector boundary load element by element, same values."""
+def test_misaligned_boxes_take_the_element_path(cuda_kernels, dtype):
+    """Boxes whose storage starts off a vector boundary load element by element, same values
+    (a vector load of them would fault)."""
     n = 999
-    pred, target = box_pairs(n, dtype=dtype, scale=100.0, device="cuda")
-    storage = torch.empty(2 * 4 * n + 1, dtype=dtype, device="cuda")
+    device = cuda_kernels.device
+    pred, target = box_pairs(n, dtype=dtype, scale=100.0, device=device)
+    storage = torch.empty(2 * 4 * n + 1, dtype=dtype, device=device)
     pred_off = storage[1 : 1 + 4 * n].view(n, 4)
     target_off = storage[1 + 4 * n :].view(n, 4)
     pred_off.copy_(pred)
@@ -147,24 +131,25 @@ def test_misaligned_boxes_take_the_element_path(dtype):
     assert pred_off.is_contiguous() and pred_off.data_ptr() % 16 != 0
     for kind in LOSS_KINDS:
         for reduction in ("none", "sum"):
-            aligned = loss_and_grads(alwa_ext.box_loss, pred, target, kind, reduction=reduction)
-            misaligned = loss_and_grads(alwa_ext.box_loss, pred_off, target_off, kind, reduction=reduction)
+            aligned = on_kernels(cuda_kernels, loss_and_grads, alwa_ext.box_loss, pred, target, kind,
+                                 reduction=reduction)
+            misaligned = on_kernels(cuda_kernels, loss_and_grads, alwa_ext.box_loss, pred_off, target_off, kind,
+                                    reduction=reduction)
             for a, b in zip(aligned, misaligned):
                 assert torch.equal(a, b)
 
 
-@requires_cuda
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("kind", LOSS_KINDS)
-def test_degenerate_boxes_match_cpu_kernels(kind, dtype):
-    pred, target = degenerate_pairs(dtype, "cuda")
+def test_degenerate_boxes_match_cpu_kernels(cuda_kernels, kind, dtype):
+    pred, target = degenerate_pairs(dtype, cuda_kernels.device)
     for box_format in BOX_FORMATS:
         for eps in (1e-7, 0.0):
             options = dict(reduction="none", box_format=box_format, eps=eps)
-            got = loss_and_grads(alwa_ext.box_loss, pred, target, kind, **options)
+            got = on_kernels(cuda_kernels, loss_and_grads, alwa_ext.box_loss, pred, target, kind, **options)
             cpu = loss_and_grads(alwa_ext.box_loss, pred.cpu(), target.cpu(), kind, **options)
             # The same numbers, stored in float64.
-            wide = loss_and_grads(alwa_ext.box_loss, pred.double(), target.double(), kind, **options)
+            wide = loss_and_grads(alwa_ext.box_loss, pred.cpu().double(), target.cpu().double(), kind, **options)
             limit = torch.finfo(dtype).max
             for g, c, w in zip(got, cpu, wide):
                 # Finite everywhere, except where the value itself is out of the dtype's range
@@ -175,24 +160,25 @@ def test_degenerate_boxes_match_cpu_kernels(kind, dtype):
                 assert_close(g, c, dtype, scale=100.0, kind=kind)
 
 
-@requires_cuda
 @pytest.mark.parametrize("box_format", BOX_FORMATS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("kind", ALPHA_IOU_KINDS)
-def test_box_iou_matches_cpu_kernels_and_reference_across_tiles(kind, dtype, box_format):
+def test_box_iou_matches_cpu_kernels_and_reference_across_tiles(cuda_kernels, kind, dtype, box_format):
     # Shapes that exercise partial tiles, one and several chunks of the backward.
+    device = cuda_kernels.device
     for m, n in ((1, 1), (70, 300), (3, 5000), (1500, 40)):
-        boxes1, _ = box_pairs(m, dtype=dtype, box_format=box_format, seed=m, scale=100.0, device="cuda")
-        boxes2, _ = box_pairs(n, dtype=dtype, box_format=box_format, seed=n + 1, scale=100.0, device="cuda")
-        grad = torch.rand(m, n, device="cuda", dtype=dtype)
+        boxes1, _ = box_pairs(m, dtype=dtype, box_format=box_format, seed=m, scale=100.0, device=device)
+        boxes2, _ = box_pairs(n, dtype=dtype, box_format=box_format, seed=n + 1, scale=100.0, device=device)
+        grad = torch.rand(m, n, device=device, dtype=dtype)
         results = []
-        for fn, b1, b2, g in ((alwa_ext.box_iou, boxes1, boxes2, grad),
-                              (reference.box_iou, boxes1.cpu(), boxes2.cpu(), grad.cpu()),
-                              (alwa_ext.box_iou, boxes1.cpu(), boxes2.cpu(), grad.cpu())):
+        for on, fn, b1, b2, g in ((cuda_kernels, alwa_ext.box_iou, boxes1, boxes2, grad),
+                                  (None, reference.box_iou, boxes1.cpu(), boxes2.cpu(), grad.cpu()),
+                                  (None, alwa_ext.box_iou, boxes1.cpu(), boxes2.cpu(), grad.cpu())):
             b1 = b1.detach().clone().requires_grad_(True)
             b2 = b2.detach().clone().requires_grad_(True)
-            out = fn(b1, b2, kind, box_format=box_format)
-            results.append((out.detach(),) + torch.autograd.grad(out, (b1, b2), g))
+            with on.run() if on is not None else torch.enable_grad():
+                out = fn(b1, b2, kind, box_format=box_format)
+                results.append((out.detach(),) + torch.autograd.grad(out, (b1, b2), g))
         got, ref, cpu = results
         assert_close(got[0], ref[0], dtype)
         assert_close(got[0], cpu[0], dtype)
@@ -201,17 +187,104 @@ def test_box_iou_matches_cpu_kernels_and_reference_across_tiles(kind, dtype, box
             assert_close(got[i], cpu[i], dtype, scale=max(1.0, length / 10))
 
 
-@requires_cuda
-def test_alwa_matches_cpu_bitwise():
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("gamma", [2.0, 1.5])
+@pytest.mark.parametrize("soft", [False, True], ids=["indices", "float"])
+def test_focal_loss_matches_cpu_kernels(cuda_kernels, soft, gamma, dtype, reduction):
+    device = cuda_kernels.device
+    rows, classes = 613, 21  # 12873 elements: 51 blocks, the last partial, rows across blocks
+    generator = torch.Generator().manual_seed(int(gamma * 10) + len(reduction))
+    logits = (torch.randn(rows, classes, generator=generator) * 4).to(dtype)
+    targets = (torch.rand(rows, classes, generator=generator).to(dtype) if soft
+               else torch.randint(0, classes + 1, (rows,), generator=generator))
+    options = [dict(), dict(weight=torch.rand(rows, generator=generator).to(dtype)),
+               dict(weight=torch.rand(rows, classes, generator=generator).to(dtype))]
+    if reduction == "mean":
+        options.append(dict(avg_factor=torch.tensor(77.0, dtype=torch.float64)))
+    for option in options:
+        def loss_and_grad(logits, targets, **kwargs):
+            x = logits.detach().clone().requires_grad_(True)
+            out = alwa_ext.sigmoid_focal_loss(x, targets, alpha=0.25, gamma=gamma, reduction=reduction, **kwargs)
+            upstream = torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype, device=out.device).view(out.shape)
+            return out.detach(), torch.autograd.grad(out, x, upstream)[0]
+
+        on_device = {k: v.to(device) for k, v in option.items()}
+        got = on_kernels(cuda_kernels, loss_and_grad, logits.to(device), targets.to(device), **on_device)
+        want = loss_and_grad(logits, targets, **option)
+        scale = rows * classes if reduction == "sum" else 1.0
+        for g, w in zip(got, want):
+            assert torch.isfinite(g).all()
+            assert_close(g, w, dtype, scale)
+
+
+def test_alwa_matches_cpu_bitwise(cuda_kernels):
     cls, reg = loss_sequences("decaying", 300, seed=9)
-    outs = []
-    for device in ("cpu", "cuda"):
-        alwa = ALWA(mode="alwa1", interval=7)
-        outs.append(feed(alwa, cls, reg, device=device, dtype=torch.float32))
-    for cpu, cuda in zip(*outs):
-        np.testing.assert_array_equal(cpu, cuda)
+    cpu = feed(ALWA(mode="alwa1", interval=7), cls, reg, device="cpu", dtype=torch.float32)
+    with cuda_kernels.run():
+        cuda = feed(ALWA(mode="alwa1", interval=7), cls, reg, device=cuda_kernels.device, dtype=torch.float32)
+    for a, b in zip(cpu, cuda):
+        np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("mode", ["alwa1", "alwa2"])
+def test_alwa_pooled_update_matches_cpu_bitwise(cuda_kernels, mode):
+    generator = torch.Generator().manual_seed(3)
+
+    def window(values):  # count, shift (the first value), Σ(x - shift), Σ(x - shift)²
+        deviations = values - values[0]
+        return [len(values), values[0].item(), deviations.sum().item(), (deviations ** 2).sum().item()]
+
+    # Three ranks' windows of 4, 7 and 2 values; classification's larger and noisier.
+    windows = torch.tensor([[window(2.0 + torch.rand(k, dtype=torch.float64, generator=generator)),
+                             window(0.5 + 0.1 * torch.rand(k, dtype=torch.float64, generator=generator))]
+                            for k in (4, 7, 2)], dtype=torch.float64)
+
+    def update(device):
+        state = [torch.tensor([1.0, 1.0], dtype=torch.float64), torch.zeros(2, 4, dtype=torch.float64),
+                 torch.tensor(0), torch.tensor(0)]
+        state = [t.to(device) for t in state]
+        torch.ops.alwa.alwa_pooled_update(windows.to(device), *state, mode)
+        return [t.cpu() for t in state]
+
+    want = update("cpu")
+    got = on_kernels(cuda_kernels, update, cuda_kernels.device)
+    for g, w in zip(got, want):
+        assert torch.equal(g, w)
+    assert got[2].item() == 1 and got[0][0].item() != 1.0  # the window was pooled and the rule fired
+
+
+def test_bit_identical_repeats(cuda_kernels):
+    # Smaller on the host, where a thread is a fiber: the orders of the sums are the same.
+    n, m = (1 << 17, 600) if cuda_kernels.on_host else (1 << 20, 3000)
+    device = cuda_kernels.device
+    pred, target = box_pairs(n, dtype=torch.float32, seed=5, scale=100.0, device=device)
+    pred.requires_grad_(True)
+    weight = torch.rand(n, device=device)
+    boxes1, boxes2 = box_pairs(m, dtype=torch.float32, seed=6, scale=100.0, device=device)
+    boxes1.requires_grad_(True)
+    boxes2.requires_grad_(True)
+    grad = torch.rand(m, m, device=device)
+    first = None
+    for _ in range(3):
+        results = []
+        with cuda_kernels.run():
+            for kind, extra in VARIANTS:
+                loss = alwa_ext.box_loss(pred, target, kind, weight=weight, **extra)
+                results += [loss] + list(torch.autograd.grad(loss, pred))
+            iou = alwa_ext.box_iou(boxes1, boxes2, "ciou")
+            results += [iou] + list(torch.autograd.grad(iou, (boxes1, boxes2), grad))
+        if first is None:
+            first = results
+        else:
+            for a, b in zip(first, results):
+                assert torch.equal(a, b)
+
+
+# --------------------------------------------------------------------------- only on a GPU
+
+
+@pytest.mark.cuda
 @requires_cuda
 def test_alwa_state_follows_the_losses_to_the_device():
     alwa = ALWA()
@@ -220,9 +293,9 @@ def test_alwa_state_follows_the_losses_to_the_device():
     assert alwa.weights.dtype == torch.float64
 
 
-# --------------------------------------------------------------------------- no host sync
 
 
+@pytest.mark.cuda
 @requires_cuda
 def test_box_ops_run_without_host_sync():
     pred, target = box_pairs(5000, dtype=torch.float32, scale=100.0, device="cuda")
@@ -271,6 +344,7 @@ def _alwa_batches(n, seed=0):
     ]
 
 
+@pytest.mark.cuda
 @requires_cuda
 def test_alwa_training_step_runs_without_host_sync():
     torch.manual_seed(0)
@@ -291,6 +365,7 @@ def test_alwa_training_step_runs_without_host_sync():
 # --------------------------------------------------------------------------- graphs, compile, determinism
 
 
+@pytest.mark.cuda
 @requires_cuda
 @pytest.mark.parametrize("kind", ("giou", "ciou", "siou", "smooth_l1"))
 def test_box_ops_cuda_graph_capture_and_replay(kind):
@@ -325,6 +400,7 @@ def test_box_ops_cuda_graph_capture_and_replay(kind):
         assert torch.equal(static_iou, alwa_ext.box_iou(new_pred[:300], new_target[:200], "giou"))
 
 
+@pytest.mark.cuda
 @requires_cuda
 @pytest.mark.parametrize("update", ["paper", "stable"])
 def test_alwa_cuda_graph_replays_advance_statistics_and_update_on_time(update):
@@ -372,6 +448,7 @@ def test_alwa_cuda_graph_replays_advance_statistics_and_update_on_time(update):
         torch.testing.assert_close(graph_weights, eager_weights, rtol=1e-9, atol=0)
 
 
+@pytest.mark.cuda
 @requires_cuda
 @pytest.mark.parametrize("kind", ("giou", "ciou", "l1"))
 def test_compile_reduce_overhead(kind):
@@ -394,30 +471,7 @@ def test_compile_reduce_overhead(kind):
         torch.testing.assert_close(p1.grad, p2.grad, rtol=0, atol=0)
 
 
-@requires_cuda
-def test_bit_identical_repeats():
-    pred, target = box_pairs(1 << 20, dtype=torch.float32, seed=5, scale=100.0, device="cuda")
-    pred.requires_grad_(True)
-    weight = torch.rand(1 << 20, device="cuda")
-    boxes1, boxes2 = box_pairs(3000, dtype=torch.float32, seed=6, scale=100.0, device="cuda")
-    boxes1.requires_grad_(True)
-    boxes2.requires_grad_(True)
-    grad = torch.rand(3000, 3000, device="cuda")
-    first = None
-    for _ in range(3):
-        results = []
-        for kind, extra in VARIANTS:
-            loss = alwa_ext.box_loss(pred, target, kind, weight=weight, **extra)
-            results += [loss] + list(torch.autograd.grad(loss, pred))
-        iou = alwa_ext.box_iou(boxes1, boxes2, "ciou")
-        results += [iou] + list(torch.autograd.grad(iou, (boxes1, boxes2), grad))
-        if first is None:
-            first = results
-        else:
-            for a, b in zip(first, results):
-                assert torch.equal(a, b)
-
-
+@pytest.mark.cuda
 @requires_cuda
 def test_current_stream_and_device_guard():
     pred, target = box_pairs(3000, dtype=torch.float32, scale=100.0, device="cuda")
@@ -436,6 +490,7 @@ def test_current_stream_and_device_guard():
         assert torch.equal(got1.cpu(), want.cpu())
 
 
+@pytest.mark.cuda
 @requires_cuda
 @pytest.mark.slow
 def test_more_than_2_31_elements():

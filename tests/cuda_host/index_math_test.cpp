@@ -1,8 +1,9 @@
 // Host-side test of the CUDA kernels' index math past 2^31 elements, without a GPU or the
 // memory: the grid the launchers pick (capped_blocks), the grid-stride loop's first index and
 // step, and the element offsets the kernels form, for problem sizes beyond int32.
-// Built and run by tests/test_cuda_only.py::test_index_math_past_int32 (nvcc only).
+// Built by the host compiler and run by tests/cuda_host/test_launches.py.
 #include <stdio.h>
+#include <vector_types.h>
 
 #include "cuda/box_loss_kernels.cuh"
 
