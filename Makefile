@@ -1,4 +1,7 @@
-# make test               set up from nothing (.venv, dependencies, build) and run the test suite
+# make test               set up from nothing (.venv, dependencies, build) and run the test suite,
+#                         the CUDA kernels executed on the host included
+# make test-cuda-host     only the tests of the CUDA kernels and launchers executed on the host
+#                         (tests/cuda_host/: needs the CUDA toolkit's headers, no GPU)
 # make demo               the main job: RetinaNet + CIoU on synthetic data with fixed weights and with
 #                         ALWA_2, side by side (about 2.5 minutes on 2 CPU cores, after the build)
 # make experiments        the study "Does ALWA help?" (docs/experiments/, resumable; about 90 minutes)
@@ -24,7 +27,7 @@ LATEST_EXTRAS := ultralytics mmengine
 CUDA_HOME ?= $(shell nvcc --dryrun -c -x cu /dev/null 2>&1 | sed -n 's/^\#\$$ TOP=//p' | head -1)
 TORCH_CUDA_ARCH_LIST ?= 9.0
 
-.PHONY: test demo experiments experiments-report bench build venv venv-latest cuda-build test-torch-latest cmake-check nvcc-check clean
+.PHONY: test test-cuda-host cuda-host-build demo experiments experiments-report bench build venv venv-latest cuda-build test-torch-latest cmake-check nvcc-check clean
 
 # Reuse a torch the system Python already has (the venv then sees system packages); else
 # install the pinned CPU build.
@@ -47,8 +50,17 @@ $(VENV)/.built: $(VENV)/.ready $(BUILD_INPUTS)
 
 build: $(VENV)/.built
 
-test: build
-	$(PY) -m pytest -q
+# PYTEST_ARGS: more pytest arguments (.ci/run leaves out what its test-cuda-host step ran).
+test: build cuda-host-build
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The test build that runs csrc/cuda/ on the host (again only what changed; skipped with a
+# message where the CUDA toolkit's headers are missing, and the tests then skip).
+cuda-host-build: build
+	$(PY) tests/cuda_host/build.py
+
+test-cuda-host: cuda-host-build
+	$(PY) -m pytest -q -m cuda_host
 
 demo: build
 	$(VENV)/bin/alwa-train demo --out runs/demo --overwrite

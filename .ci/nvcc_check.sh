@@ -42,13 +42,21 @@ if grep -q "warning" "$log"; then
 fi
 
 # ptxas prints, per kernel: "Compiling entry function 'NAME'", then
-# "N bytes stack frame, S bytes spill stores, L bytes spill loads" and "Used R registers".
+# "N bytes stack frame, S bytes spill stores, L bytes spill loads" and "Used R registers, ...,
+# M bytes smem".
 kernels=$(grep -c "Compiling entry function" "$log" || true)
 spills=$(grep -E "bytes spill stores" "$log" | grep -Ev " 0 bytes spill stores, 0 bytes spill loads" || true)
 max_regs=$(grep -oE "Used [0-9]+ registers" "$log" | awk '{print $2}' | sort -n | tail -1)
+# Static shared memory a block: at most 48 KiB without an opt-in the launchers never make.
+max_smem=$(grep -oE "[0-9]+ bytes smem" "$log" | awk '{print $1}' | sort -n | tail -1)
+max_smem=${max_smem:-0}
+if [ "$max_smem" -gt 49152 ]; then
+  echo "nvcc_check: FAILED, a kernel uses $max_smem bytes of static shared memory (48 KiB at most)"
+  exit 1
+fi
 if [ -n "$spills" ]; then
   grep -B2 -E "bytes spill stores" "$log" | grep -B2 -Ev " 0 bytes spill stores, 0 bytes spill loads" | grep -v "^--" | head -40
   echo "nvcc_check: FAILED, ptxas spilled to local memory in the kernels above"
   exit 1
 fi
-echo "nvcc_check: ok, $kernels kernels for $ARCH, no spills, at most $max_regs registers a thread ($("$NVCC" --version | tail -1))"
+echo "nvcc_check: ok, $kernels kernels for $ARCH, no spills, at most $max_regs registers a thread and $max_smem bytes of shared memory a block ($("$NVCC" --version | tail -1))"
