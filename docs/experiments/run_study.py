@@ -45,11 +45,24 @@ FIXED_CORE = ((0.25, 1.0), (0.5, 1.0), (1.0, 1.0), (2.0, 1.0))  # trained first 
 EQUAL_PAIRS = ((0.5, 0.5), (2.0, 2.0))  # CIoU only (the budget)
 INTERVALS = (20, 100, 200, 500)  # Table 7 (C = 50, the preset, is the main grid's)
 
-PARTS = ("table2_retinanet", "table1", "table1_more", "detrended", "table3_faster_rcnn", "table7", "longer")
+# The pretrained condition: each detector with the paper's pairing (RetinaNet + ALWA_2, Faster R-CNN +
+# ALWA_1), fixed 1:1 beside it, its backbone first trained on another task (alwa_det.pretrain);
+# "pairing" holds the same cells from scratch, to compare with (most are cells of the parts above).
+PAIRING = (("retinanet", "alwa2", STUDY_ITERATIONS), ("faster_rcnn", "alwa1", FRCNN_ITERATIONS))
+PAIRING_LOSSES = ("ciou", "l1")
+INITS = ("scratch", "pretrained")
+# The pretraining the pretrained cells start from (alwa_det.pretrain.PretrainConfig; under --runs).
+PRETRAINING = {"threads": 2}  # alwa-train pretrain's defaults, on both cores
+PRETRAIN_FOLDER = "pretrain"
+
+PARTS = ("table2_retinanet", "table1", "table1_more", "detrended", "table3_faster_rcnn", "table7", "longer",
+         "pretrained", "pretrained_c100", "pairing")
 # The order the cells are trained in (part, losses): what the issue asks first comes first, and
 # the CIoU cells (the demo's loss) before the others of a part, so a study cut short by its time
 # budget has whole cells of three seeds where it has any.
-STAGES = (("table2_retinanet", ("ciou",), None), ("table1", ("ciou",), None),
+STAGES = (("pretrained", None, None), ("pairing", None, (("fixed", "paper"), ("alwa2", "paper"))),
+          ("pretrained_c100", None, (("alwa2", "paper"),)), ("pairing", None, None), ("pretrained_c100", None, None),
+          ("table2_retinanet", ("ciou",), None), ("table1", ("ciou",), None),
           ("table2_retinanet", ("l1",), (("fixed", "paper"), ("alwa2", "paper"), ("alwa2", "stable"))),
           ("detrended", ("ciou",), None), ("table2_retinanet", ("l1",), None),
           ("longer", None, (("fixed", "paper"), ("alwa2", "paper"))), ("table7", None, None),
@@ -61,7 +74,7 @@ STAGES = (("table2_retinanet", ("ciou",), None), ("table1", ("ciou",), None),
 def cell(part: str, **values) -> Dict[str, object]:
     base = {"detector": "retinanet", "loss": "ciou", "weighting": "fixed", "cls_weight": 1.0, "reg_weight": 1.0,
             "interval": 50, "alwa_update": "paper", "alwa_statistic": "raw", "iterations": STUDY_ITERATIONS,
-            "seed": 0}
+            "seed": 0, "init": "scratch"}
     base.update(values)
     if base["weighting"] == "fixed":  # ALWA's options mean nothing to fixed weights: one cell, whatever they say
         base.update(interval=50, alwa_update="paper", alwa_statistic="raw")
@@ -75,7 +88,20 @@ def cell_name(values: Dict[str, object]) -> str:
     else:
         how = f"{v['weighting']}-{v['alwa_update']}" + ("-detrended" if v["alwa_statistic"] == "detrended" else "")
         how += f"-c{v['interval']}"
-    return f"{v['detector']}-{v['loss']}-{how}-it{v['iterations']}-seed{v['seed']}"
+    pretrained = "-pretrained" if v["init"] == "pretrained" else ""
+    return f"{v['detector']}-{v['loss']}-{how}-it{v['iterations']}{pretrained}-seed{v['seed']}"
+
+
+def pairing_cells(part: str, init: str, interval: int, with_fixed: bool) -> List[dict]:
+    cells = []
+    for detector, mode, iterations in PAIRING:
+        for loss in PAIRING_LOSSES:
+            for seed in SEEDS:
+                common = dict(detector=detector, loss=loss, iterations=iterations, seed=seed, init=init)
+                if with_fixed:
+                    cells.append(cell(part, **common))
+                cells.append(cell(part, weighting=mode, interval=interval, **common))
+    return cells
 
 
 def alwa_cells(part: str, detector: str, iterations: int, losses: Sequence[str], statistic: str = "raw") -> List[dict]:
@@ -147,6 +173,12 @@ def grid(parts: Iterable[str], rows: List[dict], losses: Optional[Sequence[str]]
                 cells.append(cell(part, iterations=LONG_ITERATIONS, seed=seed))
                 for rule in RULES:
                     cells.append(cell(part, weighting="alwa2", alwa_update=rule, iterations=LONG_ITERATIONS, seed=seed))
+        elif part == "pretrained":
+            cells += pairing_cells(part, "pretrained", 50, with_fixed=True)
+        elif part == "pretrained_c100":  # the paper's window
+            cells += pairing_cells(part, "pretrained", 100, with_fixed=False)
+        elif part == "pairing":
+            cells += pairing_cells(part, "scratch", 50, with_fixed=True)
         else:
             raise ValueError(f"unknown part {part!r}; choose from {', '.join(PARTS)}")
     unique: Dict[str, dict] = {}
@@ -186,12 +218,28 @@ def _quiet_worker(log_path: str) -> None:
     os.dup2(handle.fileno(), 2)
 
 
-def run_cell(name: str, values: Dict[str, object], runs: str) -> Dict[str, object]:
-    from alwa_det.cli import _run_cell
+def pretraining(runs: str):
+    from alwa_det.pretrain import make_pretrain_config
+
+    return make_pretrain_config({**PRETRAINING, "out": os.path.join(runs, PRETRAIN_FOLDER)})
+
+
+def cell_config(name: str, values: Dict[str, object], runs: str):
+    """The harness configuration of a cell: its values, its folder, one log row per iteration, and
+    for the pretrained condition the backbone that :func:`pretraining` makes."""
     from alwa_det.config import make_config
 
-    out = os.path.join(runs, name)
-    config = make_config({**values, "out": out, "log_interval": 1, "checkpoint_interval": 100})
+    values = dict(values)
+    if values.pop("init") == "pretrained":
+        values["backbone_weights"] = os.path.join(pretraining(runs).out, "backbone.pt")
+    return make_config({**values, "out": os.path.join(runs, name), "log_interval": 1, "checkpoint_interval": 100})
+
+
+def run_cell(name: str, values: Dict[str, object], runs: str) -> Dict[str, object]:
+    from alwa_det.cli import _run_cell
+
+    config = cell_config(name, values, runs)
+    out = config.out
     started = time.time()
     # A cell killed before its first checkpoint left a log and a config but nothing to continue:
     # it starts again. Any other folder is continued, or refused if it holds another configuration.
@@ -217,6 +265,10 @@ def run_grid(cells: List[dict], runs: str, jobs: int) -> set:
     if not todo:
         return failed
     os.makedirs(runs, exist_ok=True)
+    if any(c["values"]["init"] == "pretrained" for c in todo):
+        from alwa_det.pretrain import pretrained_backbone
+
+        print(f"backbone: {pretrained_backbone(pretraining(runs), show_progress=True)}", flush=True)
     context = multiprocessing.get_context("spawn")
     with futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_quiet_worker,
                                      initargs=(os.path.join(runs, "workers.log"),)) as pool:
@@ -268,7 +320,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         failed: set = set()  # cells that failed in this session are not tried again in it
         while True:
             stages = _load_self().STAGES
-            rows = study_report.collect(args.runs, grid(PARTS, []))
+            rows = study_report.collect(args.runs, grid(PARTS, []),
+                                        study_report.recorded_rows(os.path.join(args.results, "results.csv")))
 
             def left(part, losses, weightings):
                 return [c for c in grid([part], rows, losses, weightings)

@@ -18,16 +18,38 @@ sys.path.insert(0, HERE)
 import run_study  # noqa: E402
 
 COLUMNS = ("parts", "name", "detector", "loss", "weighting", "alwa_update", "alwa_statistic", "cls_weight", "reg_weight",
-           "interval", "iterations", "seed", "map50", "map", "lambda_cls_final", "train_seconds", "eval_seconds",
+           "interval", "iterations", "seed", "init", "map50", "map", "lambda_cls_final", "train_seconds", "eval_seconds",
            "wall_seconds", "commit", "torch", "date")
 
 
-def collect(runs: str, cells: List[dict]) -> List[dict]:
-    """One row per finished cell of ``cells``."""
+NUMBERS = {"cls_weight": float, "reg_weight": float, "interval": int, "iterations": int, "seed": int, "map50": float,
+           "map": float, "lambda_cls_final": float, "train_seconds": float, "eval_seconds": float, "wall_seconds": float}
+
+
+def recorded_rows(path: str) -> Dict[str, dict]:
+    """The rows of an earlier results.csv, by cell name: the record of runs whose folders are not here
+    (a run folder is ~6 MB; the study's are not kept in the repository)."""
+    if not os.path.isfile(path):
+        return {}
+    rows = {}
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            row = {k: (NUMBERS[k](v) if k in NUMBERS and v not in ("", None) else v) for k, v in row.items()}
+            row.setdefault("init", "scratch")
+            row["init"] = row["init"] or "scratch"
+            rows[row["name"]] = row
+    return rows
+
+
+def collect(runs: str, cells: List[dict], recorded: Optional[Dict[str, dict]] = None) -> List[dict]:
+    """One row per finished cell of ``cells``: from its run folder, else from ``recorded`` (with
+    ``logged`` False: the figures and window statistics need the run's log)."""
     rows = []
     for c in cells:
         folder = os.path.join(runs, c["name"])
         if not run_study.finished(runs, c["name"]):
+            if recorded and c["name"] in recorded:
+                rows.append({**recorded[c["name"]], "parts": "+".join(c["parts"]), "part": c["parts"][0], "logged": False})
             continue
         with open(os.path.join(folder, "metrics.json")) as handle:
             metrics = json.load(handle)
@@ -36,7 +58,7 @@ def collect(runs: str, cells: List[dict]) -> List[dict]:
         v = c["values"]
         rows.append({"parts": "+".join(c["parts"]), "part": c["parts"][0], "name": c["name"], **{k: v[k] for k in (
             "detector", "loss", "weighting", "alwa_update", "alwa_statistic", "cls_weight", "reg_weight", "interval",
-            "iterations", "seed")},
+            "iterations", "seed", "init")}, "logged": True,
             "map50": metrics["map50"], "map": metrics.get("map", float("nan")), "lambda_cls_final": metrics["lambda_cls"],
             "train_seconds": metrics["train_seconds"], "eval_seconds": metrics.get("eval_seconds"),
             "wall_seconds": stamp.get("wall_seconds"), "commit": stamp.get("commit", "") + ("+dirty" if stamp.get("dirty") else ""),
@@ -327,6 +349,117 @@ def LOSSES_PRESENT(rows: List[dict]) -> List[str]:  # noqa: N802
     return [loss for loss in ("l1", "smooth_l1", "ciou") if any(r["loss"] == loss for r in rows)]
 
 
+# --------------------------------------------------------------------------- the pretrained condition
+
+
+def pairing_rows(rows: List[dict], detector: str, mode: str, iterations: int, loss: str, init: str, interval: int = 50):
+    """(fixed 1:1 rows, ALWA rows with the paper's rule) of one detector, loss and initialisation."""
+    common = dict(detector=detector, loss=loss, iterations=iterations, init=init)
+    fixed = select(rows, weighting="fixed", cls_weight=1.0, reg_weight=1.0, **common)
+    alwa = select(rows, weighting=mode, alwa_update="paper", alwa_statistic="raw", interval=interval, **common)
+    return fixed, alwa
+
+
+def table_conditions(rows: List[dict]) -> List[str]:
+    """The paper's pairings from scratch and from the pretrained backbone, side by side: map50 and map,
+    ALWA against fixed weights of the same initialisation, and pretrained fixed against scratch fixed."""
+    lines = []
+    for metric in ("map50", "map"):
+        header = ["Detector + loss", "Fixed 1:1, scratch", "ALWA, scratch", "Fixed 1:1, pretrained",
+                  "ALWA, pretrained", "final λcls scratch", "final λcls pretrained"]
+        lines += [f"{metric} (%): ALWA with the paper's rule and C = 50 in brackets against fixed weights of the same "
+                  "initialisation; pretrained fixed in brackets against scratch fixed", "",
+                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for detector, mode, iterations in run_study.PAIRING:
+            for loss in run_study.PAIRING_LOSSES:
+                scratch_fixed, scratch_alwa = pairing_rows(rows, detector, mode, iterations, loss, "scratch")
+                fixed, alwa = pairing_rows(rows, detector, mode, iterations, loss, "pretrained")
+                value = lambda chosen: [r[metric] for r in chosen if isinstance(r[metric], float) and r[metric] == r[metric]]  # noqa: E731
+                cells = [f"{'RetinaNet' if detector == 'retinanet' else 'Faster R-CNN'} + {LOSS_TITLES[loss]} "
+                         f"({TITLES[mode]})", cell_text(value(scratch_fixed), None),
+                         cell_text(value(scratch_alwa), value(scratch_fixed)),
+                         cell_text(value(fixed), value(scratch_fixed)), cell_text(value(alwa), value(fixed)),
+                         lambda_text(scratch_alwa), lambda_text(alwa)]
+                lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    interval = 100
+    lines += [f"The paper's window, C = {interval}, pretrained (map50 %, against pretrained fixed 1:1):", "",
+              "| Detector + loss | ALWA, C = 50 | ALWA, C = 100 | final λcls, C = 100 |", "|---|---|---|---|"]
+    for detector, mode, iterations in run_study.PAIRING:
+        for loss in run_study.PAIRING_LOSSES:
+            fixed, alwa = pairing_rows(rows, detector, mode, iterations, loss, "pretrained")
+            _, alwa_c = pairing_rows(rows, detector, mode, iterations, loss, "pretrained", interval)
+            reference = [r["map50"] for r in fixed]
+            lines.append(f"| {'RetinaNet' if detector == 'retinanet' else 'Faster R-CNN'} + {LOSS_TITLES[loss]} "
+                         f"({TITLES[mode]}) | {cell_text([r['map50'] for r in alwa], reference)} | "
+                         f"{cell_text([r['map50'] for r in alwa_c], reference)} | {lambda_text(alwa_c)} |")
+    return lines
+
+
+def windows_by_condition(runs: str, rows: List[dict]) -> List[str]:
+    """What the rule reads in each condition: the fixed 1:1 runs' unweighted (cls, reg) losses per window
+    of C = 50 (Faster R-CNN: the RPN pair), median over seeds; and λcls after the first window and at the
+    end of the ALWA runs."""
+    import numpy as np
+
+    lines = ["| Detector + loss | init | runs | R² cls, window 1 | R² reg, window 1 | σreg/σcls 1 | 2–4 | 5–8 | 9–12 | "
+             "ALWA λcls after window 1 | final λcls |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for detector, mode, iterations in run_study.PAIRING:
+        for loss in run_study.PAIRING_LOSSES:
+            for init in run_study.INITS:
+                fixed, alwa = pairing_rows(rows, detector, mode, iterations, loss, init)
+                fixed = [r for r in fixed if r.get("logged")]
+                if not fixed:
+                    continue
+                r2c, r2g, ratio = [], [], {k: [] for k in ("1", "2–4", "5–8", "9–12")}
+                for r in fixed:
+                    log = read_losses(runs, r["name"])
+                    raw_c, _, r2_c = window_stats(window_split(log["loss_cls"], 50))
+                    raw_g, _, r2_g = window_stats(window_split(log["loss_reg"], 50))
+                    r2c.append(r2_c[0]), r2g.append(r2_g[0])
+                    for key, chosen in (("1", slice(0, 1)), ("2–4", slice(1, 4)), ("5–8", slice(4, 8)), ("9–12", slice(8, 12))):
+                        ratio[key].append((raw_g / raw_c)[chosen])
+                first = [read_losses(runs, r["name"])["lambda_cls"][49] for r in alwa if r.get("logged")]
+                name = f"{'RetinaNet' if detector == 'retinanet' else 'Faster R-CNN'} + {LOSS_TITLES[loss]} ({TITLES[mode]})"
+                cells = [name, init, str(len(fixed)), f"{np.median(r2c):.2f}", f"{np.median(r2g):.2f}",
+                         *[f"{np.median(np.concatenate(v)):.3f}" for v in ratio.values()],
+                         f"{np.median(first):.3f}" if first else "—", lambda_text(alwa)]
+                lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def figure_conditions(runs: str, rows: List[dict], path: str) -> bool:
+    """λcls over iterations of the paper's pairings, from scratch (dashed) and pretrained (solid)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(len(run_study.PAIRING), 1, figsize=(8.5, 7), sharey=True)
+    drawn = False
+    for axis, (detector, mode, iterations) in zip(axes, run_study.PAIRING):
+        for index, loss in enumerate(run_study.PAIRING_LOSSES):
+            for init, style in (("scratch", "--"), ("pretrained", "-")):
+                _, alwa = pairing_rows(rows, detector, mode, iterations, loss, init)
+                for k, r in enumerate(x for x in alwa if x.get("logged")):
+                    log = read_losses(runs, r["name"])
+                    axis.plot(log["iteration"], log["lambda_cls"], color=f"C{index}", linestyle=style, alpha=0.8,
+                              linewidth=1.2, label=f"{LOSS_TITLES[loss]}, {init}" if k == 0 else None)
+                    drawn = True
+        axis.set_title(f"{'RetinaNet' if detector == 'retinanet' else 'Faster R-CNN'} + {TITLES[mode]} "
+                       "(paper's rule, C = 50), every seed", fontsize=10)
+        axis.set_ylabel("λcls")
+        axis.set_yscale("log")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8, loc="lower left")
+    axes[-1].set_xlabel("iteration")
+    if drawn:
+        figure.tight_layout()
+        figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return drawn
+
+
 # --------------------------------------------------------------------------- figures
 
 
@@ -418,17 +551,20 @@ def figure_fixed(rows: List[dict], path: str) -> bool:
 
 def report(runs: str, results: str) -> None:
     os.makedirs(results, exist_ok=True)
+    recorded = recorded_rows(os.path.join(results, "results.csv"))
     cells = run_study.grid(run_study.PARTS, [])
-    rows = collect(runs, cells)
+    rows = collect(runs, cells, recorded)
     cells = run_study.grid(run_study.PARTS, rows)  # table7's cells depend on the main grid
-    rows = collect(runs, cells)
+    rows = collect(runs, cells, recorded)
     write_csv(rows, os.path.join(results, "results.csv"))
-    finished_names = {r["name"] for r in rows}
+    everything, rows = rows, [r for r in rows if r["init"] == "scratch"]  # the sections before the pretrained one
+    logged = [r for r in rows if r["logged"]]
+    finished_names = {r["name"] for r in everything}
     missing = [c["name"] for c in cells if c["name"] not in finished_names]
-    commits = sorted({r["commit"] for r in rows})
+    commits = sorted({r["commit"] for r in everything})
     env = run_study.environment()
     lines = ["# Does ALWA help? The study's tables", "",
-             f"Generated by `docs/experiments/study_report.py` from {len(rows)} finished runs of {len(cells)} "
+             f"Generated by `docs/experiments/study_report.py` from {len(everything)} finished runs of {len(cells)} "
              f"(runs trained at commit(s) {', '.join(commits) or '—'}; torch {env['torch']}; report {env['date']}).",
              "map50 in %, mean ± std over seeds (ddof 1); in brackets the change against fixed 1:1 weights of the "
              "same detector, loss and schedule; `*` where that change exceeds twice its standard error (Welch) with "
@@ -444,10 +580,22 @@ def report(runs: str, results: str) -> None:
     lines += ["", "## A 3x longer schedule", ""]
     lines += table_longer(rows)
     lines += ["", "## What the windows hold: trend against noise", ""]
-    lines += trend_analysis(runs, rows)
-    lines += harness_check(runs, rows)
-    if figure_trajectories(runs, rows, os.path.join(results, "lambda_trajectories.png")):
+    lines += trend_analysis(runs, logged)
+    lines += harness_check(runs, [r for r in everything if r["logged"]])
+    if figure_trajectories(runs, logged, os.path.join(results, "lambda_trajectories.png")):
         lines += ["", "![λcls trajectories and window statistics](lambda_trajectories.png)"]
+    elif os.path.isfile(os.path.join(results, "lambda_trajectories.png")):
+        lines += ["", "![λcls trajectories and window statistics](lambda_trajectories.png) (drawn from runs whose "
+                  "folders are not here)"]
+    lines += ["", "## The pretrained condition: the backbone first trained on another task", "",
+              "The backbone is pretrained by `alwa-train pretrain` (multi-label classification of six other shapes "
+              f"on images of their own generator stream; alwa-train pretrain's defaults: 15000 iterations of batch 16), then the detector is trained "
+              "as in the grid above with `--backbone-weights` (FPN and heads fresh, every layer trained).", ""]
+    lines += table_conditions(everything)
+    lines += ["", "What the rule reads in each condition (fixed 1:1 runs with a log here):", ""]
+    lines += windows_by_condition(runs, everything)
+    if figure_conditions(runs, everything, os.path.join(results, "lambda_conditions.png")):
+        lines += ["", "![λcls from scratch and pretrained](lambda_conditions.png)"]
     if figure_fixed(rows, os.path.join(results, "fixed_weights.png")):
         lines += ["", "![map50 against fixed λcls](fixed_weights.png)"]
     lines += ["", f"## Missing cells ({len(missing)})", ""]
@@ -455,8 +603,8 @@ def report(runs: str, results: str) -> None:
     with open(os.path.join(results, "results.md"), "w") as handle:
         handle.write("\n".join(lines) + "\n")
     with open(os.path.join(results, "environment.json"), "w") as handle:
-        json.dump({**env, "run_commits": commits, "finished": len(rows), "cells": len(cells)}, handle, indent=1)
-    print(f"{len(rows)} of {len(cells)} cells finished -> {results}/results.csv, results.md")
+        json.dump({**env, "run_commits": commits, "finished": len(everything), "cells": len(cells)}, handle, indent=1)
+    print(f"{len(everything)} of {len(cells)} cells finished -> {results}/results.csv, results.md")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

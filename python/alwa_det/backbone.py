@@ -6,12 +6,17 @@ torchvision happens to be installed; it is never required.
 """
 from __future__ import annotations
 
-from typing import List, Sequence
+import hashlib
+import os
+from typing import Dict, List, Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 BACKBONES = ("small", "resnet50")
+# What `alwa-train pretrain` writes: the backbone's weights and what they fit (and were trained on).
+BACKBONE_FILE_FORMAT = "alwa_det.backbone.v1"
 
 
 class BasicBlock(nn.Module):
@@ -129,3 +134,82 @@ def build_backbone(name: str, width: int, blocks_per_stage: Sequence[int]) -> nn
     raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
 
 
+
+
+def backbone_architecture(name: str, width: int, blocks_per_stage: Sequence[int]) -> Dict[str, object]:
+    """What a backbone's weights must fit: the small network's width and blocks; ResNet-50's are fixed."""
+    if name == "resnet50":
+        return {"backbone": name}
+    return {"backbone": name, "width": int(width), "blocks": [int(b) for b in blocks_per_stage]}
+
+
+def save_backbone(path: str, backbone: nn.Module, architecture: Dict[str, object], trained_on: Dict[str, object]) -> None:
+    """A backbone file: ``{format, architecture, trained_on, state_dict}``, written whole or not at all."""
+    from .run_folder import save_atomically
+
+    state = {key: value.detach().cpu().clone() for key, value in backbone.state_dict().items()}
+    save_atomically({"format": BACKBONE_FILE_FORMAT, "architecture": architecture, "trained_on": trained_on,
+                     "state_dict": state}, path)
+
+
+def _torchvision_resnet_keys(state: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """A torchvision ResNet's state dict (conv1, bn1, layer1..4, fc) in TorchvisionResNet50's names."""
+    renamed = {}
+    for key, value in state.items():
+        head, _, rest = key.partition(".")
+        if head == "conv1":
+            renamed[f"stem.0.{rest}"] = value
+        elif head == "bn1":
+            renamed[f"stem.1.{rest}"] = value
+        elif head.startswith("layer") and head[5:].isdigit():
+            renamed[f"stages.{int(head[5:]) - 1}.{rest}"] = value
+        elif head != "fc":  # the classifier has no place in a detector
+            renamed[key] = value
+    return renamed
+
+
+def load_backbone_weights(backbone: nn.Module, path: str, architecture: Dict[str, object]) -> str:
+    """Load ``path`` into ``backbone``; returns the file's SHA-256, which the run records.
+
+    ``path`` is a file of :func:`save_backbone` (its architecture must be ``architecture``), or a
+    plain state dict of the backbone (for ``resnet50``, a torchvision ResNet-50's ``state_dict()``,
+    such as the ImageNet weights torchvision downloads, is taken as it is). Every tensor must fit:
+    a missing, extra or misshapen one is an error naming the file, never a partial load.
+    """
+    what = f"backbone_weights: {path}"
+    if not os.path.isfile(path):
+        raise ValueError(f"{what}: no such file")
+    with open(path, "rb") as handle:
+        digest = hashlib.sha256(handle.read()).hexdigest()
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a file that is not a checkpoint
+        raise ValueError(f"{what}: cannot be read as torch weights ({type(error).__name__})") from None
+    if isinstance(content, dict) and content.get("format") == BACKBONE_FILE_FORMAT:
+        saved = content.get("architecture")
+        if saved != architecture:
+            raise ValueError(f"{what}: holds a backbone of {_describe(saved)}, the run's is {_describe(architecture)}")
+        state = content["state_dict"]
+    elif isinstance(content, dict) and content and all(isinstance(v, Tensor) for v in content.values()):
+        state = _torchvision_resnet_keys(content) if architecture["backbone"] == "resnet50" else content
+    else:
+        raise ValueError(f"{what}: neither a backbone file of alwa-train pretrain nor a state dict of tensors")
+    own = backbone.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    misshapen = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or misshapen:
+        problems = [f"{label} {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}" for label, keys in
+                    (("missing", missing), ("unexpected", unexpected), ("misshapen", misshapen)) if keys]
+        raise ValueError(f"{what}: does not fit the run's {_describe(architecture)} backbone ({'; '.join(problems)})")
+    backbone.load_state_dict(state)
+    return digest
+
+
+def _describe(architecture) -> str:
+    if not isinstance(architecture, dict):
+        return repr(architecture)
+    text = str(architecture.get("backbone"))
+    if "width" in architecture:
+        text += f" (width {architecture['width']}, blocks {','.join(str(b) for b in architecture.get('blocks', ()))})"
+    return text

@@ -1,4 +1,4 @@
-"""Command line: ``alwa-train train | eval | compare | demo`` (also ``python -m alwa_det``).
+"""Command line: ``alwa-train train | eval | compare | demo | pretrain`` (also ``python -m alwa_det``).
 
 ``train`` with no options is the demo's ALWA run (RetinaNet, CIoU, ALWA_2, synthetic data, CPU);
 ``demo`` trains it beside fixed weights on the same data and prints both. Options the user gives
@@ -118,6 +118,9 @@ def _add_training_options(parser: argparse.ArgumentParser, with_weighting: bool)
     add("--clip-grad", dest="clip_grad", type=_number(minimum=0), help="max gradient norm (0: off)")
     add("--image-size", dest="image_size", type=_positive_int, help="longer image side after resizing")
     add("--backbone", choices=BACKBONES)
+    add("--backbone-weights", dest="backbone_weights", metavar="PATH",
+        help="start the backbone from these weights (alwa-train pretrain's backbone.pt, or a state dict); "
+             "FPN and heads start fresh")
     add("--width", type=_positive_int, help="channels of the small backbone's first stage")
     add("--fpn-channels", dest="fpn_channels", type=_positive_int)
     add("--head-convs", dest="head_convs", type=_non_negative_int)
@@ -168,7 +171,47 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the runs, side by side (default fixed,alwa2)")
     demo.add_argument("--out", default="runs/demo", help="folder of the runs, one subfolder per weighting")
     demo.add_argument("--overwrite", action="store_true", help="train again the runs whose folders hold other runs")
+
+    pretrain = commands.add_parser("pretrain", help="pretrain the small backbone on another task (shape classification) "
+                                                    "for --backbone-weights")
+    add = lambda *names, **kw: pretrain.add_argument(*names, default=argparse.SUPPRESS, **kw)  # noqa: E731
+    add("--out", help="run folder (default runs/pretrain); the backbone is its backbone.pt")
+    add("--width", type=_positive_int, help="channels of the small backbone's first stage (the detector's --width)")
+    add("--image-size", dest="image_size", type=_positive_int)
+    add("--train-images", dest="train_images", type=_positive_int)
+    add("--eval-images", dest="eval_images", type=_positive_int)
+    add("--iterations", type=_positive_int)
+    add("--batch-size", dest="batch_size", type=_positive_int)
+    add("--lr", type=_number(minimum_exclusive=0))
+    add("--seed", type=_non_negative_int)
+    add("--threads", type=_non_negative_int, help="CPU threads for torch (0: torch's default)")
+    add("--log-interval", dest="log_interval", type=_positive_int)
+    add("--checkpoint-interval", dest="checkpoint_interval", type=_positive_int)
+    pretrain.add_argument("--resume", default=None, help="pretraining folder to continue; the run stays in it")
+    pretrain.add_argument("--overwrite", action="store_true", help="replace the run in a non-empty --out folder")
     return parser
+
+
+def run_pretrain(args: argparse.Namespace) -> int:
+    from .pretrain import load_pretrain_checkpoint, make_pretrain_config, pretrain
+
+    explicit = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "overwrite")}
+    if args.resume and args.overwrite:
+        raise ValueError("give --resume or --overwrite, not both")
+    if args.resume:
+        from .run_folder import RunFolder, run_folder_of
+
+        folder = run_folder_of(args.resume)
+        saved = dict(load_pretrain_checkpoint(RunFolder(folder).checkpoint)["config"])
+        if "iterations" in explicit:
+            saved.pop("lr_steps")  # a run made longer keeps its drops at 75% and 90% of its length
+        config = make_pretrain_config({**saved, **explicit, "out": folder})
+    else:
+        config = make_pretrain_config(explicit)
+    metrics = pretrain(config, resume=args.resume, overwrite=args.overwrite)
+    print(json.dumps({k: metrics[k] for k in ("label_accuracy", "image_accuracy", "train_seconds")}))
+    print(f"backbone: {os.path.join(config.out, metrics['backbone'])} (alwa-train train --backbone-weights PATH)")
+    return 0
 
 
 def _explicit_training_values(args: argparse.Namespace) -> Dict[str, object]:
@@ -442,7 +485,7 @@ def require_extras(command: str) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    commands = {"train": run_train, "eval": run_eval, "compare": run_compare, "demo": run_demo}
+    commands = {"train": run_train, "eval": run_eval, "compare": run_compare, "demo": run_demo, "pretrain": run_pretrain}
     try:
         require_extras(args.command)
         return commands[args.command](args)

@@ -25,7 +25,8 @@ DATASETS = ("synthetic", "voc", "coco")
 PAPER_DEPARTURES = {
     "synthetic": ("ALWA's window C = 50 iterations (the paper and its code: 100), so the short schedule has "
                   "30 windows", "1500 iterations of batch 8 on 128-pixel synthetic shapes, a small 4-stage "
-                  "backbone trained from scratch (the paper: 12 epochs of VOC/COCO, an ImageNet ResNet-50)"),
+                  "backbone trained from scratch unless --backbone-weights (the paper: 12 epochs of VOC/COCO, an "
+                  "ImageNet ResNet-50)"),
     "voc": ("20000 iterations, 512-pixel images, a small backbone trained from scratch unless --backbone "
             "resnet50 (the paper: ImageNet ResNet-50, 1333x800 images)",),
     "coco": ("20000 iterations, 512-pixel images, a small backbone trained from scratch unless --backbone "
@@ -63,6 +64,9 @@ class TrainConfig:
     clip_grad: float = 10.0  # max gradient norm; 0 turns clipping off
     image_size: int = 128
     backbone: str = "small"
+    # Weights the backbone starts from (`alwa-train pretrain`'s backbone.pt, or a state dict);
+    # None trains it from scratch. The heads and the FPN always start fresh.
+    backbone_weights: Optional[str] = None
     width: int = 16
     blocks: Tuple[int, ...] = (1, 1, 1, 1)
     fpn_channels: int = 32
@@ -145,6 +149,8 @@ class TrainConfig:
             raise ValueError(f"data_root: the {self.dataset} dataset needs --data-root")
         if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
             raise ValueError(f"device: expected cpu, cuda or cuda:N, got {self.device!r}")
+        if self.backbone_weights is not None and (not isinstance(self.backbone_weights, str) or not self.backbone_weights.strip()):
+            raise ValueError(f"backbone_weights: expected a file, got {self.backbone_weights!r}")
         if not isinstance(self.out, str) or not self.out.strip():
             raise ValueError(f"out: expected a run folder, got {self.out!r}")
         if self.seed >= 2**32:

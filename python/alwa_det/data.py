@@ -21,7 +21,11 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 from torch import Tensor
 
 from .config import DATASETS
+
 SYNTHETIC_CLASSES = ("rectangle", "ellipse", "triangle")
+# The classes of the pretraining task (alwa_det.pretrain): other shapes than the detector's, as
+# ImageNet's classes are other than VOC's.
+PRETRAIN_CLASSES = ("pentagon", "hexagon", "star", "cross", "ring", "diamond")
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
@@ -181,10 +185,13 @@ class SyntheticShapes(DetectionDataset):
     later one is drawn over an earlier one, so no object is hidden beyond recognition. Colours are random, so the class is told by the outline alone.
     """
 
-    class_names = SYNTHETIC_CLASSES
-
-    def __init__(self, num_images: int, image_size: int, seed: int, max_objects: int = 5):
+    def __init__(self, num_images: int, image_size: int, seed: int, max_objects: int = 5,
+                 class_names: Sequence[str] = SYNTHETIC_CLASSES):
         super().__init__(image_size)
+        unknown = [name for name in class_names if name not in SHAPES]
+        if not class_names or unknown:
+            raise ValueError(f"class_names: expected shapes among {', '.join(SHAPES)}, got {list(class_names)!r}")
+        self.class_names = tuple(class_names)
         if num_images < 1:
             raise ValueError(f"num_images must be positive, got {num_images}")
         if max_objects < 1:
@@ -230,14 +237,7 @@ class SyntheticShapes(DetectionDataset):
                 continue
             label = int(rng.integers(len(self.class_names)))
             colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
-            x1, y1, x2, y2 = box
-            if label == 0:
-                draw.rectangle([x1, y1, x2, y2], fill=colour)
-            elif label == 1:
-                draw.ellipse([x1, y1, x2, y2], fill=colour)
-            else:
-                apex = rng.uniform(x1, x2)
-                draw.polygon([(x1, y2), (x2, y2), (apex, y1)], fill=colour)
+            SHAPES[self.class_names[label]](draw, box, colour, rng)
             boxes.append(box)
             labels.append(label)
         noisy = np.asarray(image, dtype=np.float32) + rng.normal(0, 12, size=(size, size, 3))
@@ -261,6 +261,50 @@ class SyntheticShapes(DetectionDataset):
 
     def load_image(self, index: int) -> Image.Image:
         return self._render_once(index)[0]
+
+
+def _regular_polygon(box: np.ndarray, corners: int, turn: float, inner: float = 1.0) -> List[Tuple[float, float]]:
+    """A regular polygon (a star where ``inner`` < 1: every other point at that fraction of the
+    radius) stretched to fill ``box``, its first point at angle ``turn`` from the top."""
+    x1, y1, x2, y2 = box
+    cx, cy, rx, ry = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 2, (y2 - y1) / 2
+    points = corners * (2 if inner < 1 else 1)
+    radius = [1.0 if k % 2 == 0 or inner >= 1 else inner for k in range(points)]
+    angles = [turn + 2 * math.pi * k / points for k in range(points)]
+    return [(cx + rx * r * math.sin(a), cy - ry * r * math.cos(a)) for r, a in zip(radius, angles)]
+
+
+def _draw_triangle(draw, box, colour, rng) -> None:
+    x1, y1, x2, y2 = box
+    draw.polygon([(x1, y2), (x2, y2), (float(rng.uniform(x1, x2)), y1)], fill=colour)
+
+
+def _draw_cross(draw, box, colour, rng) -> None:
+    x1, y1, x2, y2 = box
+    bar_x, bar_y = (x2 - x1) / 6, (y2 - y1) / 6
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    draw.rectangle([cx - bar_x, y1, cx + bar_x, y2], fill=colour)
+    draw.rectangle([x1, cy - bar_y, x2, cy + bar_y], fill=colour)
+
+
+def _draw_ring(draw, box, colour, rng) -> None:
+    x1, y1, x2, y2 = box
+    draw.ellipse([x1, y1, x2, y2], outline=colour, width=max(2, int(min(x2 - x1, y2 - y1) / 6)))
+
+
+# How each shape class is drawn into its box: the detector's classes first, then the pretraining's.
+# A drawer draws from ``rng`` only what its own shape needs, so each class set's images are its own.
+SHAPES = {
+    "rectangle": lambda draw, box, colour, rng: draw.rectangle(list(box), fill=colour),
+    "ellipse": lambda draw, box, colour, rng: draw.ellipse(list(box), fill=colour),
+    "triangle": _draw_triangle,
+    "pentagon": lambda draw, box, colour, rng: draw.polygon(_regular_polygon(box, 5, 0.0), fill=colour),
+    "hexagon": lambda draw, box, colour, rng: draw.polygon(_regular_polygon(box, 6, math.pi / 6), fill=colour),
+    "star": lambda draw, box, colour, rng: draw.polygon(_regular_polygon(box, 5, 0.0, inner=0.45), fill=colour),
+    "cross": _draw_cross,
+    "ring": _draw_ring,
+    "diamond": lambda draw, box, colour, rng: draw.polygon(_regular_polygon(box, 4, 0.0), fill=colour),
+}
 
 
 def _overlap_of_smaller(a: np.ndarray, b: np.ndarray) -> float:

@@ -30,9 +30,11 @@ METRICS_FILE = "metrics.json"
 EVAL_METRICS_FILE = "eval_metrics.json"
 LOSS_PLOT = "losses.png"
 DETECTIONS_PLOT = "detections.png"
+BACKBONE_WEIGHTS = "backbone.pt"  # what a pretraining run (alwa_det.pretrain) is for
 LOCK_FILE = ".lock"
 # What a run writes at the top of its folder; --overwrite removes these and the checkpoints.
-RUN_FILES = (CONFIG_FILE, LOG_FILE, METRICS_FILE, EVAL_METRICS_FILE, FINAL_WEIGHTS, LOSS_PLOT, DETECTIONS_PLOT)
+RUN_FILES = (CONFIG_FILE, LOG_FILE, METRICS_FILE, EVAL_METRICS_FILE, FINAL_WEIGHTS, LOSS_PLOT, DETECTIONS_PLOT,
+             BACKBONE_WEIGHTS)
 
 
 class RunFolderError(ValueError):

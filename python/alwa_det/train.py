@@ -26,6 +26,7 @@ from .config import TrainConfig, resume_conflicts
 from .data import Batch, TrainBatchSampler, build_dataset, collate
 from .errors import TrainingDiverged, TrainingInterrupted
 from .evaluate import evaluate, predict
+from .backbone import backbone_architecture, load_backbone_weights
 from .models import build_detector
 from .run_folder import (CHECKPOINT_DIR, CONFIG_FILE, DETECTIONS_PLOT, EVAL_METRICS_FILE, FINAL_WEIGHTS, LAST_CHECKPOINT,
                          LOG_FILE, LOSS_PLOT, METRICS_FILE, RunFolder, RunFolderError, describe, read_json, run_folder_of,
@@ -159,14 +160,21 @@ class Training:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
+    backbone_weights_sha256: Optional[str] = None  # of the file the backbone started from
 
 
-def build_training(config: TrainConfig, process: Process, device: torch.device) -> Training:
-    """Data, model, loss weighting, optimiser, schedule and AMP scaler, seeded from the config."""
+def build_training(config: TrainConfig, process: Process, device: torch.device, fresh: bool = True) -> Training:
+    """Data, model, loss weighting, optimiser, schedule and AMP scaler, seeded from the config; a
+    ``fresh`` run's backbone starts from ``config.backbone_weights`` (a resumed one from its checkpoint)."""
     seed_everything(config.seed)
     train_set = build_dataset(config.dataset, config.train_split, config.image_size, config.data_root, config.seed,
                               config.synthetic_train_images)
-    model = build_detector(config, len(train_set.class_names)).to(device)
+    model = build_detector(config, len(train_set.class_names))
+    digest = None
+    if fresh and config.backbone_weights:
+        digest = load_backbone_weights(model.backbone, config.backbone_weights,
+                                       backbone_architecture(config.backbone, config.width, config.blocks))
+    model = model.to(device)
     weighting = make_weighting(config.weighting, config.cls_weight, config.reg_weight, config.interval,
                                config.alwa_update, config.alwa_statistic).to(device)
     # On CUDA the fused SGD takes the AMP scaler's inf check on the device; the unfused step would
@@ -179,7 +187,8 @@ def build_training(config: TrainConfig, process: Process, device: torch.device) 
     if process.distributed:
         trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     sampler = TrainBatchSampler(len(train_set), config.batch_size, config.seed, process.rank, process.world_size)
-    return Training(config, process, device, train_set, sampler, model, trained, weighting, optimizer, scheduler, scaler)
+    return Training(config, process, device, train_set, sampler, model, trained, weighting, optimizer, scheduler, scaler,
+                    digest)
 
 
 def restore(training: Training, checkpoint: Dict[str, object]) -> "LoopState":
@@ -189,6 +198,7 @@ def restore(training: Training, checkpoint: Dict[str, object]) -> "LoopState":
     training.scheduler.load_state_dict(checkpoint["scheduler"])
     training.scaler.load_state_dict(checkpoint["scaler"])
     training.weighting.load_state_dict(checkpoint["weighting"])
+    training.backbone_weights_sha256 = checkpoint.get("backbone_weights_sha256")
     rank = training.process.rank
     set_rng_state(checkpoint["rng"][min(rank, len(checkpoint["rng"]) - 1)])
     window = LogWindow()
@@ -494,7 +504,7 @@ def _train_as(process: Process, config: TrainConfig, folder: RunFolder, resume: 
                 print(f"{folder.path} is finished at iteration {start_iteration}; nothing to train "
                       f"(give --iterations above {start_iteration} to continue)", file=sys.stderr)
             return finished
-    training = build_training(config, process, device)
+    training = build_training(config, process, device, fresh=checkpoint is None)
     on_main(process, lambda: folder.claim(fresh=not resume, overwrite=overwrite))
     try:
         state = restore(training, checkpoint) if checkpoint else LoopState()
@@ -503,7 +513,8 @@ def _train_as(process: Process, config: TrainConfig, folder: RunFolder, resume: 
 
         def finish() -> Dict[str, object]:
             save_atomically(training.model.state_dict(), folder.file(FINAL_WEIGHTS))
-            return finish_run(config, folder, training.model, training.weighting, device, train_seconds)
+            return finish_run(config, folder, training.model, training.weighting, device, train_seconds,
+                              {"backbone_weights_sha256": training.backbone_weights_sha256} if config.backbone_weights else {})
 
         # The main process writes the run's files; the others wait for it (and share its failure).
         return on_main(process, finish) or {}
@@ -540,6 +551,7 @@ def save_checkpoint(training: Training, state: LoopState, folder: RunFolder) -> 
             "scheduler": training.scheduler.state_dict(),
             "scaler": training.scaler.state_dict(),
             "weighting": training.weighting.state_dict(),
+            "backbone_weights_sha256": training.backbone_weights_sha256,
             "rng": [rng for rng, _ in per_rank],
             "log_window": [window for _, window in per_rank],
         }
@@ -548,8 +560,9 @@ def save_checkpoint(training: Training, state: LoopState, folder: RunFolder) -> 
     on_main(process, write)  # a failed write (a full disk) stops every rank, not only the main one
 
 
-def finish_run(config: TrainConfig, folder: RunFolder, model, weighting, device, train_seconds: float) -> Dict[str, object]:
-    """metrics.json, losses.png and detections.png in the run folder."""
+def finish_run(config: TrainConfig, folder: RunFolder, model, weighting, device, train_seconds: float,
+               recorded: Optional[Dict[str, object]] = None) -> Dict[str, object]:
+    """metrics.json (with ``recorded`` in it), losses.png and detections.png in the run folder."""
     from .plots import plot_detections, plot_losses  # matplotlib only when a run finishes
 
     metrics: Dict[str, object] = {
@@ -559,6 +572,7 @@ def finish_run(config: TrainConfig, folder: RunFolder, model, weighting, device,
         "lambda_reg": float(weighting.weights[1]),
         "final_weights": FINAL_WEIGHTS,
         "config": config.to_dict(),
+        **(recorded or {}),
     }
     if config.evaluate:
         eval_start = time.perf_counter()

@@ -194,4 +194,5 @@ def test_the_study_grid_has_three_seeds_per_cell_and_one_name_per_config():
               for c in run_study.grid([part], [], losses, weightings)}
     assert staged == set(names)
     for c in cells:  # each cell is a valid harness configuration
-        make_config({**c["values"], "out": "unused"})
+        config = run_study.cell_config(c["name"], c["values"], "runs")
+        assert (config.backbone_weights is not None) == (c["values"]["init"] == "pretrained") == ("-pretrained-" in c["name"])
