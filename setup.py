@@ -48,6 +48,7 @@ def extension():
     cxx_flags += ["-O0", "-g"] if debug else ["-O3"]
     sources = sorted(
         glob.glob(os.path.join(CSRC, "*.cpp"))
+        + glob.glob(os.path.join(CSRC, "common", "*.cpp"))
         + glob.glob(os.path.join(CSRC, "cpu", "*.cpp"))
         + glob.glob(os.path.join(CSRC, "autograd", "*.cpp"))
     )
@@ -57,7 +58,7 @@ def extension():
         sources += sorted(glob.glob(os.path.join(CSRC, "cuda", "*.cu")))
         nvcc_flags = ["--expt-relaxed-constexpr", "-lineinfo"]
         # torch turns off __half/__nv_bfloat16's conversion operators; the kernels store half
-        # types through them (csrc/cuda/box_loss_kernels.cuh).
+        # types through them (csrc/common/cuda/launch_shape.h).
         nvcc_flags += ["-U__CUDA_NO_HALF_CONVERSIONS__", "-U__CUDA_NO_BFLOAT16_CONVERSIONS__"]
         nvcc_flags += ["-O0", "-g", "-G"] if debug else ["-O3"]
         return CUDAExtension(

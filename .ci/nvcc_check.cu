@@ -1,8 +1,10 @@
 // Compile check of the CUDA kernels with nvcc alone (no torch, no GPU): takes the address of
-// every kernel for every storage type and loss kind (and the focal loss's), so each one is instantiated and goes
-// through ptxas. Built by .ci/nvcc_check.sh, which also checks that every LossKind is listed
-// here and that ptxas reports no local-memory spills. Not part of the extension's build
+// every kernel for every storage type and loss kind (and the focal loss's), so each one is
+// instantiated and goes through ptxas. Built by .ci/nvcc_check.sh, which also checks that
+// ptxas reports no local-memory spills. Not part of the extension's build
 // (setup.py compiles csrc/cuda/*.cu, and this file is not there).
+#include "cuda/box_iou_backward_kernels.cuh"
+#include "cuda/box_iou_kernel.cuh"
 #include "cuda/box_loss_kernels.cuh"
 #include "cuda/focal_loss_kernels.cuh"
 
@@ -15,8 +17,7 @@ void instantiate_kind(const void** out, int& count) {
   using T = compute_t<S>;
   out[count++] = reinterpret_cast<const void*>(&box_loss_kernel<K, false, S, T>);
   out[count++] = reinterpret_cast<const void*>(&box_loss_kernel<K, true, S, T>);
-  if constexpr (K == LossKind::IoU || K == LossKind::GIoU || K == LossKind::DIoU ||
-                K == LossKind::CIoU) {  // the kinds box_iou takes
+  if constexpr (has_alpha_form(K)) {  // the kinds box_iou takes
     out[count++] = reinterpret_cast<const void*>(&box_iou_kernel<K, S, T>);
     out[count++] = reinterpret_cast<const void*>(&box_iou_grad_boxes1_kernel<K, S, T>);
     out[count++] = reinterpret_cast<const void*>(&box_iou_grad_boxes2_kernel<K, S, T>);
@@ -26,14 +27,11 @@ void instantiate_kind(const void** out, int& count) {
 template <class S>
 void instantiate_type(const void** out, int& count) {
   using T = compute_t<S>;
-  instantiate_kind<LossKind::IoU, S>(out, count);
-  instantiate_kind<LossKind::GIoU, S>(out, count);
-  instantiate_kind<LossKind::DIoU, S>(out, count);
-  instantiate_kind<LossKind::CIoU, S>(out, count);
-  instantiate_kind<LossKind::EIoU, S>(out, count);
-  instantiate_kind<LossKind::SIoU, S>(out, count);
-  instantiate_kind<LossKind::L1, S>(out, count);
-  instantiate_kind<LossKind::SmoothL1, S>(out, count);
+  // Every row of the kinds table (alwa/kinds.h), so no kind can be left out.
+#define ALWA_INSTANTIATE(k, name, iou_family, alpha_form) \
+  instantiate_kind<LossKind::k, S>(out, count);
+  ALWA_LOSS_KINDS(ALWA_INSTANTIATE)
+#undef ALWA_INSTANTIATE
   out[count++] = reinterpret_cast<const void*>(&reduce_block_sums_kernel<BoxLossArgs<S, T>, S, T>);
   out[count++] = reinterpret_cast<const void*>(&box_iou_grad_finish_kernel<S, T>);
   out[count++] = reinterpret_cast<const void*>(&focal_loss_kernel<false, false, S, T>);

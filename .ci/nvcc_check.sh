@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Compiles the torch-free CUDA kernels (csrc/cuda/*.cuh) with nvcc for sm_90,
 # every kernel for every dtype and loss kind (.ci/nvcc_check.cu), with ptxas's report.
-# Fails on a compile error, on a LossKind missing from nvcc_check.cu, and on any local-memory
-# spill. Needs no GPU and no torch; exits 0 with a message where nvcc is absent. (The launchers,
+# Fails on a compile error and on any local-memory spill (nvcc_check.cu instantiates every
+# row of the kinds table). Needs no GPU and no torch; exits 0 with a message where nvcc is absent. (The launchers,
 # csrc/cuda/*.cu, are compiled and linked against a CUDA build of torch by `make cuda-build`.)
 #   NVCC=/path/to/nvcc  ARCH=sm_90  bash .ci/nvcc_check.sh
 set -euo pipefail
@@ -14,18 +14,6 @@ if ! command -v "$NVCC" >/dev/null 2>&1; then
   echo "nvcc_check: skipped, no nvcc on PATH (set NVCC=...)"
   exit 0
 fi
-
-# Every enumerator of LossKind in kinds.h must be instantiated by nvcc_check.cu.
-kinds=$(tr '\n' ' ' <csrc/include/alwa/kinds.h | sed -e 's/.*enum class LossKind[^{]*{//' -e 's/}.*//' |
-  sed -e 's:/[*][^*]*[*]/::g' | tr ',' '\n' | sed -e 's/=.*//' -e 's/[[:space:]]//g' | grep -v '^$')
-missing=0
-for kind in $kinds; do
-  if ! grep -q "LossKind::$kind\b" .ci/nvcc_check.cu; then
-    echo "nvcc_check: LossKind::$kind is not instantiated in .ci/nvcc_check.cu"
-    missing=1
-  fi
-done
-[ "$missing" = 0 ] || exit 1
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

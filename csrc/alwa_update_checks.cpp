@@ -1,19 +1,12 @@
 #include "alwa_update_checks.h"
 
-#include "errors.h"
+#include "common/checks.h"
 
 namespace alwa {
 
-AlwaMode parse_alwa_mode(const std::string& name) {
-  if (name == "alwa1") return AlwaMode::Alwa1;
-  if (name == "alwa2") return AlwaMode::Alwa2;
-  TORCH_CHECK_VALUE(false, "mode: expected 'alwa1' or 'alwa2', got '", name, "'");
-}
-
-AlwaUpdate parse_alwa_update(const std::string& name) {
-  if (name == "paper") return AlwaUpdate::Paper;
-  if (name == "stable") return AlwaUpdate::Stable;
-  TORCH_CHECK_VALUE(false, "update: expected 'paper' or 'stable', got '", name, "'");
+AlwaRule parse_alwa_rule(const std::string& mode, const std::string& statistic) {
+  return AlwaRule{parse_enum<AlwaMode>("mode", mode, kAlwaModeNames),
+                  parse_enum<AlwaStatistic>("statistic", statistic, kAlwaStatisticNames)};
 }
 
 namespace {
@@ -53,8 +46,8 @@ void check_alwa_state(const at::Tensor& weights, const at::Tensor& window, const
 }
 
 AlwaStepCall check_alwa_step(ALWA_STEP_PARAMS) {
-  const AlwaMode parsed_mode = parse_alwa_mode(alwa_mode);
-  const AlwaUpdate parsed_update = parse_alwa_update(update);
+  const AlwaRule rule = parse_alwa_rule(alwa_mode, statistic);
+  const AlwaUpdate parsed_update = parse_enum<AlwaUpdate>("update", update, kAlwaUpdateNames);
   check_loss(loss_cls, "loss_cls");
   check_loss(loss_reg, "loss_reg");
   TORCH_CHECK_VALUE(loss_cls.device() == loss_reg.device(),
@@ -66,7 +59,7 @@ AlwaStepCall check_alwa_step(ALWA_STEP_PARAMS) {
   const AlwaState state{weights.mutable_data_ptr<double>(), window.mutable_data_ptr<double>(),
                         step.mutable_data_ptr<int64_t>(), skipped.mutable_data_ptr<int64_t>(),
                         num_updates.mutable_data_ptr<int64_t>(), held.mutable_data_ptr<int64_t>()};
-  return AlwaStepCall{parsed_mode, parsed_update, state};
+  return AlwaStepCall{rule, parsed_update, state};
 }
 
 void check_pooled_update_args(const at::Tensor& rank_windows, const at::Tensor& weights,

@@ -12,10 +12,10 @@
 
 namespace alwa {
 
-AlwaMode parse_alwa_mode(const std::string& name);
-AlwaUpdate parse_alwa_update(const std::string& name);
+// mode and statistic, parsed (errors name `mode` and `statistic`, alwa_ext.ALWA's arguments).
+AlwaRule parse_alwa_rule(const std::string& mode, const std::string& statistic);
 
-// The ALWA state tensors: weights float64 (2,), window float64 (2, 4), step/skipped/
+// The ALWA state tensors: weights float64 (2,), window float64 (kWindowRows, kWindowFields), step/skipped/
 // num_updates/held int64 0-dim, all contiguous and on `device`.
 void check_alwa_state(const at::Tensor& weights, const at::Tensor& window, const at::Tensor& step,
                       const at::Tensor& skipped, const at::Tensor& num_updates,
@@ -26,18 +26,21 @@ void check_alwa_state(const at::Tensor& weights, const at::Tensor& window, const
   const at::Tensor &loss_cls, const at::Tensor &loss_reg, at::Tensor &weights,               \
       at::Tensor &window, at::Tensor &step, at::Tensor &skipped, at::Tensor &num_updates,    \
       at::Tensor &held, int64_t interval, const std::string &alwa_mode,                      \
-      const std::string &update
+      const std::string &update, const std::string &statistic
+#define ALWA_STEP_ARGS                                                                      \
+  loss_cls, loss_reg, weights, window, step, skipped, num_updates, held, interval, alwa_mode, \
+      update, statistic
 
 // An alwa_step call, checked: the losses 0-dim floating point on one device, the state on
 // it too (check_alwa_state), interval 0 (record only) or >= 2, and the strings parsed.
 struct AlwaStepCall {
-  AlwaMode mode;
+  AlwaRule rule;
   AlwaUpdate update;
   AlwaState state;
 };
 AlwaStepCall check_alwa_step(ALWA_STEP_PARAMS);
 
-// rank_windows: float64 (num_ranks, 2, 4) contiguous, num_ranks >= 1, and the state it
+// rank_windows: float64 (num_ranks, kWindowRows, kWindowFields) contiguous, num_ranks >= 1, and the state it
 // updates (weights, window, num_updates), all on one device.
 void check_pooled_update_args(const at::Tensor& rank_windows, const at::Tensor& weights,
                               const at::Tensor& window, const at::Tensor& num_updates,

@@ -6,109 +6,11 @@ namespace alwa {
 
 namespace {
 
-constexpr const char* kLossKinds = "'iou', 'giou', 'diou', 'ciou', 'eiou', 'siou', 'l1', 'smooth_l1'";
-
-}  // namespace
-
-LossKind parse_loss_kind(const std::string& name) {
-  if (name == "iou") return LossKind::IoU;
-  if (name == "giou") return LossKind::GIoU;
-  if (name == "diou") return LossKind::DIoU;
-  if (name == "ciou") return LossKind::CIoU;
-  if (name == "l1") return LossKind::L1;
-  if (name == "smooth_l1") return LossKind::SmoothL1;
-  if (name == "eiou") return LossKind::EIoU;
-  if (name == "siou") return LossKind::SIoU;
-  TORCH_CHECK_VALUE(false, "loss: expected one of ", kLossKinds, ", got '", name, "'");
-}
-
-Reduction parse_reduction(const std::string& name) {
-  if (name == "none") return Reduction::None;
-  if (name == "sum") return Reduction::Sum;
-  if (name == "mean") return Reduction::Mean;
-  TORCH_CHECK_VALUE(false, "reduction: expected one of 'none', 'mean', 'sum', got '", name, "'");
-}
-
-BoxFormat parse_box_format(const std::string& name) {
-  if (name == "xyxy") return BoxFormat::XYXY;
-  if (name == "cxcywh") return BoxFormat::CXCYWH;
-  if (name == "deltas") return BoxFormat::Deltas;
-  TORCH_CHECK_VALUE(false, "box_format: expected one of 'xyxy', 'cxcywh', 'deltas', got '", name,
-                    "'");
-}
-
-BoxFormat parse_iou_box_format(const std::string& name) {
-  TORCH_CHECK_VALUE(name == "xyxy" || name == "cxcywh",
-                    "box_format: expected one of 'xyxy', 'cxcywh', got '", name, "'");
-  return parse_box_format(name);
-}
-
-namespace {
-
 void check_boxes(const at::Tensor& boxes, const char* name) {
   TORCH_CHECK_VALUE(boxes.dim() >= 1 && boxes.size(-1) == 4, name,
                     ": expected boxes of shape (..., 4), got shape ", shape_str(boxes.sizes()));
-  const auto dtype = boxes.scalar_type();
-  TORCH_CHECK_VALUE(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf ||
-                        dtype == at::kBFloat16,
-                    name, ": expected float32, float64, float16 or bfloat16 boxes, got ", dtype);
+  check_float_dtype(boxes, name, " boxes");
 }
-
-// `other` has the shape (optionally), dtype and device of `ref`.
-void check_like(const at::Tensor& other, const char* name, const at::Tensor& ref,
-                const char* ref_name, bool shape = true) {
-  TORCH_CHECK_VALUE(!shape || other.sizes() == ref.sizes(), name, ": expected the shape of ",
-                    ref_name, " ", shape_str(ref.sizes()), ", got ", shape_str(other.sizes()));
-  TORCH_CHECK_VALUE(other.scalar_type() == ref.scalar_type(), name, ": expected the dtype of ",
-                    ref_name, " (", ref.scalar_type(), "), got ", other.scalar_type());
-  TORCH_CHECK_VALUE(other.device() == ref.device(), name, ": expected the device of ", ref_name,
-                    " (", ref.device(), "), got ", other.device());
-}
-
-void check_device(const at::Tensor& other, const char* name, const at::Tensor& ref,
-                  const char* ref_name) {
-  TORCH_CHECK_VALUE(other.device() == ref.device(), name, ": expected the device of ", ref_name,
-                    " (", ref.device(), "), got ", other.device());
-}
-
-void check_nonnegative(double value, const char* name) {
-  TORCH_CHECK_VALUE(std::isfinite(value) && value >= 0, name,
-                    ": expected a finite number >= 0, got ", value);
-}
-
-void check_positive(double value, const char* name) {
-  TORCH_CHECK_VALUE(std::isfinite(value) && value > 0, name, ": expected a finite number > 0, got ",
-                    value);
-}
-
-}  // namespace
-
-at::Tensor plan_weight(const at::Tensor& weight, const at::Tensor& ref, const char* ref_name,
-                       const char* row_word, const char* element_word, bool& per_element) {
-  TORCH_CHECK_VALUE(weight.is_floating_point(), "weight: expected a floating-point tensor, got ",
-                    weight.scalar_type());
-  const auto row_shape = ref.sizes().slice(0, ref.dim() - 1);
-  per_element = weight.sizes() == ref.sizes();
-  TORCH_CHECK_VALUE(per_element || weight.sizes() == row_shape, "weight: expected shape ",
-                    shape_str(row_shape), " (per ", row_word, ") or ", shape_str(ref.sizes()),
-                    " (per ", element_word, "), got ", shape_str(weight.sizes()));
-  check_device(weight, "weight", ref, ref_name);
-  return weight.to(ref.scalar_type()).contiguous();
-}
-
-at::Tensor plan_avg_factor(const at::Tensor& avg_factor, Reduction reduction, const at::Tensor& ref,
-                           const char* ref_name) {
-  TORCH_CHECK_VALUE(reduction != Reduction::Sum, "avg_factor: cannot be used with reduction='sum'");
-  TORCH_CHECK_VALUE(avg_factor.dim() == 0, "avg_factor: expected a 0-dim tensor, got shape ",
-                    shape_str(avg_factor.sizes()));
-  TORCH_CHECK_VALUE(avg_factor.is_floating_point(),
-                    "avg_factor: expected a floating-point tensor, got ", avg_factor.scalar_type());
-  check_device(avg_factor, "avg_factor", ref, ref_name);
-  // "none" ignores avg_factor, as mmdet's weight_reduce_loss does.
-  return reduction == Reduction::Mean ? avg_factor.to(at::kDouble).contiguous() : at::Tensor();
-}
-
-namespace {
 
 // Everything but the outputs: what box_loss and box_loss_backward share.
 BoxLossPlan plan_inputs(ALWA_BOX_LOSS_PARAMS, bool grad_pred, bool grad_target) {
@@ -119,9 +21,9 @@ BoxLossPlan plan_inputs(ALWA_BOX_LOSS_PARAMS, bool grad_pred, bool grad_target) 
   check_nonnegative(eps, "eps");
   check_positive(beta, "beta");
   check_positive(alpha, "alpha");
-  TORCH_CHECK_VALUE(alpha == 1.0 || has_alpha_form(plan.kind),
-                    "alpha: only 'iou', 'giou', 'diou', 'ciou' have an Alpha-IoU form; got alpha=",
-                    alpha, " with loss='", loss, "'");
+  TORCH_CHECK_VALUE(alpha == 1.0 || has_alpha_form(plan.kind), "alpha: only ",
+                    quoted_choices(kLossKindNames, kNumPairwiseKinds),
+                    " have an Alpha-IoU form; got alpha=", alpha, " with loss='", loss, "'");
   check_nonnegative(focal_gamma, "focal_gamma");
   TORCH_CHECK_VALUE(focal_gamma == 0.0 || plan.kind == LossKind::EIoU,
                     "focal_gamma: only used by loss='eiou'; got focal_gamma=", focal_gamma,
@@ -223,8 +125,7 @@ BoxLossPlan plan_box_loss_backward(const at::Tensor& grad_loss, ALWA_BOX_LOSS_PA
 
 LossKind check_box_iou_args(const at::Tensor& boxes1, const at::Tensor& boxes2,
                             const std::string& kind, const std::string& box_format, double eps) {
-  TORCH_CHECK_VALUE(kind == "iou" || kind == "giou" || kind == "diou" || kind == "ciou",
-                    "kind: expected one of 'iou', 'giou', 'diou', 'ciou', got '", kind, "'");
+  const LossKind parsed = parse_iou_kind(kind);
   parse_iou_box_format(box_format);
   check_nonnegative(eps, "eps");
   check_boxes(boxes1, "boxes1");
@@ -234,7 +135,7 @@ LossKind check_box_iou_args(const at::Tensor& boxes1, const at::Tensor& boxes2,
   TORCH_CHECK_VALUE(boxes2.dim() == 2, "boxes2: expected shape (N, 4), got ",
                     shape_str(boxes2.sizes()));
   check_like(boxes2, "boxes2", boxes1, "boxes1", /*shape=*/false);
-  return parse_loss_kind(kind);
+  return parsed;
 }
 
 BoxIouPlan plan_box_iou(const at::Tensor& boxes1, const at::Tensor& boxes2,

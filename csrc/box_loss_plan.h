@@ -12,31 +12,27 @@
 #include <type_traits>
 
 #include "alwa/box_math.h"
-#include "errors.h"
+#include "common/backend.h"
+#include "common/checks.h"
 
 namespace alwa {
 
-template <>
-struct StorageRange<c10::Half> {
-  static constexpr bool kNarrow = true;
-  static constexpr double kMax = 65504.0;
-};
-
-LossKind parse_loss_kind(const std::string& name);
-Reduction parse_reduction(const std::string& name);
-BoxFormat parse_box_format(const std::string& name);
-// box_iou's formats: xyxy or cxcywh (deltas need anchors, which box_iou has not).
-BoxFormat parse_iou_box_format(const std::string& name);
-
-// A weight per row (ref's shape without its last dim: per box, per anchor) or per element
-// (ref's shape), checked (floating, one of the two shapes, ref's device; the messages name
-// `row_word` and `element_word`), returned in ref's dtype and contiguous; sets per_element.
-at::Tensor plan_weight(const at::Tensor& weight, const at::Tensor& ref, const char* ref_name,
-                       const char* row_word, const char* element_word, bool& per_element);
-// avg_factor: a floating 0-dim tensor on ref's device, an error with "sum"; returned as float64
-// for "mean", undefined for "none" (which ignores it).
-at::Tensor plan_avg_factor(const at::Tensor& avg_factor, Reduction reduction, const at::Tensor& ref,
-                           const char* ref_name);
+// The names of the kinds and formats tables (alwa/kinds.h), parsed: errors name the argument.
+inline LossKind parse_loss_kind(const std::string& name) {
+  return parse_enum<LossKind>("loss", name, kLossKindNames);
+}
+inline BoxFormat parse_box_format(const std::string& name) {
+  return parse_enum<BoxFormat>("box_format", name, kBoxFormatNames);
+}
+// box_iou's kinds (those with a pairwise form) and formats (deltas need anchors, which
+// box_iou has not).
+inline LossKind parse_iou_kind(const std::string& name) {
+  return static_cast<LossKind>(parse_choice("kind", name, kLossKindNames, kNumPairwiseKinds));
+}
+inline BoxFormat parse_iou_box_format(const std::string& name) {
+  return static_cast<BoxFormat>(
+      parse_choice("box_format", name, kBoxFormatNames, kNumPairwiseFormats));
+}
 
 // box_loss's parameters in schema order, and the same names passing them on. Every form of
 // the op (box_loss, box_loss_with_grad, box_loss_backward), every backend and the autograd take
@@ -101,9 +97,6 @@ BoxLossPlan plan_box_loss_backward(const at::Tensor& grad_loss, ALWA_BOX_LOSS_PA
 
 // The box_loss operators of a backend, made from its function that runs a plan (which also
 // fills the outputs of an empty call) and the guard it needs around a call (CUDAGuard).
-struct NoDeviceGuard {
-  explicit NoDeviceGuard(const at::Device&) {}
-};
 
 template <void (*Run)(BoxLossPlan&), class DeviceGuard = NoDeviceGuard>
 struct BoxLossOps {
@@ -182,23 +175,21 @@ void check_box_iou_grad(const at::Tensor& grad, const at::Tensor& boxes1,
 // Calls f(std::integral_constant<LossKind, kind>{}) so kernels can be templates on the kind.
 template <class F>
 void dispatch_loss_kind(LossKind kind, F&& f) {
-  using K = LossKind;
   switch (kind) {
-    case K::IoU: f(std::integral_constant<K, K::IoU>{}); break;
-    case K::GIoU: f(std::integral_constant<K, K::GIoU>{}); break;
-    case K::DIoU: f(std::integral_constant<K, K::DIoU>{}); break;
-    case K::CIoU: f(std::integral_constant<K, K::CIoU>{}); break;
-    case K::L1: f(std::integral_constant<K, K::L1>{}); break;
-    case K::SmoothL1: f(std::integral_constant<K, K::SmoothL1>{}); break;
-    case K::EIoU: f(std::integral_constant<K, K::EIoU>{}); break;
-    case K::SIoU: f(std::integral_constant<K, K::SIoU>{}); break;
+#define ALWA_CASE(k, name, iou_family, alpha_form) \
+  case LossKind::k:                                \
+    f(std::integral_constant<LossKind, LossKind::k>{}); \
+    break;
+    ALWA_LOSS_KINDS(ALWA_CASE)
+#undef ALWA_CASE
   }
 }
 
 // Same for the kinds with a pairwise form (box_iou): the others are never instantiated.
 template <class F>
 void dispatch_iou_kind(LossKind kind, F&& f) {
-  TORCH_CHECK_VALUE(has_alpha_form(kind), "kind: expected one of 'iou', 'giou', 'diou', 'ciou'");
+  TORCH_CHECK_VALUE(has_alpha_form(kind), "kind: expected one of ",
+                    quoted_choices(kLossKindNames, kNumPairwiseKinds));
   dispatch_loss_kind(kind, [&](auto kind_constant) {
     if constexpr (has_alpha_form(decltype(kind_constant)::value)) f(kind_constant);
   });

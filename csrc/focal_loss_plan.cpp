@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "errors.h"
+#include "common/checks.h"
 
 namespace alwa {
 
@@ -18,9 +18,7 @@ FocalLossPlan plan_focal_loss(ALWA_FOCAL_LOSS_PARAMS, bool grad, GradientAllocat
   plan.gamma = gamma;
 
   const auto dtype = logits.scalar_type();
-  TORCH_CHECK_VALUE(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf ||
-                        dtype == at::kBFloat16,
-                    "logits: expected float32, float64, float16 or bfloat16, got ", dtype);
+  check_float_dtype(logits, "logits", "");
   TORCH_CHECK_VALUE(logits.dim() >= 1, "logits: expected shape (..., num_classes), got a 0-dim tensor");
   plan.num_classes = logits.size(-1);
   const auto row_shape = logits.sizes().slice(0, logits.dim() - 1);

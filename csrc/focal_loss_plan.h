@@ -10,7 +10,8 @@
 #include <type_traits>
 
 #include "alwa/focal_loss.h"
-#include "box_loss_plan.h"  // parse_reduction, NoDeviceGuard, c10::Half's StorageRange
+#include "common/backend.h"
+#include "common/checks.h"
 
 namespace alwa {
 
@@ -39,13 +40,6 @@ struct FocalLossPlan {
   // gradient of the (weighted, reduced) loss w.r.t. the logits (else an empty tensor).
   at::Tensor loss, grad_logits;
 };
-
-// How a backend allocates the gradient (an uninitialised contiguous tensor): at::empty by
-// default; the CPU reuses the last gradient's memory (cpu/reused_buffer.h).
-using GradientAllocator = at::Tensor (*)(at::IntArrayRef sizes, const at::TensorOptions& options);
-inline at::Tensor fresh_gradient(at::IntArrayRef sizes, const at::TensorOptions& options) {
-  return at::empty(sizes, options);
-}
 
 FocalLossPlan plan_focal_loss(ALWA_FOCAL_LOSS_PARAMS, bool grad, GradientAllocator allocate_grad);
 

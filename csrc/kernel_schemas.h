@@ -53,7 +53,8 @@ inline void define_kernel_ops(torch::Library& m) {
   // ALWA's mode ("alwa1" or "alwa2", alwa_ext.ALWA's `mode`) is `alwa_mode` here: torch's
   // dispatch machinery takes `mode` as a keyword of its own, and an argument of that name
   // breaks opcheck and torch.compile.
-  // ALWA, one training iteration (alwa_ext.ALWA): returns the weights in force (λcls in the
+  // ALWA, one training iteration (alwa_ext.ALWA; statistic "raw" or "detrended", its
+  // `statistic`): returns the weights in force (λcls in the
   // dtype of loss_cls, λreg in that of loss_reg), records the losses in the float64 window
   // (or counts them in `skipped` when not finite) and, once `interval` values are recorded,
   // reassigns λcls (or leaves it and counts the window in `held`, alwa_update.h) and empties
@@ -61,14 +62,13 @@ inline void define_kernel_ops(torch::Library& m) {
   m.def(
       "alwa_step(Tensor loss_cls, Tensor loss_reg, Tensor(a!) weights, Tensor(b!) window, "
       "Tensor(c!) step, Tensor(d!) skipped, Tensor(e!) num_updates, Tensor(f!) held, "
-      "int interval, str alwa_mode, "
-      "str update) -> (Tensor, Tensor)",
+      "int interval, str alwa_mode, str update, str statistic) -> (Tensor, Tensor)",
       tags);
   // ALWA, end of a window pooled across ranks: rank_windows stacks every rank's window
-  // (num_ranks, 2, 4); they are merged in rank order, λcls is reassigned, the window emptied.
+  // (num_ranks, 2, 5); they are merged in rank order, λcls is reassigned, the window emptied.
   m.def(
       "alwa_pooled_update(Tensor rank_windows, Tensor(a!) weights, Tensor(b!) window, "
-      "Tensor(c!) num_updates, Tensor(d!) held, str alwa_mode) -> ()",
+      "Tensor(c!) num_updates, Tensor(d!) held, str alwa_mode, str statistic) -> ()",
       tags);
 }
 

@@ -13,9 +13,6 @@ import torch
 
 import alwa_ext
 
-# Operators that are CPU-only by design: the SIMD test hook.
-CPU_ONLY = {"_vec_atan2"}
-
 
 def tensor_ops():
     names = sorted(
@@ -36,8 +33,6 @@ def main() -> int:
     ops = list(tensor_ops())
     for name, overload in ops:
         for key in keys:
-            if key == "CUDA" and name in CPU_ONLY:
-                continue
             if not overload.has_kernel_for_dispatch_key(key):
                 missing.append(f"alwa::{name} ({key})")
     where = alwa_ext.__file__

@@ -1,35 +1,58 @@
-"""Loads the CMake-built library into a fresh process and checks one op against the reference.
+"""Loads the CMake-built library into a fresh process and checks its ops against the reference.
 
-Run by `make cmake-check` (not collected by pytest: alwa_ext._C registers the same ops, so the
-two libraries cannot share a process).
+Run by `make cmake-check` (not collected by pytest). The library registers the ops alwa_ext._C
+registers, so the two cannot share a process: a child process computes the reference values
+(tests/helpers/reference.py, which imports alwa_ext), this one loads the library and compares.
 """
-import pathlib
+import os
+import subprocess
 import sys
-import types
+import tempfile
 
 import torch
 
-torch.ops.load_library(sys.argv[1])
-# alwa_ext's __init__ would load alwa_ext._C, which registers the same ops: stand in an empty
-# package so its pure-PyTorch modules (the reference) import without it.
-package = types.ModuleType("alwa_ext")
-package.__path__ = [str(pathlib.Path(__file__).resolve().parents[1] / "alwa_ext")]
-sys.modules["alwa_ext"] = package
-from alwa_ext import reference  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
 
-torch.manual_seed(0)
-xy = torch.rand(64, 2, dtype=torch.float64) * 10
-pred = torch.cat([xy, xy + torch.rand(64, 2, dtype=torch.float64) + 0.1], -1)
-target = pred + 0.3 * torch.randn_like(pred)
-for kind in ("iou", "giou", "diou", "ciou", "eiou", "siou", "l1", "smooth_l1"):
-    fused = torch.ops.alwa.box_loss(
-        pred, target, None, None, None, kind, "mean", "xyxy", 1e-7, 1.0, 1.0, 0.0,
-        [0.0] * 4, [1.0] * 4, 16 / 1000,
-    )
-    expected = reference.box_loss(pred, target, kind)
-    torch.testing.assert_close(fused, expected, rtol=1e-10, atol=0)
-logits = torch.randn(64, 20, dtype=torch.float64) * 3
-labels = torch.randint(0, 21, (64,))
-fused = torch.ops.alwa.sigmoid_focal_loss(logits, labels, None, None, 0.25, 2.0, "mean")
-torch.testing.assert_close(fused, reference.sigmoid_focal_loss(logits, labels), rtol=1e-10, atol=0)
-print(f"cmake build OK: {sys.argv[1]} registers torch.ops.alwa and matches the reference")
+
+def inputs():
+    torch.manual_seed(0)
+    xy = torch.rand(64, 2, dtype=torch.float64) * 10
+    pred = torch.cat([xy, xy + torch.rand(64, 2, dtype=torch.float64) + 0.1], -1)
+    target = pred + 0.3 * torch.randn_like(pred)
+    logits = torch.randn(64, 20, dtype=torch.float64) * 3
+    labels = torch.randint(0, 21, (64,))
+    return pred, target, logits, labels
+
+
+def reference_values(path: str) -> None:
+    sys.path.insert(0, HERE)
+    from alwa_ext.kinds import LOSS_KINDS
+    from helpers import reference
+
+    pred, target, logits, labels = inputs()
+    torch.save({"box_loss": {kind: reference.box_loss(pred, target, kind) for kind in LOSS_KINDS},
+                "sigmoid_focal_loss": reference.sigmoid_focal_loss(logits, labels)}, path)
+
+
+def main(library: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "reference.pt")
+        subprocess.run([sys.executable, __file__, "--reference", path], check=True)
+        expected = torch.load(path)
+    torch.ops.load_library(library)
+    pred, target, logits, labels = inputs()
+    for kind, value in expected["box_loss"].items():
+        fused = torch.ops.alwa.box_loss(pred, target, None, None, None, kind, "mean", "xyxy", 1e-7, 1.0, 1.0, 0.0,
+                                        [0.0] * 4, [1.0] * 4, 16 / 1000)
+        torch.testing.assert_close(fused, value, rtol=1e-10, atol=0)
+    fused = torch.ops.alwa.sigmoid_focal_loss(logits, labels, None, None, 0.25, 2.0, "mean")
+    torch.testing.assert_close(fused, expected["sigmoid_focal_loss"], rtol=1e-10, atol=0)
+    print(f"cmake build OK: {library} registers torch.ops.alwa and matches the reference "
+          f"({len(expected['box_loss'])} loss kinds and the focal loss)")
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--reference":
+        reference_values(sys.argv[2])
+    else:
+        main(sys.argv[1])

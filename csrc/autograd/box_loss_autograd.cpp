@@ -8,7 +8,7 @@
 // gradient tensor is allocated (on this CPU a fresh 16 MB tensor costs more in page faults
 // than the pass that fills it). Measured against the alternative, a forward that computes the
 // loss alone and a fused backward (box_loss_backward) that recomputes and writes the scaled
-// gradient once, at N = 2^20 on one thread (README "Per-call cost"): level for L1, 1.2x faster
+// gradient once, at N = 2^20 on one thread (docs/benchmarks.md, "Per-call cost"): level for L1, 1.2x faster
 // for SmoothL1, 1.3x for GIoU and 1.4x for CIoU. box_loss_backward computes the gradient where
 // the forward's cannot be scaled afterwards (coordinate kinds on deltas with reduction "none",
 // for the target) and when a retained graph is differentiated a second time.
@@ -23,7 +23,8 @@
 #include <vector>
 
 #include "alwa/kinds.h"
-#include "autograd/no_double_backward.h"
+#include "autograd/function_helpers.h"
+#include "autograd/reduction_grads.h"
 #include "box_loss_plan.h"
 
 namespace alwa {
@@ -32,43 +33,46 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// The non-tensor arguments of a box_loss call, in schema order: a view of the call's own
+// The non-tensor arguments of a box_loss call, in schema order, the names parsed (the
+// autograd decides from the enums, never from the strings): a view of the call's own
 // arguments in the forward, of SavedOptions in the backward.
 struct BoxLossOptions {
-  const std::string *loss, *reduction, *box_format;
+  LossKind kind;
+  Reduction reduction;
+  BoxFormat format;
   double eps, beta, alpha, focal_gamma;
   at::ArrayRef<double> delta_means, delta_stds;
   double wh_ratio_clip;
+
+  const std::string& loss() const {
+    static const auto names = name_strings(kLossKindNames);
+    return names[static_cast<int>(kind)];
+  }
+  const std::string& box_format() const {
+    static const auto names = name_strings(kBoxFormatNames);
+    return names[static_cast<int>(format)];
+  }
 };
 
-// The same, kept for the backward in one allocation: a call costs no string copies.
+// The same, kept for the backward in one allocation.
 struct SavedOptions : torch::CustomClassHolder {
-  const std::string *loss, *reduction, *box_format;  // interned: see intern()
+  LossKind kind;
+  Reduction reduction;
+  BoxFormat format;
   double eps, beta, alpha, focal_gamma, wh_ratio_clip;
   std::array<double, 4> delta_means, delta_stds;
 
   BoxLossOptions view() const {
-    return BoxLossOptions{loss, reduction, box_format, eps, beta, alpha, focal_gamma,
+    return BoxLossOptions{kind, reduction, format, eps, beta, alpha, focal_gamma,
                           delta_means, delta_stds, wh_ratio_clip};
   }
 };
 
-// The static copy of a name the op accepted (a loss kind, a reduction, a box format).
-const std::string* intern(const std::string& name) {
-  static const std::array<std::string, 14> names = {
-      "iou", "giou", "diou", "ciou", "eiou", "siou", "l1", "smooth_l1",
-      "none", "mean", "sum", "xyxy", "cxcywh", "deltas"};
-  for (const auto& known : names) {
-    if (known == name) return &known;
-  }
-  TORCH_CHECK(false, "alwa::box_loss: '", name, "' passed the op's checks but is not interned");
-}
-
 c10::intrusive_ptr<SavedOptions> save(const BoxLossOptions& o) {
   auto saved = c10::make_intrusive<SavedOptions>();
-  saved->loss = intern(*o.loss);
-  saved->reduction = intern(*o.reduction);
-  saved->box_format = intern(*o.box_format);
+  saved->kind = o.kind;
+  saved->reduction = o.reduction;
+  saved->format = o.format;
   saved->eps = o.eps;
   saved->beta = o.beta;
   saved->alpha = o.alpha;
@@ -85,11 +89,11 @@ at::Tensor call_box_loss(const at::Tensor& pred, const at::Tensor& target,
                          const std::optional<at::Tensor>& weight,
                          const std::optional<at::Tensor>& avg_factor,
                          const std::optional<at::Tensor>& anchors, const BoxLossOptions& o,
-                         const std::string& reduction) {
-  static auto op =
-      c10::Dispatcher::singleton().findSchemaOrThrow("alwa::box_loss", "").typed<BoxLossFn>();
+                         Reduction reduction) {
+  static auto op = find_op<BoxLossFn>("alwa::box_loss");
   at::AutoDispatchBelowADInplaceOrView guard;
-  return op.call(pred, target, weight, avg_factor, anchors, *o.loss, reduction, *o.box_format,
+  return op.call(pred, target, weight, avg_factor, anchors, o.loss(), reduction_name(reduction),
+                 o.box_format(),
                  o.eps, o.beta, o.alpha, o.focal_gamma, o.delta_means, o.delta_stds,
                  o.wh_ratio_clip);
 }
@@ -98,13 +102,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> call_box_loss_with_grad(
     const at::Tensor& pred, const at::Tensor& target, const std::optional<at::Tensor>& weight,
     const std::optional<at::Tensor>& avg_factor, const std::optional<at::Tensor>& anchors,
     const BoxLossOptions& o, bool grad_pred, bool grad_target) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("alwa::box_loss_with_grad", "")
-                       .typed<BoxLossWithGradFn>();
+  static auto op = find_op<BoxLossWithGradFn>("alwa::box_loss_with_grad");
   at::AutoDispatchBelowADInplaceOrView guard;
-  return op.call(pred, target, weight, avg_factor, anchors, *o.loss, *o.reduction, *o.box_format,
-                 o.eps, o.beta, o.alpha, o.focal_gamma, o.delta_means, o.delta_stds,
-                 o.wh_ratio_clip, grad_pred, grad_target);
+  return op.call(pred, target, weight, avg_factor, anchors, o.loss(), reduction_name(o.reduction),
+                 o.box_format(), o.eps, o.beta, o.alpha, o.focal_gamma, o.delta_means,
+                 o.delta_stds, o.wh_ratio_clip, grad_pred, grad_target);
 }
 
 std::tuple<at::Tensor, at::Tensor> call_box_loss_backward(
@@ -112,13 +114,12 @@ std::tuple<at::Tensor, at::Tensor> call_box_loss_backward(
     const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& avg_factor,
     const std::optional<at::Tensor>& anchors, const BoxLossOptions& o, bool grad_pred,
     bool grad_target) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("alwa::box_loss_backward", "")
-                       .typed<BoxLossBackwardFn>();
+  static auto op = find_op<BoxLossBackwardFn>("alwa::box_loss_backward");
   at::AutoDispatchBelowADInplaceOrView guard;
-  return op.call(grad_loss, pred, target, weight, avg_factor, anchors, *o.loss, *o.reduction,
-                 *o.box_format, o.eps, o.beta, o.alpha, o.focal_gamma, o.delta_means,
-                 o.delta_stds, o.wh_ratio_clip, grad_pred, grad_target);
+  return op.call(grad_loss, pred, target, weight, avg_factor, anchors, o.loss(),
+                 reduction_name(o.reduction), o.box_format(), o.eps, o.beta, o.alpha,
+                 o.focal_gamma, o.delta_means, o.delta_stds, o.wh_ratio_clip, grad_pred,
+                 grad_target);
 }
 
 // ----------------------------------------------------------------------------- box_loss
@@ -128,8 +129,8 @@ std::tuple<at::Tensor, at::Tensor> call_box_loss_backward(
 // gradient mixes the four coordinates (through the encoding) after the per-element upstream
 // gradient must have been applied.
 bool gradient_in_forward(const BoxLossOptions& o, bool need_target) {
-  const bool coordinate_wise = *o.loss == "l1" || *o.loss == "smooth_l1";
-  return !(coordinate_wise && need_target && *o.box_format == "deltas" && *o.reduction == "none");
+  return !(!is_iou_family(o.kind) && need_target && o.format == BoxFormat::Deltas &&
+           o.reduction == Reduction::None);
 }
 class BoxLossFunction : public torch::autograd::Function<BoxLossFunction> {
  public:
@@ -148,12 +149,11 @@ class BoxLossFunction : public torch::autograd::Function<BoxLossFunction> {
       if (need_pred) ctx->saved_data["grad_pred"] = grad_pred;
       if (need_target) ctx->saved_data["grad_target"] = grad_target;
     } else {
-      loss = call_box_loss(pred, target, weight, avg_factor, anchors, options, *options.reduction);
+      loss = call_box_loss(pred, target, weight, avg_factor, anchors, options, options.reduction);
     }
     ctx->save_for_backward({pred, target, weight.value_or(at::Tensor()),
                             avg_factor.value_or(at::Tensor()), anchors.value_or(at::Tensor()),
                             need_avg_factor ? loss : at::Tensor()});
-    // (after the op: only names it accepted are saved)
     ctx->saved_data["options"] = c10::IValue::make_capsule(save(options));
     return {loss};
   }
@@ -170,8 +170,8 @@ class BoxLossFunction : public torch::autograd::Function<BoxLossFunction> {
     const bool need_pred = ctx->needs_input_grad(0), need_target = ctx->needs_input_grad(1);
     const bool need_weight = weight.defined() && ctx->needs_input_grad(2);
     const bool need_avg_factor = avg_factor.defined() && ctx->needs_input_grad(weight.defined() ? 3 : 2);
-    const bool none = *o.reduction == "none";
-    const bool iou_kind = *o.loss != "l1" && *o.loss != "smooth_l1";  // one loss per box
+    const bool none = o.reduction == Reduction::None;
+    const bool iou_kind = is_iou_family(o.kind);  // one loss per box
 
     at::Tensor grad_pred, grad_target;
     auto take = [&](const char* key) -> at::Tensor {
@@ -200,17 +200,9 @@ class BoxLossFunction : public torch::autograd::Function<BoxLossFunction> {
 
     at::Tensor grad_weight, grad_avg_factor;
     if (need_weight) {
-      // d loss / d weight: the unweighted element losses times the upstream gradient of each
-      // element, through the reduction.
-      const at::Tensor unweighted =
-          call_box_loss(pred, target, std::nullopt, std::nullopt, optional_of(anchors), o, "none");
-      at::Tensor scaled = grad_loss;
-      if (*o.reduction == "mean") {
-        scaled = avg_factor.defined()
-                     ? grad_loss / (avg_factor + kAvgFactorEps)
-                     : grad_loss / static_cast<double>(std::max<int64_t>(unweighted.numel(), 1));
-      }
-      grad_weight = unweighted * scaled;
+      const at::Tensor unweighted = call_box_loss(pred, target, std::nullopt, std::nullopt,
+                                                  optional_of(anchors), o, Reduction::None);
+      grad_weight = weight_grad(unweighted, grad_loss, o.reduction, avg_factor);
       const bool per_coord = weight.sizes() == pred.sizes();
       if (per_coord && iou_kind) {
         grad_weight = (grad_weight * 0.25).unsqueeze(-1).expand(weight.sizes());
@@ -219,10 +211,7 @@ class BoxLossFunction : public torch::autograd::Function<BoxLossFunction> {
       }
       grad_weight = grad_weight.to(weight.scalar_type());
     }
-    if (need_avg_factor) {
-      grad_avg_factor =
-          (-grad_loss * loss_out / (avg_factor + kAvgFactorEps)).to(avg_factor.scalar_type());
-    }
+    if (need_avg_factor) grad_avg_factor = avg_factor_grad(grad_loss, loss_out, avg_factor);
     variable_list grads = guard_double_backward({grad_pred, grad_target, grad_weight, grad_avg_factor},
                                                 "alwa::box_loss", pred, target);
     // anchors and the options are constants.
@@ -232,15 +221,12 @@ class BoxLossFunction : public torch::autograd::Function<BoxLossFunction> {
 };
 
 at::Tensor box_loss_autograd(ALWA_BOX_LOSS_PARAMS) {
-  const BoxLossOptions options{&loss, &reduction, &box_format, eps, beta, alpha, focal_gamma,
+  // The names are parsed here (the op's own errors, before any work); the op checks the rest.
+  const BoxLossOptions options{parse_loss_kind(loss), parse_reduction(reduction),
+                               parse_box_format(box_format), eps, beta, alpha, focal_gamma,
                                delta_means, delta_stds, wh_ratio_clip};
-  const bool differentiable =
-      at::GradMode::is_enabled() &&
-      (pred.requires_grad() || target.requires_grad() ||
-       (weight.has_value() && weight->requires_grad()) ||
-       (avg_factor.has_value() && avg_factor->requires_grad()));
-  if (!differentiable) {  // inference: the loss alone, no graph
-    return call_box_loss(pred, target, weight, avg_factor, anchors, options, *options.reduction);
+  if (!needs_graph(pred, target, weight, avg_factor)) {  // inference: the loss alone, no graph
+    return call_box_loss(pred, target, weight, avg_factor, anchors, options, options.reduction);
   }
   return BoxLossFunction::apply(pred, target, weight, avg_factor, anchors, options)[0];
 }
@@ -249,10 +235,8 @@ at::Tensor box_loss_autograd(ALWA_BOX_LOSS_PARAMS) {
 
 at::Tensor call_box_iou(const at::Tensor& boxes1, const at::Tensor& boxes2, const std::string& kind,
                         const std::string& box_format, double eps) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("alwa::box_iou", "")
-                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::string&,
-                                         const std::string&, double)>();
+  static auto op = find_op<at::Tensor(const at::Tensor&, const at::Tensor&, const std::string&,
+                                      const std::string&, double)>("alwa::box_iou");
   at::AutoDispatchBelowADInplaceOrView guard;
   return op.call(boxes1, boxes2, kind, box_format, eps);
 }
@@ -270,11 +254,9 @@ class BoxIouFunction : public torch::autograd::Function<BoxIouFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    static auto op = c10::Dispatcher::singleton()
-                         .findSchemaOrThrow("alwa::box_iou_backward", "")
-                         .typed<std::tuple<at::Tensor, at::Tensor>(
-                             const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                             const std::string&, const std::string&, double, bool, bool)>();
+    static auto op = find_op<std::tuple<at::Tensor, at::Tensor>(
+        const at::Tensor&, const at::Tensor&, const at::Tensor&, const std::string&,
+        const std::string&, double, bool, bool)>("alwa::box_iou_backward");
     const auto saved = ctx->get_saved_variables();
     const bool need1 = ctx->needs_input_grad(0), need2 = ctx->needs_input_grad(1);
     at::Tensor grad1, grad2;

@@ -13,7 +13,8 @@
 #include <array>
 #include <string>
 
-#include "autograd/no_double_backward.h"
+#include "autograd/function_helpers.h"
+#include "autograd/reduction_grads.h"
 #include "focal_loss_plan.h"
 
 namespace alwa {
@@ -22,24 +23,11 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// The reductions as static strings: the backward keeps an index, not a copy.
-const std::array<std::string, 3> kReductions = {"none", "mean", "sum"};
-
-int64_t reduction_index(const std::string& name) {
-  for (size_t k = 0; k < kReductions.size(); ++k) {
-    if (kReductions[k] == name) return static_cast<int64_t>(k);
-  }
-  parse_reduction(name);  // raises, naming the argument
-  return 0;
-}
-
 at::Tensor call_focal_loss(const at::Tensor& logits, const at::Tensor& targets,
                            const std::optional<at::Tensor>& weight,
                            const std::optional<at::Tensor>& avg_factor, double alpha, double gamma,
                            const std::string& reduction) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("alwa::sigmoid_focal_loss", "")
-                       .typed<FocalLossFn>();
+  static auto op = find_op<FocalLossFn>("alwa::sigmoid_focal_loss");
   at::AutoDispatchBelowADInplaceOrView guard;
   return op.call(logits, targets, weight, avg_factor, alpha, gamma, reduction);
 }
@@ -48,9 +36,7 @@ std::tuple<at::Tensor, at::Tensor> call_focal_loss_with_grad(
     const at::Tensor& logits, const at::Tensor& targets, const std::optional<at::Tensor>& weight,
     const std::optional<at::Tensor>& avg_factor, double alpha, double gamma,
     const std::string& reduction) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("alwa::sigmoid_focal_loss_with_grad", "")
-                       .typed<FocalLossWithGradFn>();
+  static auto op = find_op<FocalLossWithGradFn>("alwa::sigmoid_focal_loss_with_grad");
   at::AutoDispatchBelowADInplaceOrView guard;
   return op.call(logits, targets, weight, avg_factor, alpha, gamma, reduction);
 }
@@ -79,7 +65,7 @@ class FocalLossFunction : public torch::autograd::Function<FocalLossFunction> {
                             avg_factor.value_or(at::Tensor()), need_avg_factor ? loss : at::Tensor()});
     ctx->saved_data["alpha"] = alpha;
     ctx->saved_data["gamma"] = gamma;
-    ctx->saved_data["reduction"] = reduction_index(reduction);  // (after the op: a valid name)
+    ctx->saved_data["reduction"] = static_cast<int64_t>(parse_reduction(reduction));
     return {loss};
   }
 
@@ -89,7 +75,8 @@ class FocalLossFunction : public torch::autograd::Function<FocalLossFunction> {
     const at::Tensor &avg_factor = saved[3], &loss_out = saved[4];
     const double alpha = ctx->saved_data["alpha"].toDouble();
     const double gamma = ctx->saved_data["gamma"].toDouble();
-    const std::string& reduction = kReductions[ctx->saved_data["reduction"].toInt()];
+    const auto parsed_reduction = static_cast<Reduction>(ctx->saved_data["reduction"].toInt());
+    const std::string& reduction = reduction_name(parsed_reduction);
     const at::Tensor grad_loss = grad_outputs[0];
     // needs_input_grad counts the tensors given (None weight or avg_factor has no edge).
     const bool need_logits = ctx->needs_input_grad(0);
@@ -111,24 +98,14 @@ class FocalLossFunction : public torch::autograd::Function<FocalLossFunction> {
     }
     at::Tensor grad_weight, grad_avg_factor;
     if (need_weight) {
-      // d loss / d weight: the unweighted element losses times each element's upstream
-      // gradient, through the reduction; a per-anchor weight sums its row.
-      const at::Tensor unweighted =
-          call_focal_loss(logits, targets, std::nullopt, std::nullopt, alpha, gamma, "none");
-      at::Tensor scaled = grad_loss;
-      if (reduction == "mean") {
-        scaled = avg_factor.defined()
-                     ? grad_loss / (avg_factor + kAvgFactorEps)
-                     : grad_loss / static_cast<double>(std::max<int64_t>(unweighted.numel(), 1));
-      }
-      grad_weight = unweighted * scaled;
+      // A per-anchor weight sums its row.
+      const at::Tensor unweighted = call_focal_loss(logits, targets, std::nullopt, std::nullopt,
+                                                    alpha, gamma, reduction_name(Reduction::None));
+      grad_weight = weight_grad(unweighted, grad_loss, parsed_reduction, avg_factor);
       if (weight.sizes() != logits.sizes()) grad_weight = grad_weight.sum(-1);
       grad_weight = grad_weight.to(weight.scalar_type());
     }
-    if (need_avg_factor) {
-      grad_avg_factor =
-          (-grad_loss * loss_out / (avg_factor + kAvgFactorEps)).to(avg_factor.scalar_type());
-    }
+    if (need_avg_factor) grad_avg_factor = avg_factor_grad(grad_loss, loss_out, avg_factor);
     variable_list grads = guard_double_backward({grad_logits, grad_weight, grad_avg_factor},
                                                 "alwa::sigmoid_focal_loss", logits, targets);
     return {grads[0], at::Tensor(), grads[1], grads[2], at::Tensor(), at::Tensor(), at::Tensor()};
@@ -136,12 +113,7 @@ class FocalLossFunction : public torch::autograd::Function<FocalLossFunction> {
 };
 
 at::Tensor focal_loss_autograd(ALWA_FOCAL_LOSS_PARAMS) {
-  const bool differentiable =
-      at::GradMode::is_enabled() &&
-      (logits.requires_grad() || targets.requires_grad() ||
-       (weight.has_value() && weight->requires_grad()) ||
-       (avg_factor.has_value() && avg_factor->requires_grad()));
-  if (!differentiable) {  // inference: the loss alone, no graph
+  if (!needs_graph(logits, targets, weight, avg_factor)) {  // inference: the loss alone, no graph
     return call_focal_loss(logits, targets, weight, avg_factor, alpha, gamma, reduction);
   }
   return FocalLossFunction::apply(logits, targets, weight, avg_factor, alpha, gamma, reduction)[0];

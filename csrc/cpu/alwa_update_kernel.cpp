@@ -28,10 +28,9 @@ at::Tensor applied_weight(double weight, const at::Tensor& like) {
 }
 
 std::tuple<at::Tensor, at::Tensor> alwa_step_cpu(ALWA_STEP_PARAMS) {
-  const AlwaStepCall call = check_alwa_step(loss_cls, loss_reg, weights, window, step, skipped,
-                                            num_updates, held, interval, alwa_mode, update);
+  const AlwaStepCall call = check_alwa_step(ALWA_STEP_ARGS);
   double applied[2];
-  record_and_update(load_loss(loss_cls), load_loss(loss_reg), call.state, interval, call.mode,
+  record_and_update(load_loss(loss_cls), load_loss(loss_reg), call.state, interval, call.rule,
                     call.update, applied);
   return {applied_weight(applied[kWeightCls], loss_cls),
           applied_weight(applied[kWeightReg], loss_reg)};
@@ -39,13 +38,13 @@ std::tuple<at::Tensor, at::Tensor> alwa_step_cpu(ALWA_STEP_PARAMS) {
 
 void alwa_pooled_update_cpu(const at::Tensor& rank_windows, at::Tensor& weights,
                             at::Tensor& window, at::Tensor& num_updates, at::Tensor& held,
-                            const std::string& alwa_mode) {
-  const AlwaMode parsed_mode = parse_alwa_mode(alwa_mode);
+                            const std::string& alwa_mode, const std::string& statistic) {
+  const AlwaRule rule = parse_alwa_rule(alwa_mode, statistic);
   check_pooled_update_args(rank_windows, weights, window, num_updates, held);
   update_from_pooled_windows(rank_windows.const_data_ptr<double>(), rank_windows.size(0),
                              weights.mutable_data_ptr<double>(), window.mutable_data_ptr<double>(),
                              num_updates.mutable_data_ptr<int64_t>(),
-                             held.mutable_data_ptr<int64_t>(), parsed_mode);
+                             held.mutable_data_ptr<int64_t>(), rule);
 }
 
 }  // namespace

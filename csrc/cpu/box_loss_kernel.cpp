@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "box_loss_plan.h"
-#include "cpu/block_sum.h"
+#include "common/cpu/block_sum.h"
 #include "cpu/cpu_isa.h"
 
 namespace alwa {
@@ -40,12 +40,7 @@ void box_loss_cpu_typed(const BoxLossPlan& plan) {
     for (int64_t i = begin; i < end; ++i) sum += static_cast<double>(box_loss_element<K, kGrad>(args, i, grad_scale));
     return sum;
   });
-  if (reduce) {
-    double scale = plan.scale;
-    if (args.avg_factor != nullptr) scale /= *args.avg_factor + kAvgFactorEps;
-    // A reduced loss is never saturated: one beyond float16's range is inf, as torch's is.
-    plan.loss.mutable_data_ptr<scalar_t>()[0] = static_cast<scalar_t>(total * scale);
-  }
+  if (reduce) cpu::store_reduced(plan.loss.mutable_data_ptr<scalar_t>(), total, plan.scale, args.avg_factor);
 }
 
 void run_box_loss_cpu(BoxLossPlan& plan) {

@@ -24,9 +24,5 @@ using BoxLossVecFn = double (*)(const BoxLossArgs<float, float>& args, int64_t b
 BoxLossVecFn box_loss_vec_avx2(LossKind kind, const BoxLossArgs<float, float>& args, bool grad);
 BoxLossVecFn box_loss_vec_avx512(LossKind kind, const BoxLossArgs<float, float>& args, bool grad);
 
-// The same vector atan2 the kernels use, over n floats (tests check its accuracy).
-bool atan2_avx2(const float* y, const float* x, float* out, int64_t n);
-bool atan2_avx512(const float* y, const float* x, float* out, int64_t n);
-
 }  // namespace cpu
 }  // namespace alwa

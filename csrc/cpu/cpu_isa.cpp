@@ -97,22 +97,6 @@ std::string set_cpu_isa_op(const std::string& name) {
   return isa_name(static_cast<Isa>(active_slot().exchange(static_cast<int>(isa))));
 }
 
-// torch.ops.alwa._vec_atan2(y, x, isa): atan2 of float32 tensors by that SIMD path (tests).
-at::Tensor vec_atan2_op(const at::Tensor& y, const at::Tensor& x, const std::string& name) {
-  TORCH_CHECK_VALUE(y.scalar_type() == at::kFloat && x.scalar_type() == at::kFloat &&
-                        y.sizes() == x.sizes(),
-                    "_vec_atan2: expected two float32 tensors of one shape");
-  const Isa isa = parse_isa(name);
-  TORCH_CHECK_VALUE(isa != Isa::Scalar && isa_available(isa), "_vec_atan2: '", name,
-                    "' is not an available SIMD path");
-  const at::Tensor y_c = y.contiguous(), x_c = x.contiguous();
-  at::Tensor out = at::empty_like(y_c);
-  const auto fn = isa == Isa::Avx2 ? &atan2_avx2 : &atan2_avx512;
-  fn(y_c.const_data_ptr<float>(), x_c.const_data_ptr<float>(), out.mutable_data_ptr<float>(),
-     y_c.numel());
-  return out;
-}
-
 }  // namespace
 
 const char* isa_name(Isa isa) {
@@ -155,4 +139,3 @@ TORCH_LIBRARY_IMPL(alwa, CatchAll, m) {
   m.impl("set_cpu_isa", &alwa::cpu::set_cpu_isa_op);
 }
 
-TORCH_LIBRARY_IMPL(alwa, CPU, m) { m.impl("_vec_atan2", &alwa::cpu::vec_atan2_op); }

@@ -10,7 +10,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "cpu/block_sum.h"
+#include "common/cpu/block_sum.h"
 #include "cpu/cpu_isa.h"
 #include "cpu/reused_buffer.h"
 #include "focal_loss_plan.h"
@@ -56,11 +56,7 @@ void focal_loss_cpu_typed(FocalLossPlan& plan) {
     }
     return sum;
   });
-  if (reduce) {
-    double scale = plan.scale;
-    if (args.avg_factor != nullptr) scale /= *args.avg_factor + kAvgFactorEps;
-    plan.loss.mutable_data_ptr<scalar_t>()[0] = static_cast<scalar_t>(total * scale);
-  }
+  if (reduce) cpu::store_reduced(plan.loss.mutable_data_ptr<scalar_t>(), total, plan.scale, args.avg_factor);
 }
 
 // The gradient is as large as the logits: the last one's memory is reused once released.

@@ -4,7 +4,6 @@
 
 #define ALWA_VEC_UNIT_BOX_LOSS box_loss_vec_avx2
 #define ALWA_VEC_UNIT_FOCAL_LOSS focal_loss_vec_avx2
-#define ALWA_VEC_UNIT_ATAN2 atan2_avx2
 #if ALWA_VEC_X86
 ALWA_VEC_TARGET_PUSH("avx2,fma")
 #include "cpu/vec/isa_avx2.h"

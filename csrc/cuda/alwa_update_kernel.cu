@@ -3,6 +3,6 @@
 #include <torch/library.h>
 
 #include "cuda/alwa_update_launcher.h"
-#include "cuda/runtime.h"
+#include "common/cuda/runtime.h"
 
 TORCH_LIBRARY_IMPL(alwa, CUDA, m) { alwa::cuda::register_alwa_launchers<alwa::cuda::CudaRuntime>(m); }

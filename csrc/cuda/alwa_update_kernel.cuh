@@ -60,11 +60,11 @@ struct LossArgs {
   LossDtype reg_dtype;
 };
 
-__global__ void alwa_step_kernel(LossArgs losses, AlwaState state, int64_t interval, AlwaMode mode,
+__global__ void alwa_step_kernel(LossArgs losses, AlwaState state, int64_t interval, AlwaRule rule,
                                  AlwaUpdate update) {
   double applied[2];
   record_and_update(load_loss(losses.loss_cls, losses.cls_dtype),
-                    load_loss(losses.loss_reg, losses.reg_dtype), state, interval, mode, update,
+                    load_loss(losses.loss_reg, losses.reg_dtype), state, interval, rule, update,
                     applied);
   store_weight(losses.applied_cls, losses.cls_dtype, applied[kWeightCls]);
   store_weight(losses.applied_reg, losses.reg_dtype, applied[kWeightReg]);
@@ -72,8 +72,8 @@ __global__ void alwa_step_kernel(LossArgs losses, AlwaState state, int64_t inter
 
 __global__ void alwa_pooled_update_kernel(const double* rank_windows, int64_t num_ranks,
                                           double* weights, double* window, int64_t* num_updates,
-                                          int64_t* held, AlwaMode mode) {
-  update_from_pooled_windows(rank_windows, num_ranks, weights, window, num_updates, held, mode);
+                                          int64_t* held, AlwaRule rule) {
+  update_from_pooled_windows(rank_windows, num_ranks, weights, window, num_updates, held, rule);
 }
 
 }  // namespace alwa

@@ -3,6 +3,6 @@
 #include <torch/library.h>
 
 #include "cuda/box_loss_launcher.h"
-#include "cuda/runtime.h"
+#include "common/cuda/runtime.h"
 
 TORCH_LIBRARY_IMPL(alwa, CUDA, m) { alwa::cuda::register_box_launchers<alwa::cuda::CudaRuntime>(m); }

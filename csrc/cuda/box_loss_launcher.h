@@ -11,8 +11,10 @@
 #include <torch/library.h>
 
 #include "box_loss_plan.h"
+#include "common/cuda/launch.h"
+#include "cuda/box_iou_backward_kernels.cuh"
+#include "cuda/box_iou_kernel.cuh"
 #include "cuda/box_loss_kernels.cuh"
-#include "cuda/launch.h"
 
 namespace alwa {
 namespace cuda {

@@ -3,7 +3,7 @@
 #include <torch/library.h>
 
 #include "cuda/focal_loss_launcher.h"
-#include "cuda/runtime.h"
+#include "common/cuda/runtime.h"
 
 TORCH_LIBRARY_IMPL(alwa, CUDA, m) {
   alwa::cuda::register_focal_loss_launchers<alwa::cuda::CudaRuntime>(m);

@@ -1,11 +1,12 @@
 // CUDA kernels of sigmoid_focal_loss, torch-free (.ci/nvcc_check.sh instantiates them with
 // nvcc alone); focal_loss_launcher.h only allocates, picks the grid and launches. The
 // per-element math is alwa/focal_loss.h, the functions the CPU kernels call.
-// The reduction is box_loss's: per-block sums in a fixed order, no floating-point atomics.
+// The reduction is common/cuda/block_reduce.cuh's: per-block sums in a fixed order, no
+// floating-point atomics.
 #pragma once
 
 #include "alwa/focal_loss.h"
-#include "cuda/box_loss_kernels.cuh"
+#include "common/cuda/block_reduce.cuh"
 
 namespace alwa {
 namespace cuda {

@@ -8,8 +8,8 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
+#include "common/cuda/launch.h"
 #include "cuda/focal_loss_kernels.cuh"
-#include "cuda/launch.h"
 #include "focal_loss_plan.h"
 
 namespace alwa {

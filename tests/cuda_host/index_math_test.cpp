@@ -5,7 +5,8 @@
 #include <stdio.h>
 #include <vector_types.h>
 
-#include "cuda/box_loss_kernels.cuh"
+#include "cuda/box_iou_backward_kernels.cuh"
+#include "cuda/box_loads.cuh"
 
 using namespace alwa::cuda;
 

@@ -8,7 +8,7 @@
 // against a double-precision atan2: see tests/test_cpu_isa.py.
 #pragma once
 
-#include "alwa/macros.h"
+#include "common/macros.h"
 #include "cpu/vec/simd.h"
 
 namespace alwa {

@@ -197,23 +197,5 @@ cpu::BoxLossVecFn box_loss_vec_kernel(LossKind kind, const BoxLossArgs<float, fl
 #undef ALWA_VEC_KIND
 }
 
-// atan2 over n floats (for the accuracy tests).
-template <class V>
-void atan2_array(const float* y, const float* x, float* out, int64_t n) {
-  constexpr int W = V::kWidth;
-  int64_t i = 0;
-  for (; i + W <= n; i += W) atan2_(V::load(y + i), V::load(x + i)).store(out + i);
-  if (i < n) {
-    alignas(64) float ys[W], xs[W], rs[W];
-    const int rest = static_cast<int>(n - i);
-    for (int j = 0; j < W; ++j) {
-      ys[j] = j < rest ? y[i + j] : 0.0f;
-      xs[j] = j < rest ? x[i + j] : 1.0f;
-    }
-    atan2_(V::load(ys), V::load(xs)).store(rs);
-    memcpy(out + i, rs, sizeof(float) * rest);
-  }
-}
-
 }  // namespace vec
 }  // namespace alwa

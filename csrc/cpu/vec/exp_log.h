@@ -9,7 +9,7 @@
 // losses and gradients they give on every SIMD path against float64 and against libm's.
 #pragma once
 
-#include "alwa/macros.h"
+#include "common/macros.h"
 #include "cpu/vec/simd.h"
 
 namespace alwa {

@@ -1,6 +1,6 @@
 // The body of each ISA's vector translation unit: the entry points of cpu/box_loss_vec.h and
 // cpu/focal_loss_vec.h for ALWA_VEC_UNIT_ISA (an ISA struct of isa_*.h), named with the unit's
-// ALWA_VEC_UNIT_BOX_LOSS, ALWA_VEC_UNIT_FOCAL_LOSS and ALWA_VEC_UNIT_ATAN2; where the ISA is not
+// ALWA_VEC_UNIT_BOX_LOSS and ALWA_VEC_UNIT_FOCAL_LOSS; where the ISA is not
 // defined (no x86 or no GCC-compatible compiler), stubs that report the path as absent.
 // Included once, by that unit, inside its target switch.
 #include "cpu/box_loss_vec.h"
@@ -21,11 +21,6 @@ FocalLossVecFn ALWA_VEC_UNIT_FOCAL_LOSS(const FocalLossArgs<float, float>& args,
   return vec::focal_loss_vec_kernel<vec::ALWA_VEC_UNIT_ISA>(args, grad, gamma_two);
 }
 
-bool ALWA_VEC_UNIT_ATAN2(const float* y, const float* x, float* out, int64_t n) {
-  vec::atan2_array<vec::Vec<vec::ALWA_VEC_UNIT_ISA>>(y, x, out, n);
-  return true;
-}
-
 }  // namespace cpu
 }  // namespace alwa
 
@@ -35,7 +30,6 @@ namespace alwa {
 namespace cpu {
 BoxLossVecFn ALWA_VEC_UNIT_BOX_LOSS(LossKind, const BoxLossArgs<float, float>&, bool) { return nullptr; }
 FocalLossVecFn ALWA_VEC_UNIT_FOCAL_LOSS(const FocalLossArgs<float, float>&, bool, bool) { return nullptr; }
-bool ALWA_VEC_UNIT_ATAN2(const float*, const float*, float*, int64_t) { return false; }
 }  // namespace cpu
 }  // namespace alwa
 

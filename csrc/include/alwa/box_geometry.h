@@ -8,7 +8,7 @@
 // by 1 / scale^2, a length's by 1 / scale): where nothing overflows, the results are bit for
 // bit those of the unscaled formulas.
 //
-// Conventions (torchvision's on ordinary boxes; README "Conventions"): widths and heights are
+// Conventions (torchvision's on ordinary boxes; docs/api.md "Conventions"): widths and heights are
 // clamped at 0, so inverted corners describe an empty box; the enclosing box spans all eight
 // corner coordinates (the usual one for proper boxes, and it keeps both centres inside it).
 #pragma once

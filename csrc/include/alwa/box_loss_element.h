@@ -9,6 +9,8 @@
 #include "alwa/coord_losses.h"
 #include "alwa/deltas.h"
 #include "alwa/iou_losses.h"
+#include "common/reduction.h"
+#include "common/storage.h"
 
 namespace alwa {
 
@@ -35,9 +37,7 @@ struct BoxLossArgs {
   IoULossParams<T> iou;
   T beta;
   DeltaCoding<T> deltas;
-  // d reduced loss / d element loss: 1 for "none" and "sum", 1/count for "mean"; with
-  // avg_factor (a float64 scalar read where the kernel runs, so no host sync) it is further
-  // divided by (*avg_factor + kAvgFactorEps).
+  // d reduced loss / d element loss before avg_factor (common/reduction.h).
   T grad_scale;
   const double* avg_factor;
   bool reduce;  // "sum" or "mean": a single upstream value
@@ -46,9 +46,7 @@ struct BoxLossArgs {
 // The factor that turns the sum of weighted element losses into the reduced loss.
 template <class scalar_t, class T>
 ALWA_HD_INLINE T reduction_scale(const BoxLossArgs<scalar_t, T>& args) {
-  return args.avg_factor != nullptr
-             ? args.grad_scale / static_cast<T>(*args.avg_factor + kAvgFactorEps)
-             : args.grad_scale;
+  return reduction_scale(args.grad_scale, args.avg_factor);
 }
 
 // The factor on every element's gradient: the reduction's, times the upstream gradient when
@@ -57,26 +55,6 @@ template <class scalar_t, class T>
 ALWA_HD_INLINE T gradient_scale(const BoxLossArgs<scalar_t, T>& args) {
   const T scale = reduction_scale(args);
   return args.upstream != nullptr && args.reduce ? scale * static_cast<T>(args.upstream[0]) : scale;
-}
-
-// Storage types whose range is narrower than the compute type's (float16: +-65504) declare
-// it by specialising this trait (torch's c10::Half in box_loss_plan.h, CUDA's __half beside the
-// CUDA kernels). Per-element losses and gradients are then saturated when stored, so a finite
-// value that exceeds the storage range (a steep GIoU gradient of a nearly flat box, say) stays
-// finite. A reduced loss is never saturated: a sum beyond the range is inf, as torch's is.
-template <class scalar_t>
-struct StorageRange {
-  static constexpr bool kNarrow = false;
-  static constexpr double kMax = 0.0;
-};
-
-template <class scalar_t, class T>
-ALWA_HD_INLINE scalar_t saturating_cast(T value) {
-  if constexpr (StorageRange<scalar_t>::kNarrow) {
-    const T limit = static_cast<T>(StorageRange<scalar_t>::kMax);
-    value = math::min_(math::max_(value, -limit), limit);
-  }
-  return static_cast<scalar_t>(value);
 }
 
 template <class T, class scalar_t>

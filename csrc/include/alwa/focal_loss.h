@@ -25,8 +25,9 @@
 
 #include <stdint.h>
 
-#include "alwa/box_loss_element.h"
 #include "alwa/primitives.h"
+#include "common/reduction.h"
+#include "common/storage.h"
 
 namespace alwa {
 
@@ -137,8 +138,7 @@ struct FocalLossArgs {
   scalar_t* grad;  // d (weighted, reduced) loss / d logits, or null
   int64_t num_rows, num_classes;
   FocalParams<T> params;
-  // d reduced loss / d element loss, as BoxLossArgs::grad_scale (1 or 1 / count), further
-  // divided by (*avg_factor + kAvgFactorEps) where avg_factor is given.
+  // d reduced loss / d element loss before avg_factor (common/reduction.h).
   T grad_scale;
   const double* avg_factor;
   bool reduce;
@@ -146,9 +146,7 @@ struct FocalLossArgs {
 
 template <class scalar_t, class T>
 ALWA_HD_INLINE T reduction_scale(const FocalLossArgs<scalar_t, T>& args) {
-  return args.avg_factor != nullptr
-             ? args.grad_scale / static_cast<T>(*args.avg_factor + kAvgFactorEps)
-             : args.grad_scale;
+  return reduction_scale(args.grad_scale, args.avg_factor);
 }
 
 // Whether a label is a class index or the background (num_classes); anything else is an error

@@ -2,7 +2,7 @@
 // geometry of box_geometry.h. Written once: every CPU (scalar and SIMD) and CUDA kernel calls
 // iou_loss_xyxy / iou_loss below.
 //
-// Where eps goes (torchvision's choices on ordinary boxes; README "Conventions"):
+// Where eps goes (torchvision's choices on ordinary boxes; docs/api.md "Conventions"):
 //   IoU = I / (U + eps); GIoU's enclosing area + eps; DIoU/CIoU's squared diagonal + eps;
 //   CIoU's aspect term uses atan2(w, h) (= atan(w / h) for h > 0, finite for h = 0) and its
 //   weight v / (1 - IoU + v + eps) is a constant for the gradient; EIoU's width/height terms

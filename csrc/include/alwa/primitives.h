@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "alwa/macros.h"
+#include "common/macros.h"
 
 namespace alwa {
 namespace math {

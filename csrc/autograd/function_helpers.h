@@ -1,6 +1,8 @@
-// What the C++ autograd functions share: first-order gradients that refuse a second order.
+// What the C++ autograd functions share: first-order gradients that refuse a second order, and
+// the ops below the Autograd key they call.
 #pragma once
 
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
 
 #include <optional>
@@ -38,6 +40,24 @@ inline torch::autograd::variable_list guard_double_backward(torch::autograd::var
     if (g.defined()) g = NoDoubleBackward::apply(g, std::string(op_name), first, second)[0];
   }
   return grads;
+}
+
+// The typed handle of op `name` ("alwa::box_loss"), found once by the caller (a static); call
+// it under at::AutoDispatchBelowADInplaceOrView, so the call goes to the backend's kernel.
+template <class Fn>
+c10::TypedOperatorHandle<Fn> find_op(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Fn>();
+}
+
+// Whether a loss call needs a graph: grad mode on, and a gradient wanted of an input, the
+// weight or avg_factor (inference calls the op alone).
+inline bool needs_graph(const at::Tensor& first, const at::Tensor& second,
+                        const std::optional<at::Tensor>& weight,
+                        const std::optional<at::Tensor>& avg_factor) {
+  return at::GradMode::is_enabled() &&
+         (first.requires_grad() || second.requires_grad() ||
+          (weight.has_value() && weight->requires_grad()) ||
+          (avg_factor.has_value() && avg_factor->requires_grad()));
 }
 
 inline std::optional<at::Tensor> optional_of(const at::Tensor& t) {

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "common/reduction.h"
+
 namespace alwa {
 namespace cpu {
 
@@ -31,6 +33,13 @@ double block_sum(int64_t num_items, int64_t per_block, bool reduce, const BlockF
   double total = 0.0;
   for (double s : sums) total += s;
   return total;
+}
+
+// Writes the reduced loss of a block_sum total (common/reduction.h's rule). A reduced loss is
+// never saturated: one beyond float16's range is inf, as torch's is.
+template <class scalar_t>
+void store_reduced(scalar_t* out, double total, double count_scale, const double* avg_factor) {
+  *out = static_cast<scalar_t>(reduce_total(total, count_scale, avg_factor));
 }
 
 }  // namespace cpu

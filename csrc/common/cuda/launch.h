@@ -1,6 +1,6 @@
 // What the CUDA launchers (cuda/*_launcher.h) share: torch's half types as CUDA's, kernel
 // arguments retyped to them, the grid cap and the outputs of a reducing launch. Everything
-// that needs the CUDA runtime goes through a Runtime (cuda/runtime.h on a GPU; the test build
+// that needs the CUDA runtime goes through a Runtime (common/cuda/runtime.h on a GPU; the test build
 // of tests/cuda_host/ runs the same code on the host), so this header includes none of it.
 #pragma once
 
@@ -12,7 +12,7 @@
 #include <cstring>
 #include <type_traits>
 
-#include "cuda/box_loss_kernels.cuh"
+#include "common/cuda/block_reduce.cuh"
 
 namespace alwa {
 
@@ -64,7 +64,7 @@ int64_t resident_blocks() {
          (Runtime::max_threads_per_multiprocessor() / cuda::kThreadsPerBlock);
 }
 
-// Where a reducing launch of `blocks` blocks writes (write_block_sum, cuda/box_loss_kernels.cuh):
+// Where a reducing launch of `blocks` blocks writes (write_block_sum, common/cuda/block_reduce.cuh):
 // with one block, the reduced loss itself (single_block_out); with more, per-block sums in a
 // temporary from the caching allocator, which finish() adds up in order into the loss. All
 // null for reduction "none".
