@@ -14,10 +14,10 @@ except ImportError as error:  # pragma: no cover - only without a build
     ) from error
 
 from . import ops  # noqa: F401  (fake kernels and autograd)
-from . import cpu, kinds, nn, reference  # noqa: F401
+from . import cpu, kinds, nn  # noqa: F401
 from .deltas import decode_deltas, encode_deltas
 from .functional import box_iou, box_loss, sigmoid_focal_loss
 from .weighting import ALWA
 
-__all__ = ["ALWA", "box_loss", "box_iou", "sigmoid_focal_loss", "encode_deltas", "decode_deltas", "cpu", "kinds", "nn", "reference"]
+__all__ = ["ALWA", "box_loss", "box_iou", "sigmoid_focal_loss", "encode_deltas", "decode_deltas", "cpu", "kinds", "nn"]
 __version__ = "0.1.0"

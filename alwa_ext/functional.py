@@ -50,7 +50,7 @@ def box_loss(
             ``l1``/``smooth_l1`` act on the four raw numbers whatever the format.
         loss: ``"iou"`` (1 - IoU), ``"giou"``, ``"diou"``, ``"ciou"``, ``"eiou"`` (Focal-EIoU
             paper), ``"siou"`` (SIoU paper, the paper's signs), ``"l1"`` or ``"smooth_l1"``
-            (quadratic below ``beta``, mmdet's convention). Formulas: README, "Conventions".
+            (quadratic below ``beta``, mmdet's convention). Formulas: docs/api.md, "Conventions".
         weight: per box ``(...)`` or per coordinate ``(..., 4)``; IoU kinds average a
             per-coordinate weight over the last dim (mmdet's convention).
         reduction: ``"none"`` (one value per box for IoU kinds, per coordinate for L1 kinds),

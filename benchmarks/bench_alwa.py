@@ -1,5 +1,5 @@
 """Cost per iteration of ALWA: the fused on-device module against the published style
-(alwa_ext.reference.PublishedStyleALWA: Python lists, .item() every iteration, NumPy
+(tests.helpers.reference.PublishedStyleALWA: Python lists, .item() every iteration, NumPy
 statistics every C).
 
 Two workloads:
@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 import torch
 
 import alwa_ext
-from alwa_ext.reference import PublishedStyleALWA
+from tests.helpers.reference import PublishedStyleALWA
 from benchmarks.common import RESULTS, describe, environment, finish_run, summary_ms, time_interleaved
 
 RESULTS_FILE = os.path.join(RESULTS, "bench_alwa.jsonl")

@@ -1,4 +1,4 @@
-"""The CUDA configuration of benchmarks.bench_losses, with issue 3's targets and the README table.
+"""The CUDA configuration of benchmarks.bench_losses, with its targets and the docs table.
 
 CIoU and GIoU at N = 256 ... 2^22 float32 boxes, forward and forward+backward (``full``), every
 provider (fused, eager, compiled, torchvision where importable), timed by benchmarks.common
@@ -27,7 +27,7 @@ import torch
 from benchmarks import bench_losses, plot
 from benchmarks.common import RESULTS, gpu_slug, summary_ms, time_interleaved
 
-# Issue 3's targets, float32 CIoU forward+backward: {N: (x eager, x compiled, fraction of copy bandwidth)}.
+# The targets, float32 CIoU forward+backward: {N: (x eager, x compiled, fraction of copy bandwidth)}.
 TARGETS = {1 << 20: (20.0, 1.5, 0.60), 4096: (10.0, 2.0, None)}
 KINDS = ("ciou", "giou")
 
@@ -99,7 +99,7 @@ def markdown(rows, targets) -> str:
         memory = "-" if eager is None or row["peak_mem_mb"] is None else f"{row['peak_mem_mb']:.1f} / {eager['peak_mem_mb']:.1f}"
         lines.append(f"| {row['kind']} | {row['n']} | {row['mode']} | {row['bandwidth_gbps']:.0f} GB/s "
                      f"({row['fraction_of_copy'] * 100:.0f}%) | {memory} |")
-    lines += ["", "Targets (issue 3, CIoU forward+backward):"]
+    lines += ["", "Targets (CIoU forward+backward):"]
     for t in targets:
         measured = "not measured" if t["measured"] is None else f"{t['measured']:.2f}"
         verdict = "-" if t["met"] is None else ("met" if t["met"] else "MISSED")

@@ -1,7 +1,7 @@
 """Speed of the box-regression losses, one provider per implementation, side by side.
 
 Providers: ``fused`` (alwa_ext.box_loss: one pass, gradient computed with the loss),
-``eager`` (alwa_ext.reference.box_loss: plain PyTorch, autograd), ``compiled``
+``eager`` (tests.helpers.reference.box_loss: plain PyTorch, autograd), ``compiled``
 (torch.compile of that eager reference, compiled once per shape; compile time excluded) and
 ``torchvision`` (torchvision.ops' GIoU/DIoU/CIoU losses, where importable) and ``native``
 (torch's own ``F.l1_loss`` for l1, ``F.smooth_l1_loss`` for every other kind: the cheapest loss
@@ -16,7 +16,7 @@ percentiles, CUDA events and the peak memory of one call on CUDA; ratios within 
     python -m benchmarks.bench_losses --kinds ciou --sizes 1048576 --modes full forward backward
     python -m benchmarks.bench_losses --small              # per-call cost: N = 256, 1024, 4096, 1 thread
     python -m benchmarks.bench_losses --device cuda --dtype float16
-    python -m benchmarks.bench_cuda                         # the CUDA grid, targets and README table
+    python -m benchmarks.bench_cuda                         # the CUDA grid, targets and docs table
     python -m benchmarks.plot --markdown                    # charts and tables of the latest run
 
 Rows are appended to benchmarks/results/bench_losses.jsonl.
@@ -35,7 +35,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 import torch
 
 import alwa_ext
-from alwa_ext import reference
+from tests.helpers import reference
 from alwa_ext.kinds import LOSS_KINDS
 from benchmarks.common import (
     RESULTS,

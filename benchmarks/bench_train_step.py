@@ -6,7 +6,7 @@ turns call by call:
 * ``harness`` -- one RetinaNet training step of the project's detector harness (``alwa_det``,
   on its synthetic images). Used when ``alwa_det`` is importable (``--workload harness`` forces
   it, ``--workload standin`` skips it). The eager run swaps ``alwa_ext.box_loss`` for its eager
-  twin ``alwa_ext.reference.box_loss`` and ``alwa_ext.sigmoid_focal_loss`` for torchvision's
+  twin ``tests.helpers.reference.box_loss`` and ``alwa_ext.sigmoid_focal_loss`` for torchvision's
   eager formula on one-hot targets (benchmarks.bench_focal.eager_focal_loss, what the harness
   computed before the fused focal loss), both of the same signature, so the harness needs no
   switch of its own.
@@ -38,6 +38,7 @@ import torch
 import alwa_ext
 from alwa_ext.kinds import LOSS_KINDS
 from benchmarks.bench_focal import eager_focal_loss
+from tests.helpers import reference
 from benchmarks.common import RESULTS, describe, environment, finish_run, summary_ms, time_interleaved
 
 RESULTS_FILE = os.path.join(RESULTS, "bench_train_step.jsonl")
@@ -49,7 +50,7 @@ def loss_backend(name: str):
     reference and alwa_ext.sigmoid_focal_loss by the eager torchvision formula."""
     originals = alwa_ext.box_loss, alwa_ext.sigmoid_focal_loss
     if name == "eager":
-        alwa_ext.box_loss, alwa_ext.sigmoid_focal_loss = alwa_ext.reference.box_loss, eager_focal_loss
+        alwa_ext.box_loss, alwa_ext.sigmoid_focal_loss = reference.box_loss, eager_focal_loss
     try:
         yield
     finally:

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Issue 3's proof on a GPU, in one call: build the CUDA extension, run the test suite (the CUDA
+# The proof on a GPU, in one call: build the CUDA extension, run the test suite (the CUDA
 # tests first: every reference test's [cuda] variant and test_cuda_kernels.py), run the CUDA
 # benchmark. Everything lands in $OUT (default benchmarks/results):
 #   cuda-tests-<gpu>-<date>.txt   pytest's summaries (device, versions, counts, skips, failures)
 #   bench_losses.jsonl            the benchmark's rows, appended (benchmarks/common's format)
-#   cuda-<gpu>-<date>.md          its README table and issue 3's targets (python -m benchmarks.bench_cuda)
+#   cuda-<gpu>-<date>.md          its docs table and the targets (python -m benchmarks.bench_cuda)
 #   gpu-proof-<gpu>-<date>.log    the build's and the run's full output
 # Meant to finish within 9 minutes on an H100: build ~2 min, tests <= $TEST_BUDGET s (default
 # 270: the CUDA tests first, the CPU ones in what is left), the benchmark in what is left of 8.7
@@ -84,7 +84,7 @@ left=$((520 - (SECONDS - start)))
 budget=$((left > 120 ? left - 90 : 30))
 timeout "$((left > 60 ? left : 60))" "$PYTHON" -m benchmarks.bench_cuda --out-dir "$OUT" --budget-s "$budget" 2>&1 | tee -a "$log" | tail -40
 bench_rc=${PIPESTATUS[0]}
-# The focal-loss table on CUDA (issue 15), if a minute is left.
+# The focal-loss table on CUDA, if a minute is left.
 if [ $((540 - (SECONDS - start))) -gt 60 ]; then
   timeout 60 "$PYTHON" -m benchmarks.bench_focal --device cuda --providers fused eager compiled torchvision \
     --out "$OUT/bench_focal.jsonl" 2>&1 | tee -a "$log" | tail -6

@@ -25,7 +25,7 @@ PAIRWISE = {
     "ciou": lambda a, b: ops.complete_box_iou(a, b, eps=0.0),
 }
 # Degenerate pairs (by their name in helpers.boxes.DEGENERATE) where torchvision 0.29's loss or
-# its gradient is NaN or inf; the README's table "Where torchvision is not finite" lists them.
+# its gradient is NaN or inf; docs/api.md's table "Where torchvision is not finite" lists them.
 TORCHVISION_NOT_FINITE = {
     "giou": set(),
     "diou": set(),

@@ -1,6 +1,6 @@
 """ALWA (alwa_ext.ALWA, torch.ops.alwa.alwa_step / alwa_pooled_update), on every device.
 
-The reference is alwa_ext.reference.alwa_published, a NumPy transcription of the paper's
+The reference is tests/helpers/reference.py.alwa_published, a NumPy transcription of the paper's
 published algorithm; trajectories must match it to 1e-9 in float64. (Several ranks:
 test_alwa_distributed.py; opcheck and torch.compile: test_compile_and_opcheck.py; CUDA
 graphs, sync-debug mode and CPU-vs-CUDA identity: test_cuda_kernels.py.)
@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from alwa_ext import ALWA
-from alwa_ext.kinds import ALWA_MODES, ALWA_UPDATES
-from alwa_ext.reference import alwa_published
+from alwa_ext.kinds import ALWA_MODES, ALWA_STATISTICS, ALWA_UPDATES
+from helpers.reference import alwa_published, pooled_windows_rule
 from helpers.alwa import feed, loss_sequences
 
 LOSS_DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
@@ -26,16 +26,20 @@ LOSS_DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
 # --------------------------------------------------------------------------- the published algorithm
 
 
+@pytest.mark.parametrize("statistic", ALWA_STATISTICS)
 @pytest.mark.parametrize("update", ALWA_UPDATES)
 @pytest.mark.parametrize("kind", ["decaying", "stationary", "reg_dominant"])
 @pytest.mark.parametrize("interval", [2, 7, 100])
 @pytest.mark.parametrize("mode", ALWA_MODES)
-def test_matches_published_algorithm(mode, interval, kind, update, device):
+def test_matches_published_algorithm(mode, interval, kind, update, statistic, device):
+    if statistic == "detrended" and interval == 2:
+        pytest.skip("a detrended window needs 3 values")
     n = 1000 if interval == 100 else 150
     cls, reg = loss_sequences(kind, n, seed=interval)
-    alwa = ALWA(mode=mode, interval=interval, update=update, cls_weight=1.0, reg_weight=0.8)
+    alwa = ALWA(mode=mode, interval=interval, update=update, cls_weight=1.0, reg_weight=0.8, statistic=statistic)
     _, after, returned = feed(alwa, cls, reg, device=device)
-    ref_applied, ref_after = alwa_published(cls, reg, mode=mode, interval=interval, reg_weight=0.8, update=update)
+    ref_applied, ref_after = alwa_published(cls, reg, mode=mode, interval=interval, reg_weight=0.8, update=update,
+                                            statistic=statistic)
     np.testing.assert_allclose(after, ref_after, rtol=1e-9, atol=0)
     # The returned losses are the inputs times the weights in force before the iteration's update.
     np.testing.assert_allclose(returned, ref_applied * np.stack([cls, reg], 1), rtol=1e-9, atol=0)
@@ -44,7 +48,8 @@ def test_matches_published_algorithm(mode, interval, kind, update, device):
     if kind == "reg_dominant":
         if interval >= 7:  # the rule never fires: cls statistic below reg's
             assert (after[:, 0] == 1.0).all()  # (windows of 2 are too noisy to say)
-    else:
+    elif not (statistic == "detrended" and kind == "decaying" and mode == "alwa2" and interval == 100):
+        # (about its trend, a decaying cls's noise is below reg's in windows of 100)
         assert len(np.unique(ref_after[:, 0])) > 1, "the sequence must make the rule fire"
 
 
@@ -125,23 +130,27 @@ def test_mixed_loss_dtypes(device):
     assert weighted_cls.item() == 1.0 and weighted_reg.item() == 2.0
 
 
+@pytest.mark.parametrize("statistic", ALWA_STATISTICS)
 @pytest.mark.parametrize("mode", ALWA_MODES)
-def test_pooled_update_equals_the_statistics_of_the_concatenated_windows(mode, device):
+def test_pooled_update_equals_the_statistics_of_the_concatenated_windows(mode, statistic, device):
     rng = np.random.default_rng(0)
-    # Three ranks, one with an empty window, one with a single value: all merge exactly.
-    rank_values = [(rng.normal(2, 0.5, 9), rng.normal(0.5, 0.1, 9)), (np.array([]), np.array([])), (np.array([3.0]), np.array([0.2]))]
+    # Four ranks, one with an empty window, one with a single value: all merge exactly. A falling
+    # trend in cls, so the detrended spread differs from the raw one.
+    rank_values = [(rng.normal(2, 0.5, 9) - 0.2 * np.arange(9), rng.normal(0.5, 0.1, 9)), (np.array([]), np.array([])),
+                   (np.array([3.0]), np.array([0.2])), (rng.normal(2, 0.5, 5) - 0.3 * np.arange(5), rng.normal(0.5, 0.1, 5))]
     windows = []
     for cls_values, reg_values in rank_values:
-        alwa = ALWA(mode=mode, interval=10_000)
+        alwa = ALWA(mode=mode, interval=10_000, statistic=statistic)
         feed(alwa, cls_values, reg_values)
         windows.append(alwa.window)
-    state = ALWA(mode=mode).to(device)
+    state = ALWA(mode=mode, statistic=statistic).to(device)
     state.window.fill_(7.0)
-    torch.ops.alwa.alwa_pooled_update(torch.stack(windows).to(device), state.weights, state.window, state.num_updates, state.held, mode)
-    cls_all = np.concatenate([v[0] for v in rank_values])
-    reg_all = np.concatenate([v[1] for v in rank_values])
-    _, ref_after = alwa_published(cls_all, reg_all, mode=mode, interval=len(cls_all))
-    assert state.weights.cpu().numpy() == pytest.approx(ref_after[-1], rel=1e-12)
+    torch.ops.alwa.alwa_pooled_update(torch.stack(windows).to(device), state.weights, state.window, state.num_updates, state.held, mode,
+                                      statistic)
+    ref_after = pooled_windows_rule([v[0] for v in rank_values], [v[1] for v in rank_values], mode=mode,
+                                    statistic=statistic)
+    assert ref_after[0] != pytest.approx(1.0), "the rule must fire"
+    assert state.weights.cpu().numpy() == pytest.approx(ref_after, rel=1e-12)
     assert state.window.abs().sum().item() == 0 and state.num_updates.item() == 1
 
 
@@ -312,13 +321,76 @@ def test_direct_op_calls_are_checked():
     one = torch.tensor(1.0)
     args = [alwa.weights, alwa.window, alwa.step, alwa.skipped, alwa.num_updates, alwa.held]
     with pytest.raises(ValueError, match="interval"):
-        torch.ops.alwa.alwa_step(one, one, *args, 1, "alwa2", "paper")
+        torch.ops.alwa.alwa_step(one, one, *args, 1, "alwa2", "paper", "raw")
     with pytest.raises(ValueError, match="mode"):
-        torch.ops.alwa.alwa_step(one, one, *args, 2, "alwa9", "paper")
+        torch.ops.alwa.alwa_step(one, one, *args, 2, "alwa9", "paper", "raw")
+    with pytest.raises(ValueError, match="statistic"):
+        torch.ops.alwa.alwa_step(one, one, *args, 2, "alwa2", "paper", "trend")
     with pytest.raises(ValueError, match="weights"):
-        torch.ops.alwa.alwa_step(one, one, alwa.weights.float(), *args[1:], 2, "alwa2", "paper")
+        torch.ops.alwa.alwa_step(one, one, alwa.weights.float(), *args[1:], 2, "alwa2", "paper", "raw")
     with pytest.raises(ValueError, match="window"):
-        torch.ops.alwa.alwa_step(one, one, args[0], torch.zeros(3, 2, dtype=torch.float64), *args[2:], 2, "alwa2", "paper")
+        torch.ops.alwa.alwa_step(one, one, args[0], torch.zeros(3, 2, dtype=torch.float64), *args[2:], 2, "alwa2", "paper", "raw")
     with pytest.raises(ValueError, match="rank_windows"):
-        torch.ops.alwa.alwa_pooled_update(torch.zeros(2, 4, dtype=torch.float64), alwa.weights, alwa.window, alwa.num_updates, alwa.held, "alwa2")
+        torch.ops.alwa.alwa_pooled_update(torch.zeros(2, 4, dtype=torch.float64), alwa.weights, alwa.window, alwa.num_updates, alwa.held, "alwa2", "raw")
     assert alwa.step.item() == 0
+
+
+# --------------------------------------------------------------------------- the detrended statistic
+
+
+def test_detrended_statistic_sees_the_noise_not_the_trend(device):
+    """A classification loss falling steadily through each window, with the same noise as the
+    regression loss: the raw std is mostly the fall, and sets λcls far below 1; the detrended
+    std is the noise, and keeps λcls near 1."""
+    rng = np.random.default_rng(3)
+    interval, windows = 50, 8
+    steps = np.arange(interval * windows, dtype=np.float64)
+    cls = 4.0 - 0.008 * steps + 0.05 * rng.standard_normal(steps.shape)
+    reg = 0.5 + 0.05 * rng.standard_normal(steps.shape)
+    _, raw, _ = feed(ALWA(mode="alwa2", interval=interval, update="stable"), cls, reg, device=device)
+    _, detrended, _ = feed(ALWA(mode="alwa2", interval=interval, update="stable", statistic="detrended"), cls, reg,
+                           device=device)
+    # The fall over a window is 0.4: its std is 0.4/sqrt(12) = 0.115 beside the noise's 0.05.
+    assert raw[interval - 1:, 0].max() < 0.6
+    assert (detrended[interval - 1:, 0] > 0.7).all() and (detrended[:, 0] <= 1.0).all()
+
+
+def test_detrended_window_without_enough_finite_values_holds_lambda(device):
+    alwa = ALWA(interval=3, update="stable", statistic="detrended").to(device)
+    feed(alwa, [1.0, float("nan"), 1.0, float("inf")], [0.5] * 4, device=device)
+    # Two finite values in a window of 3 recorded: the window is still open.
+    assert alwa.num_updates.item() == 0 and alwa.skipped.item() == 2
+    feed(alwa, [2.0], [0.5], device=device)  # the third: residual spread of cls beside reg's 0
+    assert alwa.weights[0].item() == 1.0 and alwa.held.item() == 1 and alwa.num_updates.item() == 1
+    feed(alwa, [1.0, 2.0, 1.2], [0.5, 0.7, 0.4], device=device)
+    assert 0 < alwa.weights[0].item() < 1.0 and alwa.held.item() == 1
+
+
+def test_detrended_state_resumes_mid_window_and_refuses_another_statistic(device):
+    cls, reg = loss_sequences("decaying", 40, seed=1)
+    whole, first = ALWA(interval=9, statistic="detrended"), ALWA(interval=9, statistic="detrended")
+    _, after_whole, _ = feed(whole, cls, reg, device=device)
+    feed(first, cls[:22], reg[:22], device=device)
+    second = ALWA(interval=9, statistic="detrended")
+    second.load_state_dict(first.state_dict())
+    _, after_second, _ = feed(second, cls[22:], reg[22:], device=device)
+    np.testing.assert_array_equal(after_second, after_whole[22:])
+    with pytest.raises(RuntimeError, match="statistic='detrended'"):
+        ALWA(interval=9).load_state_dict(first.state_dict())
+
+
+def test_a_state_saved_before_the_statistic_existed_loads_as_raw(device):
+    """Four-field windows and no `statistic` in the extra state: the layout of earlier versions."""
+    cls, reg = loss_sequences("stationary", 30, seed=2)
+    whole, first = ALWA(interval=7), ALWA(interval=7)
+    _, after_whole, _ = feed(whole, cls, reg)
+    feed(first, cls[:17], reg[:17])
+    state = first.state_dict()
+    state["window"] = state["window"][:, :4].clone()
+    del state["_extra_state"]["statistic"]
+    second = ALWA(interval=7)
+    second.load_state_dict(state)
+    _, after_second, _ = feed(second, cls[17:], reg[17:])
+    np.testing.assert_array_equal(after_second, after_whole[17:])
+    with pytest.raises(RuntimeError, match="statistic='raw'"):
+        ALWA(interval=7, statistic="detrended").load_state_dict(state)

@@ -4,7 +4,7 @@ Each rank feeds its own loss sequence. With sync (the default) every `interval` 
 ranks pool their windows, so both hold the same weights, equal to the NumPy reference run
 on the concatenated windows; with sync=False each rank follows the single-process algorithm
 on its own losses and the ranks drift apart, as in the published code. The references are
-alwa_ext.reference.alwa_pooled and alwa_published.
+tests/helpers/reference.py.alwa_pooled and alwa_published.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from alwa_ext.reference import alwa_pooled, alwa_published
+from helpers.reference import alwa_pooled, alwa_published
 from helpers.alwa import loss_sequences
 from helpers.distributed import init_gloo, leave_group, run_ranks
 

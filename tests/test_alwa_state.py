@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from alwa_ext import ALWA
-from alwa_ext.reference import alwa_published
+from helpers.reference import alwa_published
 
 
 def feed(alwa, cls_losses, reg_losses, device):

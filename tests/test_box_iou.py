@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import alwa_ext
-from alwa_ext import reference
+from helpers import reference
 from alwa_ext.kinds import ALPHA_IOU_KINDS, BOX_FORMATS
 from helpers.boxes import DTYPES, TOLERANCES, degenerate_pairs, random_boxes, to_format
 

@@ -1,4 +1,4 @@
-"""alwa_ext.box_loss against the eager reference (alwa_ext.reference, run on the CPU), on every
+"""alwa_ext.box_loss against the eager reference (tests/helpers/reference.py, run on the CPU), on every
 device: every kind (EIoU and Focal-EIoU, SIoU and the Alpha-IoU forms included), both box
 formats, reductions, weights and avg_factor, dtypes and memory layouts, leading shapes, empty
 and degenerate boxes, gradients (against autograd's and finite differences), and the nn modules.
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import alwa_ext
-from alwa_ext import reference
+from helpers import reference
 from alwa_ext.kinds import ALPHA_IOU_KINDS, BOX_FORMATS, COORDINATE_KINDS, IOU_KINDS, LOSS_KINDS, REDUCTIONS
 from helpers.boxes import (
     DTYPES,

@@ -14,7 +14,7 @@ import torch
 
 import alwa_ext
 from alwa_ext import ALWA
-from alwa_ext.kinds import ALPHA_IOU_KINDS, BOX_FORMATS, LOSS_KINDS
+from alwa_ext.kinds import ALPHA_IOU_KINDS, ALWA_STATISTICS, ALWA_WINDOW_SHAPE, BOX_FORMATS, LOSS_KINDS
 from helpers.alwa import loss_sequences
 from helpers.boxes import DELTA_STDS, box_pairs, box_weight, delta_pairs, random_boxes
 from helpers.raw_ops import box_loss_args, opcheck_box_loss
@@ -145,7 +145,8 @@ def alwa_step_samples(device):
     """alwa_step arguments covering dtypes, the record-only interval 0, a window one value
     from full, and a non-finite loss."""
     def state(window_count=0.0, cls_weight=1.0):
-        window = torch.tensor([[window_count, 2.0, 0.5, 0.7], [window_count, 0.4, 0.01, 0.02]], dtype=torch.float64, device=device)
+        window = torch.tensor([[window_count, 2.0, 0.5, 0.7, 0.4], [window_count, 0.4, 0.01, 0.02, 0.01]], dtype=torch.float64,
+                              device=device)
         if window_count == 0:
             window.zero_()
         scalar = lambda v: torch.tensor(v, dtype=torch.int64, device=device)  # noqa: E731
@@ -154,12 +155,13 @@ def alwa_step_samples(device):
     for dtype in LOSS_DTYPES:
         lc = torch.tensor(2.5, dtype=dtype, device=device)
         lr = torch.tensor(0.3, dtype=dtype, device=device)
-        yield (lc, lr, *state(), 100, "alwa2", "paper")
-        yield (lc, lr, *state(2.0, 0.7), 3, "alwa1", "paper")  # closes the window
-        yield (lc, lr, *state(2.0), 3, "alwa2", "stable")
-        yield (lc, lr, *state(5.0), 0, "alwa2", "paper")  # record only
+        yield (lc, lr, *state(), 100, "alwa2", "paper", "raw")
+        yield (lc, lr, *state(2.0, 0.7), 3, "alwa1", "paper", "raw")  # closes the window
+        yield (lc, lr, *state(2.0, 0.7), 3, "alwa1", "paper", "detrended")  # closes it about its trend
+        yield (lc, lr, *state(2.0), 3, "alwa2", "stable", "raw")
+        yield (lc, lr, *state(5.0), 0, "alwa2", "paper", "raw")  # record only
     nan = torch.tensor(float("nan"), device=device)
-    yield (nan, torch.tensor(1.0, device=device), *state(2.0), 3, "alwa2", "paper")
+    yield (nan, torch.tensor(1.0, device=device), *state(2.0), 3, "alwa2", "paper", "raw")
 
 
 def test_alwa_step_opcheck(device):
@@ -169,10 +171,12 @@ def test_alwa_step_opcheck(device):
 
 def test_alwa_pooled_update_opcheck(device):
     f64 = dict(dtype=torch.float64, device=device)
-    rank_windows = torch.tensor([[[3, 2.0, 1.0, 2.0], [3, 0.5, 0.02, 0.03]], [[2, 3.0, 0.5, 0.5], [2, 0.4, 0.01, 0.01]]], **f64)
-    args = (rank_windows, torch.tensor([1.0, 1.0], **f64), torch.ones(2, 4, **f64), torch.tensor(4, device=device),
-            torch.tensor(0, device=device), "alwa1")
-    torch.library.opcheck(torch.ops.alwa.alwa_pooled_update.default, args)
+    rank_windows = torch.tensor([[[3, 2.0, 1.0, 2.0, 1.5], [3, 0.5, 0.02, 0.03, 0.01]],
+                                 [[2, 3.0, 0.5, 0.5, 0.5], [2, 0.4, 0.01, 0.01, 0.01]]], **f64)
+    for statistic in ALWA_STATISTICS:
+        args = (rank_windows, torch.tensor([1.0, 1.0], **f64), torch.ones(ALWA_WINDOW_SHAPE, **f64),
+                torch.tensor(4, device=device), torch.tensor(0, device=device), "alwa1", statistic)
+        torch.library.opcheck(torch.ops.alwa.alwa_pooled_update.default, args)
 
 
 def test_alwa_compile_fullgraph_matches_eager(device):

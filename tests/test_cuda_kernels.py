@@ -18,8 +18,10 @@ import pytest
 import torch
 
 import alwa_ext
-from alwa_ext import ALWA, reference
-from alwa_ext.kinds import ALPHA_IOU_KINDS, BOX_FORMATS, COORDINATE_KINDS, LOSS_KINDS, REDUCTIONS
+from alwa_ext import ALWA
+from helpers import reference
+from alwa_ext.kinds import (ALPHA_IOU_KINDS, ALWA_STATISTICS, ALWA_WINDOW_SHAPE, BOX_FORMATS, COORDINATE_KINDS,
+                            LOSS_KINDS, REDUCTIONS)
 from helpers.alwa import feed, loss_sequences
 from helpers.boxes import DTYPES, box_pairs, degenerate_pairs, delta_pairs
 from helpers.compare import tolerance
@@ -227,13 +229,16 @@ def test_alwa_matches_cpu_bitwise(cuda_kernels):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("statistic", ALWA_STATISTICS)
 @pytest.mark.parametrize("mode", ["alwa1", "alwa2"])
-def test_alwa_pooled_update_matches_cpu_bitwise(cuda_kernels, mode):
+def test_alwa_pooled_update_matches_cpu_bitwise(cuda_kernels, mode, statistic):
     generator = torch.Generator().manual_seed(3)
 
-    def window(values):  # count, shift (the first value), Σ(x - shift), Σ(x - shift)²
+    def window(values):  # count, shift (the first value), Σ(x - shift), Σ(x - shift)², Σ(x - shift)·t
         deviations = values - values[0]
-        return [len(values), values[0].item(), deviations.sum().item(), (deviations ** 2).sum().item()]
+        times = torch.arange(len(values), dtype=values.dtype)
+        return [len(values), values[0].item(), deviations.sum().item(), (deviations ** 2).sum().item(),
+                (deviations * times).sum().item()]
 
     # Three ranks' windows of 4, 7 and 2 values; classification's larger and noisier.
     windows = torch.tensor([[window(2.0 + torch.rand(k, dtype=torch.float64, generator=generator)),
@@ -241,10 +246,10 @@ def test_alwa_pooled_update_matches_cpu_bitwise(cuda_kernels, mode):
                             for k in (4, 7, 2)], dtype=torch.float64)
 
     def update(device):
-        state = [torch.tensor([1.0, 1.0], dtype=torch.float64), torch.zeros(2, 4, dtype=torch.float64),
+        state = [torch.tensor([1.0, 1.0], dtype=torch.float64), torch.zeros(ALWA_WINDOW_SHAPE, dtype=torch.float64),
                  torch.tensor(0), torch.tensor(0)]
         state = [t.to(device) for t in state]
-        torch.ops.alwa.alwa_pooled_update(windows.to(device), *state, mode)
+        torch.ops.alwa.alwa_pooled_update(windows.to(device), *state, mode, statistic)
         return [t.cpu() for t in state]
 
     want = update("cpu")

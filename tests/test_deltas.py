@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import alwa_ext
-from alwa_ext import reference
+from helpers import reference
 from alwa_ext.kinds import ALPHA_IOU_KINDS, COORDINATE_KINDS, DEFAULT_WH_RATIO_CLIP, IOU_KINDS, LOSS_KINDS
 from helpers.boxes import DELTA_STDS, TOLERANCES_VS_FLOAT64, degenerate_pairs, delta_pairs
 from helpers.compare import assert_close64, fused_and_reference

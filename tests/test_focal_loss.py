@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import alwa_ext
-from alwa_ext import reference
+from helpers import reference
 from alwa_ext.kinds import AVG_FACTOR_EPS, REDUCTIONS
 from helpers.boxes import TOLERANCES
 

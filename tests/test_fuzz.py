@@ -11,7 +11,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import alwa_ext  # noqa: E402
-from alwa_ext import reference  # noqa: E402
+from helpers import reference  # noqa: E402
 from alwa_ext.kinds import BOX_FORMATS, IOU_KINDS, LOSS_KINDS  # noqa: E402
 from helpers.boxes import DTYPES  # noqa: E402
 from helpers.devices import DEVICES, running_on  # noqa: E402

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import alwa_ext
-from alwa_ext import reference
+from helpers import reference
 from alwa_ext.kinds import ALPHA_IOU_KINDS, COORDINATE_KINDS, IOU_KINDS, LOSS_KINDS
 
 # (Centres apart in both axes: SIoU's angle cost has a kink, smoothed only by eps, where the

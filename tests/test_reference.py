@@ -18,7 +18,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alwa_ext import ALWA, reference
+from alwa_ext import ALWA
+from helpers import reference
 from alwa_ext.kinds import ALWA_MODES, ALWA_UPDATES, AVG_FACTOR_EPS, REDUCTIONS
 from helpers.alwa import feed, loss_sequences
 

@@ -9,7 +9,7 @@ Each submodule imports its framework when it is itself imported; this package im
 - ``alwa_ext.integrations.mmdet``: ``register()`` puts ``Alwa``-prefixed loss modules and
   ``ALWAHook`` into mmdet's (or any mmengine) registries.
 
-See the README, "Use it from your framework".
+See docs/integrations.md.
 """
 
 __all__ = ["torchvision", "ultralytics", "mmdet"]

@@ -30,7 +30,7 @@ from mmengine.hooks import Hook  # noqa: E402
 from mmengine.model import is_model_wrapper  # noqa: E402
 from mmengine.registry import Registry  # noqa: E402
 
-# mmdet already registers IoULoss, GIoULoss, ... (different formulas: see the README), hence
+# mmdet already registers IoULoss, GIoULoss, ... (different formulas: see docs/api.md, "Conventions"), hence
 # the prefix.
 LOSS_MODULES = {
     "AlwaBoxLoss": alwa_nn.BoxLoss,

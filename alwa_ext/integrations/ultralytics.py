@@ -18,8 +18,8 @@ ALWA's statistics are those of ``cls · L_cls`` and ``box · L_box``. λreg (``r
 default 1) never changes; an update (when the classification statistic is the larger) sets
 λcls to the ratio of the two windows, which cancels ``cls``: from the default start, the first
 update makes ``λcls · cls`` = ``box`` · stat(L_box) / stat(L_cls), whatever ``cls`` was (with
-``update="stable"`` every update does; the published "paper" rule then alternates, see the
-README). ``cls`` decides the weighting until then; ``box`` scales both terms' statistics and
+``update="stable"`` every update does; the published "paper" rule then alternates, see
+docs/alwa.md). ``cls`` decides the weighting until then; ``box`` scales both terms' statistics and
 ``dfl`` is outside ALWA. The logged loss items
 (``box_loss``, ``cls_loss``, ``dfl_loss``) stay ultralytics' gained, unweighted values; λcls
 is logged as the ``alwa/lambda_cls`` column of results.csv.
@@ -79,7 +79,7 @@ class FusedBboxLoss(BboxLoss):
     here every anchor enters with its weight times the foreground mask (0 on the background),
     so the shapes never depend on the assignment. The DFL / L1 term is ultralytics' formula.
     With ``loss="ciou"`` the IoU term equals ultralytics' CIoU up to where eps goes (ultralytics
-    adds it to the heights; see the README's "Conventions").
+    adds it to the heights; see docs/api.md, "Conventions").
     """
 
     def __init__(self, reg_max: int = 16, loss: str = "ciou", **loss_options) -> None:

@@ -1,6 +1,6 @@
 """Test data for ALWA: synthetic loss sequences, and feeding them to a module one call at a time.
 
-The reference the ALWA tests compare with is alwa_ext.reference.alwa_published (and
+The reference the ALWA tests compare with is tests/helpers/reference.py.alwa_published (and
 alwa_pooled for several ranks): a NumPy transcription of the published algorithm.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Fused against eager: a loss with its gradients, and the comparison with the reference.
 
-The reference (:mod:`alwa_ext.reference`, written from the formulas) always runs on the CPU, so
+The reference (:mod:`tests/helpers/reference.py`, written from the formulas) always runs on the CPU, so
 a CUDA test compares the CUDA kernels with the same independent numbers the CPU test uses.
 """
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 import alwa_ext
-from alwa_ext import reference
+from helpers import reference
 
 from .boxes import TOLERANCES
 from .devices import to_device

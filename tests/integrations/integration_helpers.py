@@ -16,7 +16,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+INTEGRATIONS_DOC = Path(__file__).resolve().parents[2] / "docs" / "integrations.md"
 
 
 from helpers.threads import single_thread  # noqa: E402,F401  (re-exported for the integration tests)
@@ -151,10 +151,9 @@ def write_yolo_dataset(root, count=4, size=64):
 
 
 def readme_snippets(subsection: str) -> list:
-    """The ```python blocks of one subsection of the README's "Use it from your framework"."""
-    text = README.read_text(encoding="utf-8")
-    section = text.split("\n## Use it from your framework\n", 1)[1].split("\n## ", 1)[0]
-    parts = re.split(r"\n### ", section)
+    """The ```python blocks of one framework's section of docs/integrations.md."""
+    text = INTEGRATIONS_DOC.read_text(encoding="utf-8")
+    parts = re.split(r"\n## ", text)
     matches = [part for part in parts if part.startswith(subsection)]
-    assert len(matches) == 1, f"README: no single subsection {subsection!r}"
+    assert len(matches) == 1, f"docs/integrations.md: no single section {subsection!r}"
     return re.findall(r"```python\n(.*?)```", matches[0], flags=re.S)

@@ -21,7 +21,7 @@ from mmengine.runner import Runner  # noqa: E402
 
 import alwa_ext  # noqa: E402
 import alwa_ext.integrations.mmdet as alwa_mmdet  # noqa: E402
-from alwa_ext import reference  # noqa: E402
+from helpers import reference  # noqa: E402
 from alwa_ext.integrations.mmdet import ALWAHook, register  # noqa: E402
 from alwa_ext.kinds import AVG_FACTOR_EPS  # noqa: E402
 from integration_helpers import alwa2_lambda, no_host_transfers, single_thread, to_meta  # noqa: E402,F401

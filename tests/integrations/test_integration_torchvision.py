@@ -16,7 +16,7 @@ from torchvision.models.detection.fcos import FCOSHead  # noqa: E402
 from torchvision.models.detection.retinanet import RetinaNetClassificationHead, RetinaNetRegressionHead  # noqa: E402
 
 import alwa_ext  # noqa: E402
-from alwa_ext import reference  # noqa: E402
+from helpers import reference  # noqa: E402
 from alwa_ext.integrations.torchvision import (  # noqa: E402
     FusedFCOSHead,
     FusedRetinaNetClassificationHead,
@@ -143,7 +143,7 @@ def test_retinanet_dw_dh_far_below_the_clip_match_torchvision():
     "kind, options", [("eiou", {}), ("eiou", {"focal_gamma": 0.5}), ("siou", {}), ("giou", {"alpha": 3.0}), ("iou", {})]
 )
 def test_retinanet_alwa_kinds_use_torchvision_decoding_and_normalisation(kind, options):
-    # Reference: the eager alwa_ext.reference loss on the foreground boxes that torchvision's
+    # Reference: the eager tests/helpers/reference.py loss on the foreground boxes that torchvision's
     # BoxCoder decodes, normalised image by image as torchvision's RetinaNet does.
     targets, anchors, matched, g = head_inputs(seed=2)
     deltas = (torch.randn(3, 60, 4, generator=g) * 0.5).double()
@@ -224,23 +224,25 @@ def test_retinanet_with_both_losses_fused_equals_torchvision():
     assert all(a is b for a, b in zip(model.head.classification_head.parameters(), before))
 
 
+def fcos_losses_and_grads(head, targets, anchors, matched, outputs):
+    """A FCOS head's loss dict on fresh leaves of `outputs`, and the gradients of their sum."""
+    leaves = {k: v.clone().requires_grad_() for k, v in outputs.items()}
+    losses = head.compute_loss(targets, leaves, anchors, matched)
+    sum(losses.values()).backward()
+    return losses, {k: leaf.grad for k, leaf in leaves.items()}
+
+
 def test_fcos_with_the_fused_focal_loss_equals_torchvision():
     targets, anchors, matched, outputs = fcos_inputs()
     head = FCOSHead(32, 1, 4, num_convs=1)
-    theirs = {k: v.clone().requires_grad_() for k, v in outputs.items()}
-    expected = head.compute_loss(targets, theirs, anchors, matched)
-    sum(expected.values()).backward()
+    expected, expected_grads = fcos_losses_and_grads(head, targets, anchors, matched, outputs)
     model = tiny_fcos()
     model.head = head
     fuse_focal_loss(model)
     assert isinstance(model.head, FusedFCOSHead) and model.head.focal_options == {"alpha": 0.25, "gamma": 2.0}
-    ours = {k: v.clone().requires_grad_() for k, v in outputs.items()}
-    actual = model.head.compute_loss(targets, ours, anchors, matched)
-    sum(actual.values()).backward()
-    for key in expected:
-        torch.testing.assert_close(actual[key], expected[key], **FLOAT32)
-    for key in outputs:
-        torch.testing.assert_close(ours[key].grad, theirs[key].grad, **FLOAT32)
+    actual, actual_grads = fcos_losses_and_grads(model.head, targets, anchors, matched, outputs)
+    torch.testing.assert_close(actual, expected, **FLOAT32)
+    torch.testing.assert_close(actual_grads, expected_grads, **FLOAT32)
 
 
 def test_fuse_focal_loss_rejects_bad_arguments():
@@ -293,18 +295,12 @@ def fcos_inputs(seed=3, gt_counts=(3, 0, 2), num_anchors=50, num_classes=4):
 def test_fcos_head_loss_dict_and_gradients_equal_torchvision():
     targets, anchors, matched, outputs = fcos_inputs()
     head = FCOSHead(32, 1, 4, num_convs=1)
-    theirs = {k: v.clone().requires_grad_() for k, v in outputs.items()}
-    expected = head.compute_loss(targets, theirs, anchors, matched)
-    sum(expected.values()).backward()
-    ours = {k: v.clone().requires_grad_() for k, v in outputs.items()}
-    actual = FusedFCOSHead.from_head(head).compute_loss(targets, ours, anchors, matched)
-    sum(actual.values()).backward()
+    expected, expected_grads = fcos_losses_and_grads(head, targets, anchors, matched, outputs)
+    actual, actual_grads = fcos_losses_and_grads(FusedFCOSHead.from_head(head), targets, anchors, matched, outputs)
     assert list(actual) == list(expected)
-    for key in expected:
-        assert expected[key].item() > 0
-        torch.testing.assert_close(actual[key], expected[key], **FLOAT32)
-    for key in outputs:
-        torch.testing.assert_close(ours[key].grad, theirs[key].grad, **FLOAT32)
+    assert all(loss.item() > 0 for loss in expected.values())
+    torch.testing.assert_close(actual, expected, **FLOAT32)
+    torch.testing.assert_close(actual_grads, expected_grads, **FLOAT32)
 
 
 def test_fcos_model_loss_dict_equals_torchvision():
@@ -431,7 +427,7 @@ def test_fused_losses_read_nothing_back_from_the_device():
 @pytest.mark.parametrize("weights", [(1.0, 1.0, 1.0, 1.0), (10.0, 10.0, 5.0, 5.0), (0.3, 0.7, 3.0, 1.5)])
 def test_box_coding_matches_torchvision_bit_for_bit(weights):
     # The adapter transcribes BoxCoder's arithmetic without its host-to-device copies.
-    from alwa_ext.integrations.torchvision import _decode, _encode
+    from alwa_ext.integrations._torchvision_heads import _decode, _encode
 
     g = torch.Generator().manual_seed(9)
     coder = RetinaNetRegressionHead(8, 1).box_coder

@@ -26,7 +26,7 @@ from ultralytics.utils.loss import BboxLoss  # noqa: E402
 from ultralytics.utils.metrics import bbox_iou  # noqa: E402
 
 import alwa_ext  # noqa: E402
-from alwa_ext import reference  # noqa: E402
+from helpers import reference  # noqa: E402
 from alwa_ext.integrations.ultralytics import (  # noqa: E402
     CHECKPOINT_ATTRIBUTE,
     AlwaDetectionLoss,

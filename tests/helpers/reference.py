@@ -1,7 +1,8 @@
 """The eager references: plain implementations of what alwa_ext fuses, one per algorithm.
 
 Written from the formulas and the published algorithms (not from the C++). Tests use them as
-the independent reference and benchmarks as the "eager" provider.
+the independent reference and benchmarks as the "eager" provider (``from tests.helpers import
+reference`` from the repository root); they are not part of the installed package.
 
 - :func:`box_loss`, :func:`box_iou`: the box losses and pairwise similarities in plain PyTorch
   (autograd provides the gradients; delta coding through :mod:`alwa_ext.deltas`). Half-precision
@@ -20,17 +21,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .deltas import decode_deltas, encode_deltas
-from .kinds import (
+from alwa_ext.deltas import decode_deltas, encode_deltas
+from alwa_ext.kinds import (
     ALWA_MODES,
+    ALWA_STATISTICS,
     ALWA_UPDATES,
-    AVG_FACTOR_EPS,
     DEFAULT_DELTA_MEANS,
     DEFAULT_DELTA_STDS,
     DEFAULT_WH_RATIO_CLIP,
     IOU_KINDS,
     REDUCTIONS,
 )
+
+# mmdet's eps: "mean" with avg_factor divides by avg_factor + float32's eps (written here from
+# that definition, not taken from the extension, which tests check against it).
+AVG_FACTOR_EPS = torch.finfo(torch.float32).eps
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -97,7 +102,7 @@ def iou_family_loss(
             loss = loss * iou.detach().pow(focal_gamma)
         return loss
     if kind == "siou":
-        # SIoU paper, as written in issue 7 (the loss grows as the boxes move apart).
+        # the SIoU paper's (the loss grows as the boxes move apart).
         sigma = torch.linalg.vector_norm(torch.stack((dx, dy), dim=-1), dim=-1) + eps
         sin_alpha = torch.clamp(dy.abs() / sigma, max=1.0)
         angle_cost = 1 - 2 * torch.sin(torch.asin(sin_alpha) - math.pi / 4).pow(2)
@@ -275,24 +280,44 @@ def sigmoid_focal_loss(
 # --------------------------------------------------------------------------- ALWA, as published
 
 
-def _check_alwa_options(mode: str, update: str, interval: int) -> None:
+def _check_alwa_options(mode: str, update: str, interval: int, statistic: str = "raw") -> None:
     if mode not in ALWA_MODES:
         raise ValueError(f"mode: expected one of {', '.join(map(repr, ALWA_MODES))}, got {mode!r}")
     if update not in ALWA_UPDATES:
         raise ValueError(f"update: expected one of {', '.join(map(repr, ALWA_UPDATES))}, got {update!r}")
+    if statistic not in ALWA_STATISTICS:
+        raise ValueError(f"statistic: expected one of {', '.join(map(repr, ALWA_STATISTICS))}, got {statistic!r}")
     if interval < 2:
         raise ValueError(f"interval: expected an integer >= 2 (the std of a window has ddof 1), got {interval!r}")
 
 
-def _window_statistic(values: List[float], mode: str) -> float:
-    """ALWA_1: mean + std of a window, ALWA_2: its std (sample std, ddof = 1)."""
-    std = np.std(values, ddof=1)
-    return np.mean(values) + std if mode == "alwa1" else std
+# Values a window needs for its spread: the std has ddof 1, the residuals of a line ddof 2.
+MIN_WINDOW_VALUES = {"raw": 2, "detrended": 3}
 
 
-def _reassigned_cls_weight(cls_weight: float, cls_values: List[float], reg_values: List[float], mode: str) -> float:
+def _spread(values: List[float], times: List[float], statistic: str) -> float:
+    """The sample std of a window (ddof 1), or the std of its residuals about the least-squares
+    line over the values' times (ddof 2)."""
+    if statistic == "detrended":
+        slope, intercept = np.polyfit(np.asarray(times, dtype=np.float64), np.asarray(values, dtype=np.float64), 1)
+        residuals = np.asarray(values) - (slope * np.asarray(times) + intercept)
+        return math.sqrt(float(np.sum(residuals ** 2)) / (len(values) - 2))
+    return np.std(values, ddof=1)
+
+
+def _window_statistic(values: List[float], mode: str, statistic: str = "raw", times=None) -> float:
+    """ALWA_1: mean + spread of a window, ALWA_2: its spread. `times`: each value's place in its
+    window (0, 1, ...; the default), which the detrended spread fits its line over."""
+    times = list(range(len(values))) if times is None else times
+    spread = _spread(values, times, statistic)
+    return np.mean(values) + spread if mode == "alwa1" else spread
+
+
+def _reassigned_cls_weight(cls_weight: float, cls_values: List[float], reg_values: List[float], mode: str,
+                           statistic: str = "raw", times=None) -> float:
     """The rule: if cls > reg, λcls = 1 - (cls - reg) / cls (an absolute assignment)."""
-    cls, reg = _window_statistic(cls_values, mode), _window_statistic(reg_values, mode)
+    cls = _window_statistic(cls_values, mode, statistic, times)
+    reg = _window_statistic(reg_values, mode, statistic, times)
     return 1 - (cls - reg) / cls if cls > reg else cls_weight
 
 
@@ -303,7 +328,8 @@ class PublishedStyleALWA:
     (``.item()`` when they are tensors) and appended to Python lists, the recorded values being
     the weighted losses (``update="paper"``, the published rule) or the unweighted ones
     (``update="stable"``); every ``interval`` recorded values the window statistics (NumPy, std
-    with ddof = 1) reassign λcls and the lists are emptied. An iteration whose losses or recorded
+    with ddof = 1, or with ``statistic="detrended"`` the std of the residuals about the window's
+    least-squares line over t = 0, 1, ..., ddof = 2) reassign λcls and the lists are emptied. An iteration whose losses or recorded
     values are not finite is not recorded (our extension; the published code has no such case).
 
     ``step(loss_cls, loss_reg)`` runs one iteration on numbers; calling the object with 0-dim
@@ -312,9 +338,9 @@ class PublishedStyleALWA:
     """
 
     def __init__(self, mode: str = "alwa2", interval: int = 100, cls_weight: float = 1.0, reg_weight: float = 1.0,
-                 update: str = "paper") -> None:
-        _check_alwa_options(mode, update, interval)
-        self.mode, self.interval, self.update = mode, interval, update
+                 update: str = "paper", statistic: str = "raw") -> None:
+        _check_alwa_options(mode, update, interval, statistic)
+        self.mode, self.interval, self.update, self.statistic = mode, interval, update, statistic
         self.cls_weight, self.reg_weight = float(cls_weight), float(reg_weight)
         self.cls_history: List[float] = []
         self.reg_history: List[float] = []
@@ -329,9 +355,12 @@ class PublishedStyleALWA:
             self.cls_history.append(cls_value)
             self.reg_history.append(reg_value)
 
-    def close_window(self) -> None:
-        """Reassigns λcls from the windows' statistics and empties them."""
-        self.cls_weight = _reassigned_cls_weight(self.cls_weight, self.cls_history, self.reg_history, self.mode)
+    def close_window(self, times=None) -> None:
+        """Reassigns λcls from the windows' statistics (if they hold enough values) and empties
+        them."""
+        if len(self.cls_history) >= MIN_WINDOW_VALUES[self.statistic]:
+            self.cls_weight = _reassigned_cls_weight(self.cls_weight, self.cls_history, self.reg_history, self.mode,
+                                                     self.statistic, times)
         self.cls_history, self.reg_history = [], []
 
     def step(self, loss_cls: float, loss_reg: float) -> None:
@@ -347,11 +376,11 @@ class PublishedStyleALWA:
 
 
 def alwa_published(cls_losses, reg_losses, *, mode: str = "alwa2", interval: int = 100, cls_weight: float = 1.0,
-                   reg_weight: float = 1.0, update: str = "paper") -> Tuple[np.ndarray, np.ndarray]:
+                   reg_weight: float = 1.0, update: str = "paper", statistic: str = "raw") -> Tuple[np.ndarray, np.ndarray]:
     """The published algorithm over whole loss sequences. Returns (applied, after): per
     iteration the [λcls, λreg] that weighted its losses and the [λcls, λreg] in force after it,
     float64 arrays of shape (n, 2)."""
-    alwa = PublishedStyleALWA(mode, interval, cls_weight, reg_weight, update)
+    alwa = PublishedStyleALWA(mode, interval, cls_weight, reg_weight, update, statistic)
     applied, after = [], []
     for loss_cls, loss_reg in zip(cls_losses, reg_losses):
         applied.append((alwa.cls_weight, alwa.reg_weight))
@@ -361,16 +390,16 @@ def alwa_published(cls_losses, reg_losses, *, mode: str = "alwa2", interval: int
 
 
 def alwa_pooled(rank_cls_losses, rank_reg_losses, *, mode: str = "alwa2", interval: int = 100, cls_weight: float = 1.0,
-                reg_weight: float = 1.0, update: str = "paper") -> np.ndarray:
+                reg_weight: float = 1.0, update: str = "paper", statistic: str = "raw") -> np.ndarray:
     """Distributed ALWA over R ranks (rank_*_losses of shape (R, n)): every ``interval`` calls
     the values every rank recorded are pooled and the rule applied to the concatenation (in
-    rank order), if it holds two values at least. Returns ``after`` of shape (n, 2), the same
-    on every rank."""
+    rank order; each value keeps its place in its rank's window as its time), if it holds
+    enough values. Returns ``after`` of shape (n, 2), the same on every rank."""
     rank_cls_losses = np.asarray(rank_cls_losses, dtype=np.float64)
     rank_reg_losses = np.asarray(rank_reg_losses, dtype=np.float64)
     num_ranks, num_calls = rank_cls_losses.shape
-    ranks = [PublishedStyleALWA(mode, interval, cls_weight, reg_weight, update) for _ in range(num_ranks)]
-    pool = PublishedStyleALWA(mode, interval, cls_weight, reg_weight, update)
+    ranks = [PublishedStyleALWA(mode, interval, cls_weight, reg_weight, update, statistic) for _ in range(num_ranks)]
+    pool = PublishedStyleALWA(mode, interval, cls_weight, reg_weight, update, statistic)
     after = []
     for call in range(num_calls):
         for rank, alwa in enumerate(ranks):
@@ -378,10 +407,20 @@ def alwa_pooled(rank_cls_losses, rank_reg_losses, *, mode: str = "alwa2", interv
         if (call + 1) % interval == 0:
             pool.cls_history = [v for alwa in ranks for v in alwa.cls_history]
             pool.reg_history = [v for alwa in ranks for v in alwa.reg_history]
-            if len(pool.cls_history) >= 2:
-                pool.close_window()
+            pool.close_window(times=[t for alwa in ranks for t in range(len(alwa.cls_history))])
             for alwa in ranks:
                 alwa.cls_weight = pool.cls_weight
                 alwa.cls_history, alwa.reg_history = [], []
         after.append((pool.cls_weight, pool.reg_weight))
     return np.array(after, dtype=np.float64)
+
+
+def pooled_windows_rule(rank_cls_values, rank_reg_values, *, mode: str = "alwa2", cls_weight: float = 1.0,
+                        reg_weight: float = 1.0, statistic: str = "raw") -> np.ndarray:
+    """The rule on the windows of several ranks, pooled (in rank order, each value keeping its
+    place in its rank's window as its time): [λcls, λreg] after the one update."""
+    pool = PublishedStyleALWA(mode, 2, cls_weight, reg_weight, "stable", statistic)
+    pool.cls_history = [float(v) for values in rank_cls_values for v in values]
+    pool.reg_history = [float(v) for values in rank_reg_values for v in values]
+    pool.close_window(times=[t for values in rank_cls_values for t in range(len(values))])
+    return np.array([pool.cls_weight, pool.reg_weight], dtype=np.float64)

@@ -1,6 +1,6 @@
-"""The README's "Use it from your framework" snippets run as written.
+"""The snippets of docs/integrations.md ("Use it from your framework") run as written.
 
-Each ```python block is executed from the README itself. Only what needs the network or
+Each ```python block is executed from the document itself. Only what needs the network or
 minutes is overridden, and said so: ultralytics' coco8 download and 640-pixel epochs become a
 tiny local dataset and 64 pixels.
 """
@@ -15,7 +15,7 @@ ultralytics_offline()
 
 def run(code: str) -> dict:
     namespace: dict = {"__name__": "readme_snippet"}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/integrations.md", "exec"), namespace)
     return namespace
 
 
@@ -47,7 +47,7 @@ def test_ultralytics_snippet(tmp_path, monkeypatch):
     train = Model.train
 
     def train_locally(self, trainer=None, **kwargs):
-        assert set(kwargs) == {"data", "epochs", "imgsz"} and trainer is not None  # what the README passes
+        assert set(kwargs) == {"data", "epochs", "imgsz"} and trainer is not None  # what the snippet passes
         return train(self, trainer=trainer, **{**kwargs, **local})
 
     monkeypatch.setattr(Model, "train", train_locally)
