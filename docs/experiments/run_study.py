@@ -1,4 +1,4 @@
-"""The study of issue 14, "Does ALWA help?": fixed weights against ALWA on the harness's synthetic data.
+"""The study "Does ALWA help?": fixed weights against ALWA on the harness's synthetic data.
 
     python docs/experiments/run_study.py                      # every part, 2 runs at a time, resumable
     python docs/experiments/run_study.py --parts table2_retinanet,table1 --jobs 1
@@ -6,7 +6,7 @@
 
 Each run is one cell of the grid, in its own run folder under ``--runs`` (default runs/study/);
 a folder whose metrics.json is a finished run of the same configuration is reused, an interrupted
-one is continued from its checkpoint (``alwa_det.cli._run_cell``, what ``alwa-train compare``
+one is continued from its checkpoint (``alwa_det.train.train_or_reuse``, what ``alwa-train compare``
 uses), so killing the study and starting it again loses at most one checkpoint interval per
 running cell. The results go to docs/experiments/: ``results.csv`` (one row per run),
 ``results.md`` (the tables), the figures, and ``environment.json`` (commit, torch, date).
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as futures
-import dataclasses
 import datetime
 import json
 import multiprocessing
@@ -30,6 +29,8 @@ import sys
 import time
 from typing import Dict, Iterable, List, Optional, Sequence
 
+from alwa_ext.kinds import ALWA_MODES, ALWA_UPDATES
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 
@@ -38,7 +39,6 @@ LONG_ITERATIONS = 3 * STUDY_ITERATIONS
 FRCNN_ITERATIONS = 600
 SEEDS = (0, 1, 2)
 LOSSES = ("l1", "smooth_l1", "ciou")
-RULES = ("paper", "stable")
 # Table 1 of the paper: fixed weights λcls:λreg (λreg = 1), and two equal pairs (a scale only).
 FIXED_PAIRS = ((0.25, 1.0), (0.5, 1.0), (0.75, 1.0), (1.0, 1.0), (1.5, 1.0), (2.0, 1.0))
 FIXED_CORE = ((0.25, 1.0), (0.5, 1.0), (1.0, 1.0), (2.0, 1.0))  # trained first (part table1; the rest: table1_more)
@@ -57,7 +57,7 @@ PRETRAIN_FOLDER = "pretrain"
 
 PARTS = ("table2_retinanet", "table1", "table1_more", "detrended", "table3_faster_rcnn", "table7", "longer",
          "pretrained", "pretrained_c100", "pairing")
-# The order the cells are trained in (part, losses): what the issue asks first comes first, and
+# The order the cells are trained in (part, losses): the questions the study answers first come first, and
 # the CIoU cells (the demo's loss) before the others of a part, so a study cut short by its time
 # budget has whole cells of three seeds where it has any.
 STAGES = (("pretrained", None, None), ("pairing", None, (("fixed", "paper"), ("alwa2", "paper"))),
@@ -109,8 +109,8 @@ def alwa_cells(part: str, detector: str, iterations: int, losses: Sequence[str],
     for loss in losses:
         for seed in SEEDS:
             cells.append(cell(part, detector=detector, loss=loss, iterations=iterations, seed=seed))
-            for mode in ("alwa1", "alwa2"):
-                for rule in RULES:
+            for mode in ALWA_MODES:
+                for rule in ALWA_UPDATES:
                     cells.append(cell(part, detector=detector, loss=loss, weighting=mode, alwa_update=rule,
                                       alwa_statistic=statistic, iterations=iterations, seed=seed))
     return cells
@@ -124,8 +124,8 @@ def best_alwa(rows: List[dict]) -> Optional[dict]:
         fixed = [r["map50"] for r in main if r["loss"] == loss and r["weighting"] == "fixed"]
         if len(fixed) < len(SEEDS):
             continue
-        for mode in ("alwa1", "alwa2"):
-            for rule in RULES:
+        for mode in ALWA_MODES:
+            for rule in ALWA_UPDATES:
                 values = [r["map50"] for r in main if r["loss"] == loss and r["weighting"] == mode
                           and r["alwa_update"] == rule and r["alwa_statistic"] == "raw"]
                 if len(values) < len(SEEDS):
@@ -171,7 +171,7 @@ def grid(parts: Iterable[str], rows: List[dict], losses: Optional[Sequence[str]]
         elif part == "longer":
             for seed in SEEDS:
                 cells.append(cell(part, iterations=LONG_ITERATIONS, seed=seed))
-                for rule in RULES:
+                for rule in ALWA_UPDATES:
                     cells.append(cell(part, weighting="alwa2", alwa_update=rule, iterations=LONG_ITERATIONS, seed=seed))
         elif part == "pretrained":
             cells += pairing_cells(part, "pretrained", 50, with_fixed=True)
@@ -236,7 +236,7 @@ def cell_config(name: str, values: Dict[str, object], runs: str):
 
 
 def run_cell(name: str, values: Dict[str, object], runs: str) -> Dict[str, object]:
-    from alwa_det.cli import _run_cell
+    from alwa_det.train import train_or_reuse
 
     config = cell_config(name, values, runs)
     out = config.out
@@ -245,7 +245,7 @@ def run_cell(name: str, values: Dict[str, object], runs: str) -> Dict[str, objec
     # it starts again. Any other folder is continued, or refused if it holds another configuration.
     nothing_to_continue = not os.path.isfile(os.path.join(out, "checkpoints", "last.pt")) and \
         not os.path.isfile(os.path.join(out, "metrics.json"))
-    metrics = _run_cell(config, overwrite=nothing_to_continue)
+    metrics = train_or_reuse(config, overwrite=nothing_to_continue)
     stamp = os.path.join(out, "study.json")
     if not os.path.isfile(stamp):  # which code trained it: written once, when the cell first finishes
         with open(stamp, "w") as handle:
@@ -317,7 +317,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.report_only:
         # Stage by stage, so table7 can pick its cell from the main grid's results. The stages are read
         # again from this file before each one: a long study can be reordered without stopping it.
-        failed: set = set()  # cells that failed in this session are not tried again in it
+        failed: set = set()  # cells that failed in this invocation are not tried again in it
         while True:
             stages = _load_self().STAGES
             rows = study_report.collect(args.runs, grid(PARTS, []),

@@ -1,4 +1,5 @@
-"""Run configuration: one dataclass, the presets that fill what the user left out, and validation.
+"""Run configuration: the detector's dataclass (and :class:`RunConfig`, what it shares with the
+pretraining's), the presets that fill what the user left out, and validation.
 
 Presets depend on the dataset and detector: the synthetic preset *is* the demo (RetinaNet + CIoU
 + ALWA_2, small images and a small network, sized to train on two CPU cores in under five
@@ -7,15 +8,16 @@ minutes); the VOC / COCO presets are ordinary detector settings for real images.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import ClassVar, Dict, FrozenSet, Optional, Tuple
 
-from alwa_ext.kinds import LOSS_KINDS
+from alwa_ext.kinds import ALWA_UPDATES, LOSS_KINDS
 
 from .backbone import BACKBONES
-from .weighting import ALWA_STATISTICS, ALWA_UPDATES, WEIGHTINGS
+from .weighting import ALWA_STATISTICS, WEIGHTINGS
 
 DETECTORS = ("retinanet", "faster_rcnn")
 DATASETS = ("synthetic", "voc", "coco")
@@ -34,8 +36,94 @@ PAPER_DEPARTURES = {
 }
 
 
+class RunConfig:
+    """What a run's configuration is besides its fields (a dataclass: :class:`TrainConfig` for a
+    detector, :class:`alwa_det.pretrain.PretrainConfig` for a pretraining): a plain dict in
+    config.json and checkpoints, read back with the defaults of fields a saved one lacks, and the
+    fields a resumed run may change (:mod:`alwa_det.checkpoint` holds the checks)."""
+
+    KIND: ClassVar[str] = ""  # what the run trains; its checkpoints say so (alwa_det.checkpoint)
+    # What a resumed run may change; anything else would make it another run than the one its
+    # checkpoint continues. RESUMABLE_CHANGES says it in words, for the error that refuses a resume.
+    RESUME_CHANGEABLE: ClassVar[FrozenSet[str]] = frozenset()
+    RESUMABLE_CHANGES: ClassVar[str] = ""
+
+    def to_dict(self) -> Dict[str, object]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, object]):
+        """A validated config of ``values`` (lists, as JSON gives back tuples, become tuples)."""
+        fields = dataclasses.fields(cls)
+        unknown = sorted(set(values) - {f.name for f in fields})
+        if unknown:
+            raise ValueError(f"unknown configuration key(s): {', '.join(unknown)}")
+        values = dict(values)
+        for f in fields:
+            if isinstance(f.default, tuple) and values.get(f.name) is not None:
+                values[f.name] = tuple(values[f.name])
+        return cls(**values).validated()
+
+    @classmethod
+    def with_defaults(cls, saved: Dict[str, object]) -> Dict[str, object]:
+        """A saved config with the fields added since it was saved at their defaults (what that run did)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        return {**defaults, **saved}
+
+    def is_saved_as(self, saved: object) -> bool:
+        """Whether ``saved`` (a config as a metrics.json or checkpoint holds it) is this config."""
+        as_json = lambda values: json.loads(json.dumps(values))  # noqa: E731
+        return isinstance(saved, dict) and as_json(self.with_defaults(saved)) == as_json(self.to_dict())
+
+    def validated(self):
+        """Self, after checking every field; raises ValueError naming the bad one."""
+        raise NotImplementedError
+
+
+def _check_number(name: str, value: object, minimum: float, inclusive: bool) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < minimum or (value == minimum and not inclusive):
+        words = "a non-negative finite number" if inclusive else "a positive finite number"
+        raise ValueError(f"{name}: expected {words}, got {value!r}")
+
+
 @dataclass
-class TrainConfig:
+class SGDSchedule:
+    """SGD's settings and its learning-rate schedule (:func:`alwa_det.loop.lr_factor`: a linear
+    warm-up from ``warmup_ratio``, then a tenfold drop at each of ``lr_steps``), as the detector
+    and the pretraining share them. Each run sets its own ``lr`` and ``lr_steps``."""
+
+    lr: float  # each run's own default
+    lr_steps: Tuple[int, ...]  # iterations at which the lr drops tenfold
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iterations: int = 100
+    warmup_ratio: float = 0.001
+
+    def check_schedule(self) -> None:
+        """Raises ValueError naming the first bad schedule field."""
+        _check_number("lr", self.lr, 0, inclusive=False)
+        for name in ("momentum", "weight_decay", "warmup_ratio"):
+            _check_number(name, getattr(self, name), 0, inclusive=True)
+        if not isinstance(self.warmup_iterations, int) or self.warmup_iterations < 0:
+            raise ValueError(f"warmup_iterations: expected a non-negative integer, got {self.warmup_iterations!r}")
+        if any(s < 1 for s in self.lr_steps) or list(self.lr_steps) != sorted(self.lr_steps):
+            raise ValueError(f"lr_steps: expected increasing positive iterations, got {self.lr_steps!r}")
+
+
+def lr_steps_for(iterations: int) -> Tuple[int, int]:
+    """The presets' schedule shape for any length: drops at 75% and 90% of the iterations."""
+    return max(1, int(iterations * 0.75)), max(1, int(iterations * 0.9))
+
+
+@dataclass
+class TrainConfig(RunConfig, SGDSchedule):
+    KIND: ClassVar[str] = "detector"
+    RESUME_CHANGEABLE: ClassVar[FrozenSet[str]] = frozenset({
+        "iterations", "out", "device", "workers", "threads", "log_interval", "checkpoint_interval", "evaluate",
+        "eval_batch_size"})
+    RESUMABLE_CHANGES: ClassVar[str] = "its length, device, workers, threads, logging and evaluation"
+
     detector: str = "retinanet"
     loss: str = "ciou"
     weighting: str = "alwa2"
@@ -44,7 +132,7 @@ class TrainConfig:
     interval: int = 50  # ALWA window, in iterations (the paper and its code: 100; see PAPER_DEPARTURES)
     alwa_update: str = "paper"  # ALWA's rule: "paper" (published) or "stable" (on unweighted losses)
     # The spread ALWA compares: "raw" (the paper's: std of the window) or "detrended" (std of the
-    # window's residuals about its least-squares line; see alwa_det.weighting.DetrendedALWA).
+    # window's residuals about its least-squares line; alwa_ext.ALWA's `statistic`).
     alwa_statistic: str = "raw"
     dataset: str = "synthetic"
     data_root: Optional[str] = None
@@ -56,11 +144,7 @@ class TrainConfig:
     iterations: int = 1500
     batch_size: int = 8
     lr: float = 0.04
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    warmup_iterations: int = 100
-    warmup_ratio: float = 0.001
-    lr_steps: Tuple[int, ...] = (1125, 1350)  # iterations at which the lr drops tenfold
+    lr_steps: Tuple[int, ...] = (1125, 1350)
     clip_grad: float = 10.0  # max gradient norm; 0 turns clipping off
     image_size: int = 128
     backbone: str = "small"
@@ -74,6 +158,8 @@ class TrainConfig:
     min_level: int = 3
     max_level: int = 5
     anchor_scale: float = 2.0
+    # Faster R-CNN only: RoIs sampled per image for the RoI head, its hidden width, and the RPN's
+    # proposals kept per level before NMS and in all after it.
     roi_samples: int = 128
     roi_hidden: int = 256
     rpn_pre_nms: int = 300
@@ -91,23 +177,7 @@ class TrainConfig:
     evaluate: bool = True
     eval_batch_size: int = 16
 
-    def to_dict(self) -> Dict[str, object]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Dict[str, object]) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown configuration key(s): {', '.join(unknown)}")
-        values = dict(values)
-        for key in ("lr_steps", "blocks"):
-            if key in values and values[key] is not None:
-                values[key] = tuple(values[key])
-        return cls(**values).validated()
-
     def validated(self) -> "TrainConfig":
-        """Self, after checking every field; raises ValueError naming the bad one."""
         choices = {
             "detector": DETECTORS, "loss": LOSS_KINDS, "weighting": WEIGHTINGS,
             "dataset": DATASETS, "backbone": BACKBONES, "alwa_update": ALWA_UPDATES,
@@ -123,15 +193,11 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-        for name in ("lr", "cls_weight", "reg_weight", "anchor_scale"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
-        for name in ("momentum", "weight_decay", "warmup_ratio", "clip_grad"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name}: expected a non-negative finite number, got {value!r}")
-        for name in ("warmup_iterations", "workers", "threads", "head_convs", "seed"):
+        self.check_schedule()
+        for name in ("cls_weight", "reg_weight", "anchor_scale"):
+            _check_number(name, getattr(self, name), 0, inclusive=False)
+        _check_number("clip_grad", self.clip_grad, 0, inclusive=True)
+        for name in ("workers", "threads", "head_convs", "seed"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name}: expected a non-negative integer, got {value!r}")
@@ -143,8 +209,6 @@ class TrainConfig:
             raise ValueError(f"levels: need 2 <= min_level <= 5 and min_level <= max_level <= 8, got {self.min_level}..{self.max_level}")
         if len(self.blocks) != 4 or any(b < 1 for b in self.blocks):
             raise ValueError(f"blocks: expected four positive block counts, got {self.blocks!r}")
-        if any(s < 1 for s in self.lr_steps) or list(self.lr_steps) != sorted(self.lr_steps):
-            raise ValueError(f"lr_steps: expected increasing positive iterations, got {self.lr_steps!r}")
         if self.dataset in ("voc", "coco") and not self.data_root:
             raise ValueError(f"data_root: the {self.dataset} dataset needs --data-root")
         if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
@@ -158,25 +222,6 @@ class TrainConfig:
         if self.amp and not self.device.startswith("cuda"):
             raise ValueError(f"amp: mixed precision is for CUDA devices; device is {self.device!r}")
         return self
-
-
-# What a resumed run may change: its length, where and how it runs, and how it logs. Everything
-# else would make it another run than the one its checkpoint continues.
-RESUME_CHANGEABLE = frozenset({"iterations", "out", "device", "workers", "threads", "log_interval", "checkpoint_interval",
-                               "evaluate", "eval_batch_size"})
-
-
-def with_defaults(saved: Dict[str, object]) -> Dict[str, object]:
-    """A saved config with the options added since it was saved at their defaults (what that run did)."""
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    return {**defaults, **saved}
-
-
-def resume_conflicts(saved: Dict[str, object], values: Dict[str, object]) -> List[str]:
-    """The keys of ``values`` that a run resumed from a checkpoint of config ``saved`` may not change."""
-    as_saved = lambda value: list(value) if isinstance(value, (tuple, list)) else value  # noqa: E731
-    saved = with_defaults(saved)
-    return sorted(k for k, v in values.items() if k not in RESUME_CHANGEABLE and as_saved(saved.get(k)) != as_saved(v))
 
 
 def preset(dataset: str, detector: str) -> Dict[str, object]:
@@ -213,7 +258,5 @@ def make_config(explicit: Dict[str, object]) -> TrainConfig:
     values = preset(dataset, detector)
     values.update(explicit)
     if "iterations" in explicit and "lr_steps" not in explicit:
-        # Keep the presets' schedule shape (drops at 75% and 90%) for any length.
-        iterations = int(explicit["iterations"])
-        values["lr_steps"] = (max(1, int(iterations * 0.75)), max(1, int(iterations * 0.9)))
+        values["lr_steps"] = lr_steps_for(int(explicit["iterations"]))
     return TrainConfig.from_dict(values)

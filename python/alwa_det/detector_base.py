@@ -30,6 +30,17 @@ class Detections:
 
 
 @dataclass
+class PyramidSettings:
+    """The feature pyramid: its width, its levels (level l has stride 2**l) and the anchors' base
+    size on each level, in strides. The defaults are RetinaNet's."""
+
+    channels: int = 64
+    min_level: int = 3
+    max_level: int = 7
+    anchor_base_scale: float = 4.0
+
+
+@dataclass
 class InferenceSettings:
     score_threshold: float = 0.05
     topk_per_level: int = 1000
@@ -48,10 +59,7 @@ class DetectorBase(nn.Module):
         backbone: nn.Module,
         num_classes: int,
         regression_loss_kind: str,
-        fpn_channels: int,
-        min_level: int,
-        max_level: int,
-        anchor_base_scale: float,
+        pyramid: PyramidSettings,
         anchor_scales: Sequence[float],
         inference: Optional[InferenceSettings],
     ):
@@ -61,8 +69,9 @@ class DetectorBase(nn.Module):
         self.num_classes = num_classes
         self.regression_loss_kind = regression_loss_kind
         self.backbone = backbone
-        self.fpn = FPN(backbone.out_channels, fpn_channels, min_level, max_level)
-        self.anchor_generator = AnchorGenerator(self.fpn.strides, anchor_base_scale, scales=anchor_scales, ratios=ANCHOR_RATIOS)
+        self.fpn = FPN(backbone.out_channels, pyramid.channels, pyramid.min_level, pyramid.max_level)
+        self.anchor_generator = AnchorGenerator(self.fpn.strides, pyramid.anchor_base_scale, scales=anchor_scales,
+                                                ratios=ANCHOR_RATIOS)
         self.inference = inference or InferenceSettings()
 
     def normalize(self, images: Tensor) -> Tensor:

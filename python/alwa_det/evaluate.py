@@ -1,9 +1,11 @@
-"""Detection metrics: VOC AP at IoU 0.5 (area under the curve and 11-point) and COCO-style
-AP@[.5:.95] through pycocotools or faster-coco-eval when one of them is installed."""
+"""Evaluation: detection metrics (VOC AP at IoU 0.5, area under the curve and 11-point, and
+COCO-style AP@[.5:.95] through pycocotools or faster-coco-eval when one of them is installed), and
+the evaluation of a saved run (``alwa-train eval``)."""
 from __future__ import annotations
 
 import contextlib
 import io
+import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
@@ -12,7 +14,12 @@ import torch
 
 import alwa_ext
 
-from .data import Annotation, DetectionDataset, collate
+from .checkpoint import load_weights
+from .config import TrainConfig, preset
+from .data import Annotation, DetectionDataset, build_dataset, collate
+from .distributed import resolve_device
+from .models import build_detector
+from .run_folder import EVAL_METRICS_FILE, RunFolderError, describe, write_json_atomically
 
 
 @dataclass
@@ -195,4 +202,39 @@ def evaluate(model, dataset: DetectionDataset, device, batch_size: int = 8) -> D
     if coco is not None:
         metrics["map"] = coco
     metrics["ap50_per_class"] = {dataset.class_names[k]: v for k, v in metrics["ap50_per_class"].items()}
+    return metrics
+
+
+def evaluate_checkpoint(checkpoint_path: str, dataset: Optional[str], data_root: Optional[str], split: Optional[str],
+                        device: str, out: Optional[str]) -> Dict[str, object]:
+    """Evaluate a checkpoint (a run folder, a checkpoint file, or model_final.pt beside its config.json),
+    on its own evaluation data or on ``dataset`` / ``data_root`` / ``split``; eval_metrics.json in ``out``."""
+    config, state = load_weights(checkpoint_path)
+    overrides = {"device": device}
+    if dataset is not None and dataset != config.dataset:
+        overrides.update(dataset=dataset, data_root=data_root)
+        if split is None:
+            overrides["eval_split"] = preset(dataset, config.detector).get("eval_split", "eval")
+    elif data_root is not None:
+        overrides["data_root"] = data_root
+    if split is not None:
+        overrides["eval_split"] = split
+    config = TrainConfig.from_dict({**config.to_dict(), **overrides, "amp": False})
+    device_obj = resolve_device(config.device)
+    eval_set = build_dataset(config.dataset, config.eval_split, config.image_size, config.data_root, config.seed,
+                             config.synthetic_eval_images)
+    model = build_detector(config, len(eval_set.class_names))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(f"{checkpoint_path}: the weights do not fit a {config.detector} with "
+                         f"{len(eval_set.class_names)} classes ({str(error).splitlines()[0]})") from error
+    model.to(device_obj)
+    metrics = evaluate(model, eval_set, device_obj, config.eval_batch_size)
+    if out:
+        try:
+            os.makedirs(out, exist_ok=True)
+        except OSError as error:
+            raise RunFolderError(f"--out {out}: cannot create the folder ({describe(error)})") from error
+        write_json_atomically(metrics, os.path.join(out, EVAL_METRICS_FILE))
     return metrics

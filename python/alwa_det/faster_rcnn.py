@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .box_coder import DeltaBoxCoder
-from .detector_base import DetectorBase, Detections, InferenceSettings, flatten_levels, select_detections
+from .detector_base import DetectorBase, Detections, InferenceSettings, PyramidSettings, flatten_levels, select_detections
 from .losses import regression_loss
 from .matcher import IoUMatcher, batched_iou, gather_gt, sample_fixed
 from .nms import nms_keep_mask
@@ -117,10 +117,7 @@ class FasterRCNN(DetectorBase):
         backbone: nn.Module,
         num_classes: int,
         regression_loss_kind: str,
-        fpn_channels: int = 64,
-        min_level: int = 2,
-        max_level: int = 6,
-        anchor_base_scale: float = 8.0,
+        pyramid: Optional[PyramidSettings] = None,
         rpn_pre_nms_per_level: int = 1000,
         rpn_post_nms: int = 1000,
         rpn_nms_threshold: float = 0.7,
@@ -133,9 +130,10 @@ class FasterRCNN(DetectorBase):
         finest_scale: float = 56.0,
         inference: Optional[InferenceSettings] = None,
     ):
-        super().__init__(backbone, num_classes, regression_loss_kind, fpn_channels, min_level, max_level, anchor_base_scale,
-                         (1.0,), inference)
-        self.rpn_head = RPNHead(fpn_channels, self.anchor_generator.anchors_per_location)
+        # Levels from stride 4 and one anchor scale per location, larger than RetinaNet's.
+        pyramid = pyramid or PyramidSettings(min_level=2, max_level=6, anchor_base_scale=8.0)
+        super().__init__(backbone, num_classes, regression_loss_kind, pyramid, (1.0,), inference)
+        self.rpn_head = RPNHead(pyramid.channels, self.anchor_generator.anchors_per_location)
         self.rpn_coder = DeltaBoxCoder()
         self.roi_coder = DeltaBoxCoder(stds=ROI_CODER_STDS)
         self.rpn_matcher = IoUMatcher(0.7, 0.3, allow_low_quality=True, low_quality_min_iou=0.3)
@@ -149,7 +147,7 @@ class FasterRCNN(DetectorBase):
         self.pooled_size = pooled_size
         self.sampling_ratio = sampling_ratio
         self.finest_scale = finest_scale
-        self.roi_head = RoIHead(fpn_channels, pooled_size, roi_hidden, num_classes)
+        self.roi_head = RoIHead(pyramid.channels, pooled_size, roi_hidden, num_classes)
 
     # -- region proposals ------------------------------------------------------------------
     def _rpn(self, features: List[Tensor]):

@@ -5,6 +5,7 @@ from torch import nn
 
 from .backbone import build_backbone
 from .config import TrainConfig
+from .detector_base import PyramidSettings
 from .faster_rcnn import FasterRCNN
 from .retinanet import RetinaNet
 
@@ -15,10 +16,7 @@ def build_detector(config: TrainConfig, num_classes: int) -> nn.Module:
         backbone=backbone,
         num_classes=num_classes,
         regression_loss_kind=config.loss,
-        fpn_channels=config.fpn_channels,
-        min_level=config.min_level,
-        max_level=config.max_level,
-        anchor_base_scale=config.anchor_scale,
+        pyramid=PyramidSettings(config.fpn_channels, config.min_level, config.max_level, config.anchor_scale),
     )
     if config.detector == "retinanet":
         return RetinaNet(head_convs=config.head_convs, **common)

@@ -12,27 +12,29 @@ the same lock and atomic writes), resumable from its checkpoint with ``--resume`
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import ClassVar, Dict, FrozenSet, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from .backbone import BACKBONE_FILE_FORMAT, SmallResNet, backbone_architecture, save_backbone
+from .checkpoint import checkpoint_payload, restore_parts, resumable_checkpoint, training_folder
+from .config import RunConfig, SGDSchedule, lr_steps_for
 from .data import PRETRAIN_CLASSES, SyntheticShapes, TrainBatchSampler, collate
 from .detector_base import PIXEL_MEAN, PIXEL_STD
-from .errors import TrainingDiverged, TrainingInterrupted
-from .run_folder import (BACKBONE_WEIGHTS, CONFIG_FILE, LOG_FILE, METRICS_FILE, RunFolder, RunFolderError, read_json,
-                         run_folder_of, same_folder, save_atomically, write_json_atomically)
+from .errors import TrainingDiverged
+from .loop import Batches, StopRequest, lr_factor  # the detector's schedule: warm-up, then tenfold drops
+from .run_folder import (BACKBONE_WEIGHTS, CHECKPOINT_DIR, CONFIG_FILE, LOCK_FILE, LOG_FILE, METRICS_FILE, RunFolder,
+                         RunFolderError, read_json, save_atomically, write_json_atomically)
 from .run_log import RunLog
-from .train import StopRequest, lr_factor  # the detector's schedule: warm-up, then tenfold drops
 
 # The pretraining images' generator streams: apart from every detection stream (train: seed,
 # eval: seed + 7_919_000), so no pretraining picture is one the detector is trained or scored on.
@@ -40,7 +42,13 @@ TRAIN_STREAM, EVAL_STREAM = 104_729_000, 104_729_500
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(RunConfig, SGDSchedule):
+    KIND: ClassVar[str] = "pretrain"
+    # Anything else would make another backbone.
+    RESUME_CHANGEABLE: ClassVar[FrozenSet[str]] = frozenset({
+        "iterations", "lr_steps", "out", "threads", "log_interval", "checkpoint_interval"})
+    RESUMABLE_CHANGES: ClassVar[str] = "its length and lr drops, threads and logging"
+
     out: str = "runs/pretrain"
     width: int = 16  # the small backbone's, as in alwa_det.config.TrainConfig
     blocks: Tuple[int, ...] = (1, 1, 1, 1)
@@ -50,27 +58,14 @@ class PretrainConfig:
     iterations: int = 15000  # ~8 minutes on two CPU cores; the loss still falls at 3000
     batch_size: int = 16
     lr: float = 0.02
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    warmup_iterations: int = 100
-    warmup_ratio: float = 0.001
     lr_steps: Tuple[int, ...] = (11250, 13500)
     seed: int = 0
     threads: int = 1
     log_interval: int = 20
     checkpoint_interval: int = 250
 
-    def to_dict(self) -> Dict[str, object]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Dict[str, object]) -> "PretrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown pretraining option(s): {', '.join(unknown)}")
-        values = {k: tuple(v) if k in ("blocks", "lr_steps") else v for k, v in values.items()}
-        config = cls(**values)
+    def validated(self) -> "PretrainConfig":
+        config = self
         for name in ("width", "image_size", "train_images", "eval_images", "iterations", "batch_size", "log_interval",
                      "checkpoint_interval"):
             if not isinstance(getattr(config, name), int) or getattr(config, name) < 1:
@@ -79,10 +74,7 @@ class PretrainConfig:
             raise ValueError(f"image_size: expected at least 32, got {config.image_size}")
         if len(config.blocks) != 4 or any(b < 1 for b in config.blocks):
             raise ValueError(f"blocks: expected four positive block counts, got {config.blocks!r}")
-        if not config.lr > 0:
-            raise ValueError(f"lr: expected a positive number, got {config.lr!r}")
-        if list(config.lr_steps) != sorted(config.lr_steps) or any(s < 1 for s in config.lr_steps):
-            raise ValueError(f"lr_steps: expected increasing positive iterations, got {config.lr_steps!r}")
+        config.check_schedule()
         if not 0 <= config.seed < 2**32:
             raise ValueError(f"seed: expected a non-negative integer below 2**32, got {config.seed!r}")
         if not isinstance(config.out, str) or not config.out.strip():
@@ -94,7 +86,7 @@ def make_pretrain_config(explicit: Dict[str, object]) -> PretrainConfig:
     """Defaults, then ``explicit``; a length without ``lr_steps`` keeps the drops at 75% and 90%."""
     values = dict(explicit)
     if "iterations" in values and "lr_steps" not in values:
-        values["lr_steps"] = (max(1, int(values["iterations"] * 0.75)), max(1, int(values["iterations"] * 0.9)))
+        values["lr_steps"] = lr_steps_for(int(values["iterations"]))
     return PretrainConfig.from_dict(values)
 
 
@@ -151,12 +143,8 @@ def pretrain(config: PretrainConfig, resume: Optional[str] = None, overwrite: bo
     folder whose run continues there (only ``iterations``, its lr drops, ``threads`` and logging may
     change), from the batch after its checkpoint, as if it had never stopped.
     """
-    if resume and overwrite:
-        raise RunFolderError("give resume or overwrite, not both")
-    folder = RunFolder(run_folder_of(resume) if resume else config.out)
-    if resume and not same_folder(folder.path, config.out):
-        raise RunFolderError(f"resume: the run in {folder.path} continues there, but out is {config.out!r}")
-    checkpoint = _resumable(folder, config) if resume else None
+    folder = training_folder(config.out, resume, overwrite)
+    checkpoint = resumable_checkpoint(folder, config) if resume else None
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -169,9 +157,7 @@ def pretrain(config: PretrainConfig, resume: Optional[str] = None, overwrite: bo
     folder.claim(fresh=checkpoint is None, overwrite=overwrite)
     try:
         if checkpoint is not None:
-            model.load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            scheduler.load_state_dict(checkpoint["scheduler"])
+            restore_parts(checkpoint, {"model": model, "optimizer": optimizer, "scheduler": scheduler})
             torch.set_rng_state(checkpoint["rng"])
             start, seconds_before = int(checkpoint["iteration"]), float(checkpoint["train_seconds"])
         write_json_atomically(config.to_dict(), folder.file(CONFIG_FILE))
@@ -195,62 +181,20 @@ def pretrain(config: PretrainConfig, resume: Optional[str] = None, overwrite: bo
         folder.release()
 
 
-# What a resumed pretraining may change; anything else would make another backbone.
-RESUME_CHANGEABLE = frozenset({"iterations", "lr_steps", "out", "threads", "log_interval", "checkpoint_interval"})
-
-
-def _resumable(folder: RunFolder, config: PretrainConfig) -> Dict[str, object]:
-    checkpoint = load_pretrain_checkpoint(folder.checkpoint)
-    saved = checkpoint["config"]
-    conflicts = sorted(k for k, v in config.to_dict().items() if k not in RESUME_CHANGEABLE
-                       and _plain(saved.get(k)) != _plain(v))
-    if conflicts:
-        raise RunFolderError(f"{folder.checkpoint}: the pretraining's config differs in {', '.join(conflicts)}")
-    if int(checkpoint["iteration"]) > config.iterations:
-        raise RunFolderError(f"iterations: {config.iterations} is below the {checkpoint['iteration']} iterations "
-                             f"{folder.checkpoint} has trained")
-    return checkpoint
-
-
-def _plain(value):
-    return list(value) if isinstance(value, (tuple, list)) else value
-
-
-def load_pretrain_checkpoint(path: str) -> Dict[str, object]:
-    if not os.path.isfile(path):
-        raise RunFolderError(f"{path}: no checkpoint to resume from")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch raises many types for a damaged file
-        raise RunFolderError(f"checkpoint {path} cannot be read ({type(error).__name__})") from error
-    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != "pretrain":
-        raise RunFolderError(f"checkpoint {path} is not a pretraining checkpoint")
-    return checkpoint
-
-
 def _train_from(config, folder, model, optimizer, scheduler, sampler, train_set, log, start, seconds_before,
                 show_progress) -> float:
-    from tqdm import tqdm
-
-    per_epoch = len(sampler)
     session_start = time.perf_counter()
     seconds = lambda: seconds_before + time.perf_counter() - session_start  # noqa: E731
-    iterator, window_sum, window_count, last_checkpoint = None, torch.zeros(()), 0, start or None
+    batches = Batches(train_set, sampler, torch.device("cpu"))
+    window_sum, window_count, last_checkpoint = torch.zeros(()), 0, start or None
     model.train()
-    # Ctrl-C stops the loop before its next step (alwa_det.train.StopRequest), so a checkpoint is whole.
+    # Ctrl-C stops the loop before its next step (alwa_det.loop.StopRequest), so a checkpoint is whole.
     with StopRequest(active=True) as stop, \
             tqdm(total=config.iterations, initial=start, desc="pretrain", dynamic_ncols=True, file=sys.stderr,
                  disable=not show_progress) as progress:
         for iteration in range(start, config.iterations):
-            if stop.requested:
-                kept = (f"its last checkpoint is iteration {last_checkpoint} (alwa-train pretrain --resume {folder.path} "
-                        "continues from there)" if last_checkpoint else "it has no checkpoint yet")
-                raise TrainingInterrupted(f"pretraining interrupted after iteration {iteration}; {kept}")
-            epoch, in_epoch = divmod(iteration, per_epoch)
-            if iterator is None or in_epoch == 0:
-                sampler.set_position(epoch, in_epoch)
-                iterator = iter(torch.utils.data.DataLoader(train_set, batch_sampler=sampler, collate_fn=collate))
-            batch = next(iterator)
+            stop.check(iteration, last_checkpoint, folder, command="pretrain", what="pretraining interrupted")
+            batch = batches.get(iteration)
             loss = F.binary_cross_entropy_with_logits(model(batch.images), presence(batch.gt_labels, batch.gt_valid))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -269,9 +213,8 @@ def _train_from(config, folder, model, optimizer, scheduler, sampler, train_set,
                 progress.update(window_count)
                 window_sum, window_count = torch.zeros(()), 0
             if done % config.checkpoint_interval == 0 or done == config.iterations:
-                save_atomically({"kind": "pretrain", "config": config.to_dict(), "iteration": done,
-                                 "train_seconds": seconds(), "model": model.state_dict(),
-                                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+                save_atomically({"kind": config.KIND, **checkpoint_payload(config, done, seconds(), parts),
                                  "rng": torch.get_rng_state()}, folder.checkpoint)
                 last_checkpoint = done
     return seconds()
@@ -285,7 +228,7 @@ def pretrained_backbone(config: PretrainConfig, show_progress: bool = False) -> 
     metrics_path = folder.file(METRICS_FILE)
     if os.path.isfile(metrics_path) and os.path.isfile(folder.file(BACKBONE_WEIGHTS)):
         metrics = read_json(metrics_path)
-        if _plain_dict(metrics.get("config")) == _plain_dict(config.to_dict()):
+        if config.is_saved_as(metrics.get("config")):
             return folder.file(BACKBONE_WEIGHTS)
         raise RunFolderError(f"{folder.path} holds another pretraining (its metrics.json's config differs); "
                              "choose another folder")
@@ -294,12 +237,8 @@ def pretrained_backbone(config: PretrainConfig, show_progress: bool = False) -> 
         return folder.file(BACKBONE_WEIGHTS)
     # A pretraining killed before its first checkpoint leaves its config and log, nothing to continue:
     # those are started again; any other file means the folder is not this pretraining's.
-    left = set(os.listdir(folder.path)) - {".lock", "checkpoints", CONFIG_FILE, LOG_FILE} if os.path.isdir(folder.path) else set()
+    left = set(os.listdir(folder.path)) - {LOCK_FILE, CHECKPOINT_DIR, CONFIG_FILE, LOG_FILE} if os.path.isdir(folder.path) else set()
     if left:
         raise RunFolderError(f"{folder.path} holds files of another run ({', '.join(sorted(left))}); choose another folder")
     pretrain(config, overwrite=os.path.isdir(folder.path), show_progress=show_progress)
     return folder.file(BACKBONE_WEIGHTS)
-
-
-def _plain_dict(values):
-    return {k: _plain(v) for k, v in values.items()} if isinstance(values, dict) else values

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .box_coder import DeltaBoxCoder
-from .detector_base import DetectorBase, Detections, InferenceSettings, flatten_levels, select_detections
+from .detector_base import DetectorBase, Detections, InferenceSettings, PyramidSettings, flatten_levels, select_detections
 from .losses import classification_loss, regression_loss
 from .matcher import IoUMatcher, batched_iou, gather_gt
 
@@ -60,17 +60,14 @@ class RetinaNet(DetectorBase):
         backbone: nn.Module,
         num_classes: int,
         regression_loss_kind: str,
-        fpn_channels: int = 64,
-        min_level: int = 3,
-        max_level: int = 7,
         head_convs: int = 4,
-        anchor_base_scale: float = 4.0,
+        pyramid: Optional[PyramidSettings] = None,
         inference: Optional[InferenceSettings] = None,
     ):
+        pyramid = pyramid or PyramidSettings()
         # Three anchor scales an octave apart, as in the RetinaNet paper.
-        super().__init__(backbone, num_classes, regression_loss_kind, fpn_channels, min_level, max_level, anchor_base_scale,
-                         (1.0, 2 ** (1 / 3), 2 ** (2 / 3)), inference)
-        self.head = RetinaHead(fpn_channels, self.anchor_generator.anchors_per_location, num_classes, head_convs)
+        super().__init__(backbone, num_classes, regression_loss_kind, pyramid, (1.0, 2 ** (1 / 3), 2 ** (2 / 3)), inference)
+        self.head = RetinaHead(pyramid.channels, self.anchor_generator.anchors_per_location, num_classes, head_convs)
         self.coder = DeltaBoxCoder()
         self.matcher = IoUMatcher(pos_threshold=0.5, neg_threshold=0.4, allow_low_quality=True)
 

@@ -1,4 +1,5 @@
-"""log.csv: one row per logged iteration, appended by the main process.
+"""The run's log: the step values summed on the device between log points (:class:`LogWindow`,
+read once per log point), and log.csv, one row per logged iteration, appended by the main process.
 
 A resumed run keeps the rows up to its checkpoint and drops the later ones (it trains those
 iterations again). The file is rebuilt beside the old one and renamed over it, and only once the
@@ -13,7 +14,10 @@ import math
 import os
 import shutil
 import sys
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.distributed as dist
 
 from .run_folder import RunFolderError, describe, write_atomically
 
@@ -133,3 +137,42 @@ class RunLog:
                 handle.write(line)
         except OSError as error:
             raise RunFolderError(f"{self.path}: cannot write ({describe(error)})") from error
+
+
+class LogWindow:
+    """The step values since the last log point, summed on the device; read once, at the log point."""
+
+    def __init__(self):
+        self.sums: Optional[torch.Tensor] = None
+        self.count = 0
+
+    def add(self, values: torch.Tensor) -> None:
+        self.sums = values if self.sums is None else self.sums + values
+        self.count += 1
+
+    def state_dict(self) -> Dict[str, object]:
+        """For a checkpoint between log points: the resumed run's next row then covers the same
+        iterations, with the same sums, as an uninterrupted run's."""
+        return {"count": self.count, "sums": None if self.sums is None else self.sums.cpu()}
+
+    def load_state_dict(self, state: Dict[str, object], device: torch.device) -> None:
+        self.count = int(state["count"])
+        self.sums = None if state["sums"] is None else state["sums"].to(device)
+
+    def row(self, training, names: List[str], iteration: int, seconds: float) -> Dict[str, float]:
+        """The log row of the window ending at ``iteration`` (means over all ranks), and a fresh window;
+        ``training`` (an :class:`alwa_det.loop.Training`) gives the process, λ and the lr."""
+        means = self.sums / self.count
+        if training.process.distributed:
+            dist.all_reduce(means)
+            means /= training.process.world_size
+        *mean_values, cls_square, reg_square, _ = means.tolist()
+        row = {"iteration": iteration, "logged_iterations": self.count, **dict(zip(names, mean_values))}
+        # Spread of the per-iteration raw losses over the interval (all ranks' when distributed).
+        row["loss_cls_std"] = max(cls_square - row["loss_cls"] ** 2, 0.0) ** 0.5
+        row["loss_reg_std"] = max(reg_square - row["loss_reg"] ** 2, 0.0) ** 0.5
+        lambda_cls, lambda_reg = training.weighting.weights.float().tolist()
+        row.update(lambda_cls=lambda_cls, lambda_reg=lambda_reg, lr=training.optimizer.param_groups[0]["lr"],
+                   seconds=seconds)
+        self.sums, self.count = None, 0
+        return row

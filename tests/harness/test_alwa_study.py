@@ -1,5 +1,6 @@
-"""What issue 14's study added to the harness: the detrended ALWA statistic (off by default), the
-side-by-side demo, configs saved before an option existed, and the study's grid."""
+"""What the study needs of the harness: the detrended ALWA statistic as an option (off by default;
+the statistic itself is tested with alwa_ext.ALWA in tests/test_alwa.py), the side-by-side demo,
+configs saved before an option existed, and the study's grid."""
 
 import csv
 import json
@@ -11,102 +12,27 @@ import torch
 
 import alwa_ext
 from alwa_det import cli
-from alwa_det.config import TrainConfig, make_config, resume_conflicts
+from alwa_det.checkpoint import resume_conflicts
+from alwa_det.commands.options import config_from, explicit_training_values
+from alwa_det.config import TrainConfig, make_config
 from alwa_det.data import build_dataset, collate
-from alwa_det.weighting import DetrendedALWA, FixedWeighting, make_weighting
+from alwa_det.weighting import FixedWeighting, make_weighting
 
 from helpers.harness import single_thread, tiny_argv, tiny_config  # noqa: F401
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _losses(steps, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    cls = torch.rand(steps, generator=generator, dtype=torch.float64) * 2 + 0.5
-    reg = torch.rand(steps, generator=generator, dtype=torch.float64) * 0.5 + 0.1
-    return cls.float(), reg.float()
-
-
-@pytest.mark.parametrize("mode", ["alwa1", "alwa2"])
-@pytest.mark.parametrize("update", ["paper", "stable"])
-def test_without_detrending_it_is_alwa_ext_alwa(mode, update):
-    """detrend=False is the paper's statistic: the same λcls after every call as alwa_ext.ALWA."""
-    reference = alwa_ext.ALWA(mode=mode, interval=7, update=update)
-    ours = DetrendedALWA(mode=mode, interval=7, update=update, detrend=False)
-    changed = set()
-    for c, r in zip(*_losses(120)):
-        expected = reference(c, r)
-        got = ours(c, r)
-        assert torch.allclose(reference.weights, ours.weights, rtol=0, atol=1e-12)
-        assert torch.allclose(torch.stack(expected), torch.stack(got), rtol=1e-6, atol=0)
-        changed.add(round(float(ours.weights[0]), 9))
-    assert int(ours.num_updates) == int(reference.num_updates) == 120 // 7
-    assert len(changed) > 3  # the rule fired, several times
-
-
-def test_detrended_statistic_sees_the_noise_not_the_trend():
-    """A classification loss falling steadily through each window, with the same noise as the
-    regression loss: the raw std is mostly the fall, and sets λcls far below 1; the detrended std
-    is the noise, and keeps λcls near 1."""
-    generator = torch.Generator().manual_seed(3)
-    interval, windows = 50, 8
-    steps = torch.arange(interval * windows, dtype=torch.float64)
-    cls = 4.0 - 0.008 * steps + 0.05 * torch.randn(steps.shape, generator=generator, dtype=torch.float64)
-    reg = 0.5 + 0.05 * torch.randn(steps.shape, generator=generator, dtype=torch.float64)
-    raw = alwa_ext.ALWA(mode="alwa2", interval=interval, update="stable")
-    detrended = DetrendedALWA(mode="alwa2", interval=interval, update="stable")
-    raw_lambdas, detrended_lambdas = [], []
-    for index, (c, r) in enumerate(zip(cls, reg)):
-        raw(c, r)
-        detrended(c, r)
-        if (index + 1) % interval == 0:
-            raw_lambdas.append(float(raw.weights[0]))
-            detrended_lambdas.append(float(detrended.weights[0]))
-    # The fall over a window is 0.4: its std is 0.4/sqrt(12) = 0.115 beside the noise's 0.05.
-    assert max(raw_lambdas) < 0.6
-    assert all(0.7 < value <= 1.0 + 1e-12 for value in detrended_lambdas), detrended_lambdas
-
-
-def test_detrended_state_resumes_mid_window_and_refuses_another_config():
-    cls, reg = _losses(40, seed=1)
-    whole = DetrendedALWA(interval=9)
-    first = DetrendedALWA(interval=9)
-    for c, r in zip(cls[:22], reg[:22]):
-        whole(c, r)
-        first(c, r)
-    state = first.state_dict()
-    second = DetrendedALWA(interval=9)
-    second.load_state_dict(state)
-    for c, r in zip(cls[22:], reg[22:]):
-        whole(c, r)
-        second(c, r)
-    assert torch.equal(whole.weights, second.weights) and int(second.num_updates) == 40 // 9
-    with pytest.raises(ValueError, match="interval=9"):
-        DetrendedALWA(interval=10).load_state_dict(state)
-
-
-def test_detrended_window_without_enough_finite_values_holds_lambda():
-    alwa = DetrendedALWA(interval=3, update="stable")
-    for c in (1.0, float("nan"), float("inf")):  # one finite value: no line through it
-        alwa(torch.tensor(c), torch.tensor(0.5))
-    assert float(alwa.weights[0]) == 1.0 and int(alwa.held) == 1 and int(alwa.num_updates) == 1
-    for c in (1.0, 2.0, 1.5):  # residual spread of cls beside reg's 0: reg/cls = 0 is no weight
-        alwa(torch.tensor(c), torch.tensor(0.5))
-    assert float(alwa.weights[0]) == 1.0 and int(alwa.held) == 2
-    for c, r in ((1.0, 0.5), (2.0, 0.7), (1.2, 0.4)):
-        alwa(torch.tensor(c), torch.tensor(r))
-    assert 0 < float(alwa.weights[0]) < 1.0 and int(alwa.held) == 2
-
-
 def test_the_statistic_is_an_option_with_the_paper_as_default(tmp_path):
     assert TrainConfig().alwa_statistic == "raw" and make_config({}).alwa_statistic == "raw"
     assert isinstance(make_weighting("alwa2", 1.0, 1.0, 50), alwa_ext.ALWA)
-    assert isinstance(make_weighting("alwa2", 1.0, 1.0, 50, "paper", "detrended"), DetrendedALWA)
+    detrended = make_weighting("alwa2", 1.0, 1.0, 50, "paper", "detrended")
+    assert isinstance(detrended, alwa_ext.ALWA) and detrended.statistic == "detrended"
     assert isinstance(make_weighting("fixed", 1.0, 1.0, 50, "paper", "detrended"), FixedWeighting)
     with pytest.raises(ValueError, match="alwa_statistic"):
         make_config({"alwa_statistic": "median"})
     args = cli.build_parser().parse_args(["train", "--alwa-statistic", "detrended"])
-    assert cli._config_from(cli._explicit_training_values(args)).alwa_statistic == "detrended"
+    assert config_from(explicit_training_values(args)).alwa_statistic == "detrended"
 
 
 def test_a_config_saved_before_an_option_existed_matches_at_its_default():
@@ -117,11 +43,13 @@ def test_a_config_saved_before_an_option_existed_matches_at_its_default():
 
 
 def test_training_step_with_the_detrended_statistic_makes_no_host_sync(tmp_path, monkeypatch):
-    from alwa_det.train import LogWindow, Process, build_training, training_step
+    from alwa_det.distributed import Process
+    from alwa_det.loop import build_training, training_step
+    from alwa_det.run_log import LogWindow
 
     config = tiny_config(tmp_path, weighting="alwa2", alwa_statistic="detrended", interval=3)
     training = build_training(config, Process(), torch.device("cpu"))
-    assert isinstance(training.weighting, DetrendedALWA)
+    assert isinstance(training.weighting, alwa_ext.ALWA) and training.weighting.statistic == "detrended"
     dataset = build_dataset("synthetic", "train", config.image_size, None, 0, 4)
     batch = collate([dataset[i] for i in range(2)])
     window = LogWindow()

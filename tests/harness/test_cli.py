@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from alwa_det import cli
+from alwa_det.commands.options import config_from
 from alwa_det.config import TrainConfig, make_config
 
 from helpers.child import child_options
@@ -25,7 +26,7 @@ from helpers.harness import (COCO_CONTENT, error_line, folder_files, make_coco, 
     (["train", "--weighting", "alwa3"], "invalid choice"),
     (["compare", "--losses", "l1,huber"], "expected a comma-separated subset"),
     (["train", "--lr-steps", "5,x"], "expected comma-separated integers"),
-    # Issue 17.12: a repeated loss or weighting filled the table with copies, as if they were seeds.
+    # A repeated loss or weighting would fill the table with copies of one cell, as if they were seeds.
     (["compare", "--losses", "l1,ciou,l1"], "l1 listed more than once"),
     (["compare", "--weightings", "fixed,fixed"], "fixed listed more than once"),
 ])
@@ -61,10 +62,11 @@ def test_bad_configuration_returns_2_with_a_message(tmp_path, capsys, argv, mess
 def test_every_kind_has_a_table_title():
     from alwa_ext.kinds import LOSS_KINDS
 
+    from alwa_det.titles import LOSS_TITLES, WEIGHTING_TITLES
     from alwa_det.weighting import WEIGHTINGS
 
-    assert set(cli.LOSS_TITLES) == set(LOSS_KINDS)
-    assert cli.WEIGHTING_TITLES == {"fixed": "Fixed", "alwa1": "ALWA_1", "alwa2": "ALWA_2"} and set(WEIGHTINGS) == {
+    assert list(LOSS_TITLES) == list(LOSS_KINDS)
+    assert WEIGHTING_TITLES == {"fixed": "Fixed", "alwa1": "ALWA_1", "alwa2": "ALWA_2"} and set(WEIGHTINGS) == {
         "fixed", "alwa1", "alwa2"}
 
 
@@ -135,7 +137,7 @@ def test_compare_writes_the_table(tmp_path, monkeypatch):
 
 
 def test_epochs_become_iterations():
-    config = cli._config_from({"epochs": 3, "synthetic_train_images": 16, "batch_size": 4})
+    config = config_from({"epochs": 3, "synthetic_train_images": 16, "batch_size": 4})
     assert config.iterations == 12 and config.lr_steps == (9, 10)
 
 
@@ -225,7 +227,7 @@ def test_plain_install_gives_help_and_names_the_missing_extra(tmp_path):
 
 
 def test_any_fpn_width_trains(tmp_path):
-    # Issue 17.11: --fpn-channels 1 raised ZeroDivisionError (GroupNorm with 0 groups); 9 could not be grouped.
+    # Widths GroupNorm's usual groups do not divide: 1 (zero groups of four) and 9.
     for channels in (1, 9):
         assert cli.main(tiny_argv(tmp_path / f"fpn{channels}", fpn_channels=channels, iterations=1)) == 0
 
@@ -238,7 +240,7 @@ def finished_run(tmp_path_factory):
 
 
 def test_eval_of_a_damaged_model_final_is_a_one_line_error(finished_run, tmp_path, capsys):
-    # Issue 17.11: eval on a truncated model_final.pt gave a traceback.
+    # A truncated model_final.pt: a one-line error, not a traceback.
     copy = tmp_path / "copy"
     copy.mkdir()
     (copy / "config.json").write_bytes((finished_run / "config.json").read_bytes())
@@ -250,7 +252,7 @@ def test_eval_of_a_damaged_model_final_is_a_one_line_error(finished_run, tmp_pat
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_eval_on_cuda_without_cuda_is_a_one_line_error(finished_run, capsys):
-    # Issue 17.11: AssertionError: Torch not compiled with CUDA enabled.
+    # Not torch's AssertionError (Torch not compiled with CUDA enabled).
     assert cli.main(["eval", "--checkpoint", str(finished_run), "--device", "cuda"]) == 2
     assert "'cuda' requested but CUDA is not available" in error_line(capsys.readouterr().err)
 
@@ -262,7 +264,7 @@ def _tiny_compare(out):
 
 
 def test_compare_without_evaluation_is_refused_before_training(tmp_path, capsys):
-    # Issue 17.12: compare --no-eval trained its first cell, then failed with a misleading hint about pycocotools.
+    # Refused before its first cell trains, saying why (not pointing at pycocotools).
     assert cli.main(_tiny_compare(tmp_path / "grid") + ["--no-eval"]) == 2
     assert "--no-eval leaves nothing to compare" in error_line(capsys.readouterr().err)
     assert not (tmp_path / "grid").exists()
@@ -276,8 +278,8 @@ def test_compare_reuses_finishes_or_refuses_its_cells(tmp_path, capsys):
     files = folder_files(cell)
     assert cli.main(argv) == 0  # a finished cell is reused as it is
     assert folder_files(cell) == files
-    # Issue 17.11: a truncated metrics.json gave an error naming no file. The cell is evaluated again
-    # from its final checkpoint, with a warning naming the file.
+    # A truncated metrics.json: the cell is evaluated again from its final checkpoint, with a warning
+    # naming the file.
     (cell / "metrics.json").write_text('{"map50": 0.')
     capsys.readouterr()
     assert cli.main(argv) == 0

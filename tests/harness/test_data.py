@@ -97,7 +97,7 @@ def test_voc_loader_reads_boxes_difficult_and_empty_images(tmp_path):
     ("unknown_class", "unknown class 'unicorn'"),
     ("bad_box", "non-numeric bndbox"),
     ("missing_xml", "annotation file not found"),
-    # Issue 17.2: NaN or inf boxes trained a NaN model (or became background with giou) and exited 0.
+    # NaN or inf boxes would train a NaN model (or become background with giou) without a word.
     ("nan_box", "object 2 ('dog') has a non-finite box (10.0, nan, 20.0, 20.0)"),
     ("inf_box", "object 2 ('dog') has a non-finite box (10.0, 1.0, inf, 20.0)"),
     ("huge_box", "object 2 ('dog') has a non-finite box (10.0, 1.0, 1e+39, 20.0)"),  # beyond float32
@@ -164,14 +164,14 @@ def test_coco_loader_maps_categories_crowds_and_empty_images(tmp_path):
     ({"images": []}, "not a COCO instances file"),
     ({**COCO_CONTENT, "annotations": [{"id": 9, "image_id": 1, "category_id": 99, "bbox": [0, 0, 1, 1]}]}, "unknown category_id 99"),
     ({**COCO_CONTENT, "annotations": [{"id": 9, "image_id": 7, "category_id": 3, "bbox": [0, 0, 1, 1]}]}, "unknown image_id 7"),
-    # Issue 17.2: json reads NaN and Infinity; such boxes trained a NaN model.
+    # json reads NaN and Infinity; such boxes would train a NaN model.
     ('{"images": [{"id": 1, "file_name": "a.png"}], "categories": [{"id": 3, "name": "car"}], "annotations": '
      '[{"id": 4, "image_id": 1, "category_id": 3, "bbox": [NaN, 0, 5, 5]}]}', "annotation 4 has a non-finite box (nan,"),
     ({**COCO_CONTENT, "annotations": [{"id": 5, "image_id": 1, "category_id": 3, "bbox": [0, 0, 1e39, 5]}]},
      "annotation 5 has a non-finite box"),
     ({**COCO_CONTENT, "annotations": [{"id": 6, "image_id": 1, "category_id": 3, "bbox": [0, 0, 5, -1]}]},
      "annotation 6 has a box of negative size (0.0, 0.0, 5.0, -1.0)"),
-    # Issue 17.11: no categories gave a traceback; 17.12: duplicate image ids were merged.
+    # No categories: an error, not a traceback; two images under one id would have their annotations merged.
     ({**COCO_CONTENT, "categories": [], "annotations": []}, "no categories"),
     ({**COCO_CONTENT, "images": COCO_CONTENT["images"] + [{"id": 1, "file_name": "b.png"}]}, "image id 1 appears more than once"),
     ({**COCO_CONTENT, "categories": COCO_CONTENT["categories"] + [{"id": 3, "name": "bus"}]}, "category id 3 appears more than once"),

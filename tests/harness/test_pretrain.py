@@ -14,7 +14,8 @@ from alwa_det import cli
 from alwa_det import pretrain as pretrain_module
 from alwa_det.data import PRETRAIN_CLASSES, SYNTHETIC_CLASSES, SyntheticShapes, build_dataset
 from alwa_det.pretrain import make_pretrain_config, pretrain, pretrained_backbone
-from alwa_det.train import Process, build_training
+from alwa_det.distributed import Process
+from alwa_det.loop import build_training
 
 from helpers.harness import single_thread, tiny_argv, tiny_config  # noqa: F401
 
@@ -32,9 +33,9 @@ def backbone_state(path):
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
-def test_detection_images_are_those_drawn_before_the_shape_table():
-    """The drawers' table changed how shapes are drawn, not what: the detector's images of a seed are
-    the pictures they always were (a digest taken with the code before the table)."""
+def test_the_detection_images_of_a_seed_are_fixed_pictures():
+    """The detector's images of a seed are fixed pictures (a digest of them): the shapes the data
+    can draw besides the detector's (the pretraining's) change nothing in them."""
     digest = hashlib.sha256()
     dataset = SyntheticShapes(40, 128, 3)
     for index in range(40):
@@ -115,7 +116,7 @@ def test_the_command_stops_on_ctrl_c_and_resume_continues_it(tmp_path, monkeypat
     assert f"its last checkpoint is iteration 3 (alwa-train pretrain --resume {out}" in capsys.readouterr().err
     monkeypatch.undo()
     assert cli.main(["pretrain", "--resume", str(out), "--width", "16"]) == 2  # another backbone: refused
-    assert "differs in width" in capsys.readouterr().err
+    assert "differ from its config: width" in capsys.readouterr().err
     assert cli.main(["pretrain", "--resume", str(out)]) == 0
     expected = backbone_state(tmp_path / "whole" / "backbone.pt")
     assert all(torch.equal(v, expected[k]) for k, v in backbone_state(out / "backbone.pt").items())

@@ -12,15 +12,16 @@ import threading
 import pytest
 
 from alwa_det import cli
-from alwa_det import train as train_module
-from alwa_det.train import load_checkpoint, train
+from alwa_det import loop
+from alwa_det.checkpoint import load_checkpoint
+from alwa_det.train import train
 
 from helpers.harness import error_line, folder_files, log_iterations, single_thread, tiny_argv, tiny_config  # noqa: F401
 from helpers.child import child_options
 
 
 def test_resume_continues_the_folder_it_names_not_the_one_in_its_checkpoint(tmp_path):
-    # Issue 17.1: B, a copy of A, recorded out=A; resuming B rewound A and deleted its log rows.
+    # B, a copy of A, records out=A; resuming B must not rewind A nor delete its log rows.
     a, b = tmp_path / "a", tmp_path / "b"
     assert cli.main(tiny_argv(a)) == 0
     shutil.copytree(a, b)
@@ -56,7 +57,7 @@ def test_resume_into_another_out_is_refused(tmp_path, capsys):
 
 
 def test_resume_cannot_shorten_a_run_and_a_finished_one_is_left_alone(tmp_path, capsys):
-    # Issue 17.5: --iterations 30 on a 60-iteration checkpoint wrote metrics saying 30 beside the 60-iteration model.
+    # --iterations 30 on a 60-iteration checkpoint would write metrics saying 30 beside the 60-iteration model.
     run = tmp_path / "run"
     assert cli.main(tiny_argv(run, iterations=6)) == 0
     files = folder_files(run)
@@ -70,7 +71,7 @@ def test_resume_cannot_shorten_a_run_and_a_finished_one_is_left_alone(tmp_path, 
 
 
 def test_a_second_run_into_a_run_folder_needs_overwrite(tmp_path, capsys):
-    # Issue 17.6: it truncated the log, replaced the checkpoint and kept the old metrics.json.
+    # A second run into the folder would truncate the log, replace the checkpoint and keep the old metrics.json.
     run = tmp_path / "run"
     assert cli.main(tiny_argv(run, no_eval=False)) == 0
     assert (run / "detections.png").is_file()
@@ -92,10 +93,10 @@ def test_a_second_run_into_a_run_folder_needs_overwrite(tmp_path, capsys):
 
 
 def test_a_live_run_holds_its_folder(tmp_path, monkeypatch, capsys):
-    # Issue 17.6: two runs started at once in one folder interleaved their logs.
+    # Two runs started at once in one folder would interleave their logs.
     run = tmp_path / "run"
     live, second_tried = threading.Event(), threading.Event()
-    step = train_module.training_step
+    step = loop.training_step
     steps = []
 
     def held_step(training, batch):
@@ -105,7 +106,7 @@ def test_a_live_run_holds_its_folder(tmp_path, monkeypatch, capsys):
             assert second_tried.wait(60)
         return step(training, batch)
 
-    monkeypatch.setattr(train_module, "training_step", held_step)
+    monkeypatch.setattr(loop, "training_step", held_step)
     failures = []
     first = threading.Thread(target=lambda: failures.extend(_failure_of(train, tiny_config(run, evaluate=False))))
     first.start()
@@ -130,7 +131,7 @@ def _failure_of(function, *args):
 
 
 def test_temporaries_of_killed_writes_are_removed(tmp_path):
-    # Issue 17.12: last.pt.tmp-PID files left by a killed write were never cleaned up.
+    # last.pt.tmp-PID files left by a killed write are cleaned up by the next run in the folder.
     run = tmp_path / "run"
     assert cli.main(tiny_argv(run)) == 0
     stale = [run / "checkpoints" / "last.pt.tmp-999999", run / "metrics.json.tmp-999998"]
@@ -143,7 +144,7 @@ def test_temporaries_of_killed_writes_are_removed(tmp_path):
 
 @pytest.mark.parametrize("case", ["empty", "file", "read_only"])
 def test_an_unusable_out_is_a_one_line_error(tmp_path, monkeypatch, capsys, case):
-    # Issue 17.11 / 17.12: a file or a read-only --out gave tracebacks; --out "" wrote into the current folder.
+    # A file or a read-only --out: one-line errors, not tracebacks; --out "" must not write into the current folder.
     monkeypatch.chdir(tmp_path)
     out = {"empty": "", "file": "taken", "read_only": "run"}[case]
     if case == "file":
@@ -166,8 +167,8 @@ def _log_lines(run):
 
 
 def test_a_garbled_log_row_is_left_out_with_a_warning_and_the_old_log_kept(tmp_path, capsys):
-    # Issue 17.4: resume truncated the log, then failed (dict contains fields not in fieldnames: None);
-    # run again, it succeeded with the rows gone.
+    # A damaged log must neither stop the resume half way (dict contains fields not in fieldnames:
+    # None) nor lose the rows that can be read.
     run = tmp_path / "run"
     assert cli.main(tiny_argv(run, iterations=6)) == 0
     lines = _log_lines(run)
@@ -184,7 +185,7 @@ def test_a_garbled_log_row_is_left_out_with_a_warning_and_the_old_log_kept(tmp_p
 
 
 def test_a_log_cut_short_is_rebuilt_from_what_can_be_read(tmp_path, capsys):
-    # Issue 17.4: a last row cut short let training finish, then exit 2 (could not convert string to float: '').
+    # A last row cut short must not let training finish, then exit 2 (could not convert string to float: '').
     run = tmp_path / "run"
     assert cli.main(tiny_argv(run, iterations=6)) == 0
     text = (run / "log.csv").read_text()
@@ -222,7 +223,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_a_full_disk_is_a_one_line_error_and_leaves_no_temporary(tmp_path):
-    # Issue 17.11: a full disk gave a traceback and left a .tmp file filling it.
+    # A full disk: a one-line error, and no .tmp file left filling it.
     run = tmp_path / "run"
     done = subprocess.run([sys.executable, "-c", FULL_DISK, *tiny_argv(run)], capture_output=True, text=True, timeout=300,
                           **child_options(tmp_path))

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from alwa_det import cli
-from alwa_det.train import load_checkpoint
+from alwa_det.checkpoint import load_checkpoint
 
 from helpers.harness import error_line, single_thread, tiny_argv  # noqa: F401
 from helpers.child import child_options

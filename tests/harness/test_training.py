@@ -11,7 +11,9 @@ import torch
 
 from alwa_det.data import build_dataset, collate
 from alwa_det.models import build_detector
-from alwa_det.train import load_checkpoint, train
+from alwa_det.checkpoint import load_checkpoint
+from alwa_det.errors import TrainingDiverged, TrainingInterrupted
+from alwa_det.train import train
 from alwa_det.weighting import make_weighting
 from helpers.distributed import leave_group, run_ranks
 from helpers.harness import single_thread, tiny_config  # noqa: F401  (single_thread: an autouse fixture)
@@ -99,7 +101,9 @@ class HostSync(AssertionError):
 @pytest.mark.parametrize("detector", ["retinanet", "faster_rcnn"])
 def test_training_step_makes_no_host_sync(tmp_path, monkeypatch, detector):
     """Every way Python reads a tensor's value is made to fail during the harness's own steps."""
-    from alwa_det.train import LogWindow, Process, build_training, training_step
+    from alwa_det.distributed import Process
+    from alwa_det.loop import build_training, training_step
+    from alwa_det.run_log import LogWindow
 
     config = tiny_config(tmp_path, detector=detector, weighting="alwa2", interval=2)
     training = build_training(config, Process(), torch.device("cpu"))
@@ -128,7 +132,8 @@ def _distributed_worker(rank, world_size, rendezvous, folder):
     # leaves it before returning; only the rendezvous is a file (no port to race for), not env://.
     import torch.distributed as dist
 
-    from alwa_det import train as train_module
+    from alwa_det import loop
+    from alwa_det.train import train
     from helpers.distributed import TIMEOUT
 
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
@@ -137,22 +142,22 @@ def _distributed_worker(rank, world_size, rendezvous, folder):
                                                    world_size=world_size, timeout=TIMEOUT)
     config = tiny_config(os.path.join(folder, "run"), weighting="alwa2", interval=2, iterations=4, evaluate=False)
     captured = {}
-    original_build = train_module.build_detector
+    original_build = loop.build_detector
 
     def keep_model(*args, **kwargs):
         captured["model"] = original_build(*args, **kwargs)
         return captured["model"]
 
-    train_module.build_detector = keep_model
-    original_weighting = train_module.make_weighting
+    loop.build_detector = keep_model
+    original_weighting = loop.make_weighting
 
     def keep_weighting(*args, **kwargs):
         captured["weighting"] = original_weighting(*args, **kwargs)
         return captured["weighting"]
 
-    train_module.make_weighting = keep_weighting
+    loop.make_weighting = keep_weighting
     try:
-        train_module.train(config)
+        train(config)
         left = not dist.is_initialized()
         torch.save({"model": captured["model"].state_dict(), "weights": captured["weighting"].weights, "left": left},
                    os.path.join(folder, f"rank{rank}.pt"))
@@ -202,13 +207,13 @@ class Interrupted(Exception):
 
 
 def test_resume_between_log_points_logs_every_iteration(tmp_path, monkeypatch):
-    # Issue 17.12: with log interval 3 and checkpoint interval 4, a run resumed from iteration 8 lost
-    # iterations 7-8 from its log (the row at 9 covered iteration 9 alone).
+    # With log interval 3 and checkpoint interval 4, a run resumed from iteration 8 must log iterations
+    # 7-8 too (its row at 9 covers 7 to 9, as an uninterrupted run's does).
     common = dict(log_interval=3, checkpoint_interval=4, iterations=10, evaluate=False)
     train(tiny_config(tmp_path / "straight", **common))
-    from alwa_det import train as train_module
+    from alwa_det import loop
 
-    batches, collate = [], train_module.collate
+    batches, collate = [], loop.collate
 
     def collate_then_stop(samples):
         batches.append(len(samples))
@@ -216,7 +221,7 @@ def test_resume_between_log_points_logs_every_iteration(tmp_path, monkeypatch):
             raise Interrupted
         return collate(samples)
 
-    monkeypatch.setattr(train_module, "collate", collate_then_stop)
+    monkeypatch.setattr(loop, "collate", collate_then_stop)
     with pytest.raises(Interrupted):
         train(tiny_config(tmp_path / "resumed", **common))
     monkeypatch.undo()
@@ -233,11 +238,11 @@ def test_resume_between_log_points_logs_every_iteration(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("log_interval, caught_at", [(2, 4), (5, 4)])
 def test_a_non_finite_loss_stops_training_keeping_the_last_good_checkpoint(tmp_path, monkeypatch, log_interval, caught_at):
-    # Issue 17.2: a NaN loss trained a model whose every parameter was NaN, exited 0 and said nothing.
+    # A NaN loss would train a model whose every parameter is NaN, exit 0 and say nothing.
     # Caught at the next log point (4 with interval 2) or checkpoint (4 with log interval 5), never later.
-    from alwa_det import train as train_module
+    from alwa_det import loop
 
-    build, steps = train_module.build_detector, []
+    build, steps = loop.build_detector, []
 
     def poisoned_detector(*args, **kwargs):
         model = build(*args, **kwargs)
@@ -253,10 +258,10 @@ def test_a_non_finite_loss_stops_training_keeping_the_last_good_checkpoint(tmp_p
         model.forward = forward_with_nan
         return model
 
-    monkeypatch.setattr(train_module, "build_detector", poisoned_detector)
+    monkeypatch.setattr(loop, "build_detector", poisoned_detector)
     run = tmp_path / "run"
     config = tiny_config(run, iterations=8, log_interval=log_interval, checkpoint_interval=2)
-    with pytest.raises(train_module.TrainingDiverged, match=f"the loss and the weights became non-finite between "
+    with pytest.raises(TrainingDiverged, match=f"the loss and the weights became non-finite between "
                        f"iterations 3 and {caught_at}.*last.pt \\(iteration 2\\) is the last good state"):
         train(config)
     assert len(steps) == caught_at
@@ -267,12 +272,11 @@ def test_a_non_finite_loss_stops_training_keeping_the_last_good_checkpoint(tmp_p
 
 
 def test_ctrl_c_while_a_loader_shuts_down_stops_training(tmp_path, monkeypatch):
-    # Issue 17.12: SIGINT with --workers 1 was ignored once in five tries: the KeyboardInterrupt went off
-    # inside the finished epoch's DataLoader iterator as it shut its worker down, and was swallowed there.
+    # With --workers 1 a KeyboardInterrupt raised inside the finished epoch's DataLoader iterator, as it
+    # shuts its worker down, is swallowed there (SIGINT ignored about once in five tries).
     # Here the signal comes exactly then, at the first epoch's end (4 images, batches of 2).
     import signal
 
-    from alwa_det import train as train_module
     from torch.utils.data import dataloader
 
     shutdown = dataloader._MultiProcessingDataLoaderIter._shutdown_workers
@@ -287,7 +291,7 @@ def test_ctrl_c_while_a_loader_shuts_down_stops_training(tmp_path, monkeypatch):
     monkeypatch.setattr(dataloader._MultiProcessingDataLoaderIter, "_shutdown_workers", shutdown_on_ctrl_c)
     run = tmp_path / "run"
     config = tiny_config(run, iterations=40, workers=1, synthetic_train_images=4, checkpoint_interval=2, evaluate=False)
-    with pytest.raises(train_module.TrainingInterrupted, match="interrupted after iteration 3; its last checkpoint "
+    with pytest.raises(TrainingInterrupted, match="interrupted after iteration 3; its last checkpoint "
                        "is iteration 2"):
         train(config)
     assert sent and load_checkpoint(str(run))["iteration"] == 2
