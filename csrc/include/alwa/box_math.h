@@ -3,7 +3,7 @@
 // compute type: float (also for half/bfloat16 storage) or double; a SIMD type with overloads of
 // the primitives (primitives.h) instantiates the same code.
 //
-//   kinds.h             LossKind, BoxFormat, Reduction
+//   kinds.h             LossKind, BoxFormat (Reduction: common/reduction.h)
 //   primitives.h        select, min_/max_, safe_div, ... and their backward helpers
 //   box_geometry.h      scaling of a pair, intersection/union/enclosing box/centres, backward
 //   iou_losses.h        one function per IoU-family term; iou_loss_xyxy composes them
