@@ -1,16 +1,35 @@
 // Compile check of the CUDA kernels with nvcc alone (no torch, no GPU): takes the address of
-// every kernel for every storage type and loss kind (and the focal loss's), so each one is
-// instantiated and goes through ptxas. Built by .ci/nvcc_check.sh, which also checks that
+// every kernel for every storage type and loss kind (and the focal loss's, the distribution
+// focal loss's and the assigner's), so each one is instantiated and goes through ptxas. Built by .ci/nvcc_check.sh, which also checks that
 // ptxas reports no local-memory spills. Not part of the extension's build
 // (setup.py compiles csrc/cuda/*.cu, and this file is not there).
 #include "cuda/box_iou_backward_kernels.cuh"
 #include "cuda/box_iou_kernel.cuh"
 #include "cuda/box_loss_kernels.cuh"
+#include "cuda/dfl_kernels.cuh"
 #include "cuda/focal_loss_kernels.cuh"
+#include "cuda/task_aligned_assign_kernels.cuh"
+
+#include <type_traits>
 
 namespace alwa {
 namespace cuda {
 namespace {
+
+template <class F>
+void for_each_focal_gamma(F&& f) {
+  f(std::integral_constant<FocalGamma, FocalGamma::Two>{});
+  f(std::integral_constant<FocalGamma, FocalGamma::Zero>{});
+  f(std::integral_constant<FocalGamma, FocalGamma::General>{});
+}
+
+template <class S, class T>
+void instantiate_assigner(const void** out, int& count) {
+  out[count++] = reinterpret_cast<const void*>(&tal_select_kernel<S, T>);
+  out[count++] = reinterpret_cast<const void*>(&tal_resolve_kernel<S, T>);
+  out[count++] = reinterpret_cast<const void*>(&tal_gt_kernel<S, T>);
+  out[count++] = reinterpret_cast<const void*>(&tal_write_kernel<S, T>);
+}
 
 template <LossKind K, class S>
 void instantiate_kind(const void** out, int& count) {
@@ -34,11 +53,18 @@ void instantiate_type(const void** out, int& count) {
 #undef ALWA_INSTANTIATE
   out[count++] = reinterpret_cast<const void*>(&reduce_block_sums_kernel<BoxLossArgs<S, T>, S, T>);
   out[count++] = reinterpret_cast<const void*>(&box_iou_grad_finish_kernel<S, T>);
-  out[count++] = reinterpret_cast<const void*>(&focal_loss_kernel<false, false, S, T>);
-  out[count++] = reinterpret_cast<const void*>(&focal_loss_kernel<false, true, S, T>);
-  out[count++] = reinterpret_cast<const void*>(&focal_loss_kernel<true, false, S, T>);
-  out[count++] = reinterpret_cast<const void*>(&focal_loss_kernel<true, true, S, T>);
+  for_each_focal_gamma([&](auto gamma) {
+    constexpr FocalGamma G = decltype(gamma)::value;
+    out[count++] = reinterpret_cast<const void*>(&focal_loss_kernel<false, G, S, T>);
+    out[count++] = reinterpret_cast<const void*>(&focal_loss_kernel<true, G, S, T>);
+  });
   out[count++] = reinterpret_cast<const void*>(&reduce_block_sums_kernel<FocalLossArgs<S, T>, S, T>);
+  out[count++] = reinterpret_cast<const void*>(&dfl_kernel<false, S, T>);
+  out[count++] = reinterpret_cast<const void*>(&dfl_kernel<true, S, T>);
+  out[count++] = reinterpret_cast<const void*>(&reduce_block_sums_kernel<DflArgs<S, T>, S, T>);
+  // The assigner: scores of every storage type, boxes in float or double.
+  instantiate_assigner<S, float>(out, count);
+  instantiate_assigner<S, double>(out, count);
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
-"""alwa_ext: fused box-regression and focal losses and ALWA adaptive loss weighting for PyTorch.
+"""alwa_ext: fused box-regression, focal and distribution focal losses, the task-aligned assigner,
+and ALWA adaptive loss weighting for PyTorch.
 
 Importing the package loads the compiled library (alwa_ext._C), which registers the
 torch.ops.alwa operators.
@@ -15,9 +16,10 @@ except ImportError as error:  # pragma: no cover - only without a build
 
 from . import ops  # noqa: F401  (fake kernels and autograd)
 from . import cpu, kinds, nn  # noqa: F401
+from .assign import task_aligned_assign
 from .deltas import decode_deltas, encode_deltas
-from .functional import box_iou, box_loss, sigmoid_focal_loss
+from .functional import box_iou, box_loss, distribution_focal_loss, sigmoid_focal_loss
 from .weighting import ALWA
 
-__all__ = ["ALWA", "box_loss", "box_iou", "sigmoid_focal_loss", "encode_deltas", "decode_deltas", "cpu", "kinds", "nn"]
+__all__ = ["ALWA", "box_loss", "box_iou", "sigmoid_focal_loss", "distribution_focal_loss", "task_aligned_assign", "encode_deltas", "decode_deltas", "cpu", "kinds", "nn"]
 __version__ = "0.1.0"

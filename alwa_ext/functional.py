@@ -1,4 +1,5 @@
-"""Public functional API: fused box-regression losses, pairwise IoU and the sigmoid focal loss."""
+"""Public functional API: fused box-regression losses, pairwise IoU, the sigmoid focal loss and the
+distribution focal loss."""
 from __future__ import annotations
 
 from typing import Optional, Sequence, Union
@@ -13,6 +14,7 @@ from .kinds import DEFAULT_DELTA_MEANS, DEFAULT_DELTA_STDS, DEFAULT_WH_RATIO_CLI
 _box_loss = torch.ops.alwa.box_loss.default
 _box_iou = torch.ops.alwa.box_iou.default
 _sigmoid_focal_loss = torch.ops.alwa.sigmoid_focal_loss.default
+_distribution_focal_loss = torch.ops.alwa.distribution_focal_loss.default
 
 
 def _avg_factor_tensor(avg_factor, reduction: str, device) -> Optional[Tensor]:
@@ -146,3 +148,36 @@ def sigmoid_focal_loss(
         alpha = -1.0
     avg_factor = _avg_factor_tensor(avg_factor, reduction, logits.device)
     return _sigmoid_focal_loss(logits, targets, weight, avg_factor, alpha, gamma, reduction)
+
+
+def distribution_focal_loss(
+    pred_dist: Tensor,
+    target: Tensor,
+    weight: Optional[Tensor] = None,
+    reduction: str = "mean",
+    avg_factor: Optional[Union[float, Tensor]] = None,
+) -> Tensor:
+    """Distribution focal loss (Li et al., Generalized Focal Loss) of ``pred_dist`` (..., n_bins)
+    against distances ``target`` (...) measured in bins, fused into one pass.
+
+    Per distance t in [0, n_bins - 1], with l = floor(t), r = l + 1 and the softmax over the bins:
+    ``(r - t) * CE(pred, l) + (t - l) * CE(pred, r)`` (at t = n_bins - 1, CE(pred, n_bins - 1)).
+    This is mmdet's ``distribution_focal_loss`` per distance; ultralytics' ``DFLoss`` is its mean
+    over a box's four sides after clamping the target to [0, n_bins - 1.01] (docs/api.md).
+
+    Args:
+        pred_dist: logits (..., n_bins), float32/64, float16 or bfloat16 (half types computed in
+            float32); any leading shape, e.g. (anchors, 4, n_bins) or mmdet's (N, n_bins).
+        target: float distances of shape ``pred_dist.shape[:-1]``, in [0, n_bins - 1]. Nothing is
+            clamped: a target outside that range is an error (on CUDA a device-side assert,
+            which the next synchronising call reports); a NaN target gives a NaN loss.
+        weight: per distance (``target``'s shape) or per box (``target.shape[:-1]``, shared by
+            the box's sides). A row of weight exactly 0 is skipped: it contributes 0 and gets a
+            zero gradient without being read (ultralytics' background anchors).
+        reduction, avg_factor: as for :func:`box_loss` (mmdet's ``weight_reduce_loss``).
+
+    Gradients flow to ``pred_dist``, ``weight`` and a tensor ``avg_factor``, computed in the same
+    pass as the loss (autograd in C++); the target gets none. First-order only.
+    """
+    avg_factor = _avg_factor_tensor(avg_factor, reduction, pred_dist.device)
+    return _distribution_focal_loss(pred_dist, target, weight, avg_factor, reduction)

@@ -6,7 +6,8 @@ on to its loss function, the keyword arguments set :func:`alwa_ext.box_loss` opt
 call (``eps``, ``beta``, ``alpha``, ``focal_gamma``, ``box_format``, ``anchors``,
 ``delta_means``, ``delta_stds``, ``wh_ratio_clip``); any other keyword is a TypeError.
 :class:`SigmoidFocalLoss` has the signature of mmdet's ``FocalLoss`` and returns
-``loss_weight * sigmoid_focal_loss(...)``.
+``loss_weight * sigmoid_focal_loss(...)``; :class:`DistributionFocalLoss` that of mmdet's
+``DistributionFocalLoss``, returning ``loss_weight * distribution_focal_loss(...)``.
 (``alwa_ext.integrations.mmdet.register()`` registers these modules with mmdet.)
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Optional, Union
 from torch import Tensor, nn
 
 from . import _validation as check
-from .functional import box_loss, sigmoid_focal_loss
+from .functional import box_loss, distribution_focal_loss, sigmoid_focal_loss
 from .kinds import REDUCTIONS
 
 # The box_loss keyword options a call may set (mmdet passes a loss module's **kwargs on to
@@ -194,6 +195,37 @@ class SigmoidFocalLoss(nn.Module):
         return f"gamma={self.gamma}, alpha={self.alpha}, reduction={self.reduction!r}, loss_weight={self.loss_weight}"
 
 
+class DistributionFocalLoss(nn.Module):
+    """The fused distribution focal loss with mmdet ``DistributionFocalLoss``'s signature and
+    call convention (GFL, TOOD, RTMDet heads).
+
+    ``forward(pred, target, weight=None, avg_factor=None, reduction_override=None)``: ``pred``
+    holds logits (..., n_bins), ``target`` distances in bins (``pred.shape[:-1]``), ``weight``
+    is per distance or per box (:func:`alwa_ext.distribution_focal_loss`).
+    """
+
+    def __init__(self, reduction: str = "mean", loss_weight: float = 1.0) -> None:
+        super().__init__()
+        check.check_choice("reduction", reduction, REDUCTIONS)
+        self.reduction = reduction
+        self.loss_weight = loss_weight
+
+    def forward(
+        self,
+        pred: Tensor,
+        target: Tensor,
+        weight: Optional[Tensor] = None,
+        avg_factor: Optional[Union[float, Tensor]] = None,
+        reduction_override: Optional[str] = None,
+    ) -> Tensor:
+        reduction = _call_reduction(self.reduction, reduction_override)
+        loss = distribution_focal_loss(pred, target, weight=weight, reduction=reduction, avg_factor=avg_factor)
+        return loss if self.loss_weight == 1.0 else self.loss_weight * loss
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}, loss_weight={self.loss_weight}"
+
+
 __all__ = [
     "BoxLoss",
     "IoULoss",
@@ -205,4 +237,5 @@ __all__ = [
     "L1Loss",
     "SmoothL1Loss",
     "SigmoidFocalLoss",
+    "DistributionFocalLoss",
 ]

@@ -1,10 +1,10 @@
 """Fake (meta) kernels of the torch.ops.alwa operators, for torch.compile.
 
 The schemas live in csrc/alwa.cpp, the kernels in csrc/cpu and csrc/cuda, and the autograd
-of box_loss, box_iou and sigmoid_focal_loss in csrc/autograd (C++, at the Autograd dispatch key, so a training
+of box_loss, box_iou, sigmoid_focal_loss and distribution_focal_loss in csrc/autograd (C++, at the Autograd dispatch key, so a training
 call crosses from Python into C++ once); importing alwa_ext._C registers them all. A fake
 kernel only computes its outputs' shapes and dtypes: argument errors are raised by the C++
-kernels, in one place (csrc/box_loss_plan.cpp, csrc/focal_loss_plan.cpp). The one check here is the inputs' devices,
+kernels, in one place (csrc/box_loss_plan.cpp, csrc/focal_loss_plan.cpp, csrc/dfl_plan.cpp). The one check here is the inputs' devices,
 with the C++ message: tensors on different devices reach the fake kernel rather than a real
 one (a meta tensor takes the whole call there), so only it can refuse them.
 """
@@ -87,3 +87,33 @@ def _sigmoid_focal_loss_fake(logits, targets, weight, avg_factor, alpha, gamma, 
 def _sigmoid_focal_loss_with_grad_fake(logits, targets, weight, avg_factor, alpha, gamma, reduction):
     _check_devices("logits", logits, targets=targets, weight=weight, avg_factor=avg_factor)
     return _focal_loss_like(logits, reduction), logits.new_empty(logits.shape)
+
+
+def _dfl_loss_like(pred_dist, reduction):
+    return pred_dist.new_empty(pred_dist.shape[:-1] if reduction == "none" else ())
+
+
+@torch.library.register_fake("alwa::distribution_focal_loss")
+def _distribution_focal_loss_fake(pred_dist, target, weight, avg_factor, reduction):
+    _check_devices("pred_dist", pred_dist, target=target, weight=weight, avg_factor=avg_factor)
+    return _dfl_loss_like(pred_dist, reduction)
+
+
+@torch.library.register_fake("alwa::distribution_focal_loss_with_grad")
+def _distribution_focal_loss_with_grad_fake(pred_dist, target, weight, avg_factor, reduction):
+    _check_devices("pred_dist", pred_dist, target=target, weight=weight, avg_factor=avg_factor)
+    return _dfl_loss_like(pred_dist, reduction), pred_dist.new_empty(pred_dist.shape)
+
+
+@torch.library.register_fake("alwa::task_aligned_assign")
+def _task_aligned_assign_fake(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, *numbers):
+    _check_devices("pd_scores", pd_scores, pd_bboxes=pd_bboxes, anc_points=anc_points, gt_labels=gt_labels,
+                   gt_bboxes=gt_bboxes, mask_gt=mask_gt)
+    batch, anchors, classes = pd_scores.shape
+    return (
+        pd_scores.new_empty((batch, anchors), dtype=torch.int64),
+        gt_bboxes.new_empty((batch, anchors, 4)),
+        pd_scores.new_empty((batch, anchors, classes), dtype=torch.promote_types(pd_scores.dtype, pd_bboxes.dtype)),
+        pd_scores.new_empty((batch, anchors), dtype=torch.bool),
+        pd_scores.new_empty((batch, anchors), dtype=torch.int64),
+    )

@@ -6,7 +6,7 @@
 
 namespace alwa {
 
-FocalLossPlan plan_focal_loss(ALWA_FOCAL_LOSS_PARAMS, bool grad, GradientAllocator allocate_grad) {
+FocalLossPlan plan_focal_loss(ALWA_FOCAL_LOSS_PARAMS, bool grad, OutputAllocator allocate_grad) {
   FocalLossPlan plan;
   plan.reduction = parse_reduction(reduction);
   TORCH_CHECK_VALUE(std::isfinite(alpha) && alpha <= 1.0, "alpha: expected a number <= 1 (a "

@@ -41,7 +41,7 @@ struct FocalLossPlan {
   at::Tensor loss, grad_logits;
 };
 
-FocalLossPlan plan_focal_loss(ALWA_FOCAL_LOSS_PARAMS, bool grad, GradientAllocator allocate_grad);
+FocalLossPlan plan_focal_loss(ALWA_FOCAL_LOSS_PARAMS, bool grad, OutputAllocator allocate_grad);
 
 // The kernel arguments of a planned call.
 template <class scalar_t, class T>
@@ -65,19 +65,26 @@ FocalLossArgs<scalar_t, T> make_focal_loss_args(const FocalLossPlan& plan) {
   return args;
 }
 
-// Calls f(std::bool_constant<gamma == 2>{}): gamma = 2 has its own instantiation.
+inline FocalGamma focal_gamma_form(double gamma) {
+  if (gamma == 2.0) return FocalGamma::Two;
+  if (gamma == 0.0) return FocalGamma::Zero;
+  return FocalGamma::General;
+}
+
+// Calls f(std::integral_constant<FocalGamma, ...>{}): gamma = 2 and gamma = 0 have their own
+// instantiations.
 template <class F>
 void dispatch_focal_gamma(double gamma, F&& f) {
-  if (gamma == 2.0) {
-    f(std::true_type{});
-  } else {
-    f(std::false_type{});
+  switch (focal_gamma_form(gamma)) {
+    case FocalGamma::Two: f(std::integral_constant<FocalGamma, FocalGamma::Two>{}); break;
+    case FocalGamma::Zero: f(std::integral_constant<FocalGamma, FocalGamma::Zero>{}); break;
+    default: f(std::integral_constant<FocalGamma, FocalGamma::General>{}); break;
   }
 }
 
 // The operators of a backend, made from its function that runs a plan (which also fills the
 // outputs of an empty call), the guard it needs around a call and its gradient allocator.
-template <void (*Run)(FocalLossPlan&), class DeviceGuard, GradientAllocator AllocateGrad = fresh_gradient>
+template <void (*Run)(FocalLossPlan&), class DeviceGuard, OutputAllocator AllocateGrad = fresh_output>
 struct FocalLossOps {
   static std::tuple<at::Tensor, at::Tensor> with_grad(ALWA_FOCAL_LOSS_PARAMS) {
     const DeviceGuard guard(logits.device());

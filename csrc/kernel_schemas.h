@@ -1,7 +1,8 @@
 // The schemas of the ops every backend implements (box_loss and its forms, box_iou and its
-// backward, sigmoid_focal_loss, alwa_step, alwa_pooled_update), written once: alwa.cpp declares
-// them as torch.ops.alwa; the test build that runs the CUDA kernels on the host
-// (tests/cuda_host/) declares the same schemas in a namespace of its own.
+// backward, sigmoid_focal_loss, distribution_focal_loss, task_aligned_assign, alwa_step,
+// alwa_pooled_update), written once: alwa.cpp declares them as torch.ops.alwa; the test build
+// that runs the CUDA kernels on the host (tests/cuda_host/) declares the same schemas in a
+// namespace of its own.
 #pragma once
 
 #include <torch/library.h>
@@ -50,6 +51,24 @@ inline void define_kernel_ops(torch::Library& m) {
   m.def(("sigmoid_focal_loss(" + focal_loss_args + ") -> Tensor").c_str(), tags);
   m.def(("sigmoid_focal_loss_with_grad(" + focal_loss_args + ") -> (Tensor, Tensor)").c_str(),
         tags);
+  // The distribution focal loss (alwa_ext.distribution_focal_loss) of logits (..., num_bins)
+  // against float distances (...) in bins; weight per distance or per box (target's shape
+  // without its last dim). Its autograd computes the gradient in the same pass as the loss
+  // (distribution_focal_loss_with_grad).
+  const std::string dfl_args =
+      "Tensor pred_dist, Tensor target, Tensor? weight, Tensor? avg_factor, str reduction";
+  m.def(("distribution_focal_loss(" + dfl_args + ") -> Tensor").c_str(), tags);
+  m.def(("distribution_focal_loss_with_grad(" + dfl_args + ") -> (Tensor, Tensor)").c_str(), tags);
+  // The task-aligned assignment (alwa_ext.task_aligned_assign; ultralytics' TaskAlignedAssigner,
+  // alwa/task_aligned_assign.h): targets for every anchor from scores (B, A, C), predicted boxes
+  // (B, A, 4), anchor points (A, 2) and gts (B, n, ...). No gradient: its autograd kernel runs
+  // it below autograd. Returns (target_labels, target_bboxes, target_scores, fg_mask,
+  // target_gt_idx).
+  m.def(
+      "task_aligned_assign(Tensor pd_scores, Tensor pd_bboxes, Tensor anc_points, Tensor gt_labels, "
+      "Tensor gt_bboxes, Tensor mask_gt, int topk, int topk2, float alpha, float beta, float eps, "
+      "float min_side) -> (Tensor, Tensor, Tensor, Tensor, Tensor)",
+      tags);
   // ALWA's mode ("alwa1" or "alwa2", alwa_ext.ALWA's `mode`) is `alwa_mode` here: torch's
   // dispatch machinery takes `mode` as a keyword of its own, and an argument of that name
   // breaks opcheck and torch.compile.

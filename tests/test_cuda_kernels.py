@@ -23,6 +23,7 @@ from helpers import reference
 from alwa_ext.kinds import (ALPHA_IOU_KINDS, ALWA_STATISTICS, ALWA_WINDOW_SHAPE, BOX_FORMATS, COORDINATE_KINDS,
                             LOSS_KINDS, REDUCTIONS)
 from helpers.alwa import feed, loss_sequences
+from helpers.assign import OUTPUTS, assign_case
 from helpers.boxes import DTYPES, box_pairs, degenerate_pairs, delta_pairs
 from helpers.compare import tolerance
 from helpers.devices import requires_cuda
@@ -218,6 +219,52 @@ def test_focal_loss_matches_cpu_kernels(cuda_kernels, soft, gamma, dtype, reduct
         for g, w in zip(got, want):
             assert torch.isfinite(g).all()
             assert_close(g, w, dtype, scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_distribution_focal_loss_matches_cpu_kernels(cuda_kernels, dtype, reduction):
+    device = cuda_kernels.device
+    boxes, bins = 5003, 16  # 20012 rows: 79 blocks, the last partial
+    generator = torch.Generator().manual_seed(len(reduction))
+    logits = (torch.randn(boxes, 4, bins, generator=generator) * 3).to(dtype)
+    target = (torch.rand(boxes, 4, generator=generator) * (bins - 1)).to(dtype)
+    weight = torch.rand(boxes, generator=generator).to(dtype)
+    weight[::7] = 0
+
+    def loss_and_grad(logits, target, weight):
+        x = logits.detach().clone().requires_grad_(True)
+        out = alwa_ext.distribution_focal_loss(x, target, weight=weight, reduction=reduction)
+        upstream = torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype, device=out.device).view(out.shape)
+        return out.detach(), torch.autograd.grad(out, x, upstream)[0]
+
+    previous = torch.ops.alwa.set_cpu_isa("scalar")  # the CUDA kernel's own loop, on the CPU
+    try:
+        want = loss_and_grad(logits, target, weight)
+    finally:
+        torch.ops.alwa.set_cpu_isa(previous)
+    got = on_kernels(cuda_kernels, loss_and_grad, logits.to(device), target.to(device), weight.to(device))
+    scale = boxes * 4 if reduction == "sum" else 1.0
+    for g, w in zip(got, want):
+        if cuda_kernels.on_host and reduction == "none":
+            assert torch.equal(g.cpu(), w)  # the same rows in the same order
+        assert_close(g, w, dtype, scale)
+
+
+@pytest.mark.parametrize("topk, topk2", [(10, None), (7, 1)])
+@pytest.mark.parametrize("score_dtype", [torch.float32, torch.float16, torch.float64], ids=str)
+def test_task_aligned_assign_matches_cpu_kernels(cuda_kernels, topk, topk2, score_dtype):
+    case = assign_case(batch=3, gts=40, classes=7, seed=topk, score_dtype=score_dtype, zero_scores=0.2)
+    kwargs = dict(topk=topk, topk2=topk2, alpha=0.5, beta=6.0, min_side=16.0)
+    want = alwa_ext.task_aligned_assign(*case, **kwargs)
+    with cuda_kernels.run():
+        got = alwa_ext.task_aligned_assign(*(t.to(cuda_kernels.device) for t in case), **kwargs)
+    for name, g, w in zip(OUTPUTS, got, want):
+        g = g.cpu()
+        if cuda_kernels.on_host or name != "target_scores":
+            assert torch.equal(g, w), name  # a GPU contracts into FMA: the scores' last bits may differ
+        else:
+            torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
 
 
 def test_alwa_matches_cpu_bitwise(cuda_kernels):

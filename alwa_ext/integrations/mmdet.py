@@ -43,6 +43,7 @@ LOSS_MODULES = {
     "AlwaL1Loss": alwa_nn.L1Loss,
     "AlwaSmoothL1Loss": alwa_nn.SmoothL1Loss,
     "AlwaSigmoidFocalLoss": alwa_nn.SigmoidFocalLoss,
+    "AlwaDistributionFocalLoss": alwa_nn.DistributionFocalLoss,
 }
 HOOK_NAME = "ALWAHook"
 # The checkpoint entry: {"<cls_key>/<reg_key>": {"config": ..., "state": ALWA.state_dict()}},

@@ -121,11 +121,20 @@ BoxLossVecFn box_loss_vec_fn(LossKind kind, const BoxLossArgs<float, float>& arg
   return nullptr;
 }
 
-FocalLossVecFn focal_loss_vec_fn(const FocalLossArgs<float, float>& args, bool grad, bool gamma_two) {
+FocalLossVecFn focal_loss_vec_fn(const FocalLossArgs<float, float>& args, bool grad, FocalGamma gamma) {
   switch (active_isa()) {
     case Isa::Scalar: return nullptr;
-    case Isa::Avx2: return focal_loss_vec_avx2(args, grad, gamma_two);
-    case Isa::Avx512: return focal_loss_vec_avx512(args, grad, gamma_two);
+    case Isa::Avx2: return focal_loss_vec_avx2(args, grad, gamma);
+    case Isa::Avx512: return focal_loss_vec_avx512(args, grad, gamma);
+  }
+  return nullptr;
+}
+
+DflVecFn dfl_vec_fn(const DflArgs<float, float>& args, bool grad) {
+  switch (active_isa()) {
+    case Isa::Scalar: return nullptr;
+    case Isa::Avx2: return dfl_vec_avx2(args, grad);
+    case Isa::Avx512: return dfl_vec_avx512(args, grad);
   }
   return nullptr;
 }

@@ -8,6 +8,7 @@
 
 #include "alwa/box_math.h"
 #include "cpu/box_loss_vec.h"
+#include "cpu/dfl_vec.h"
 #include "cpu/focal_loss_vec.h"
 
 namespace alwa {
@@ -24,7 +25,9 @@ Isa active_isa();
 // The vector kernel of the active path for a float32 call, or nullptr for the scalar loop.
 BoxLossVecFn box_loss_vec_fn(LossKind kind, const BoxLossArgs<float, float>& args, bool grad);
 // The same for sigmoid_focal_loss.
-FocalLossVecFn focal_loss_vec_fn(const FocalLossArgs<float, float>& args, bool grad, bool gamma_two);
+FocalLossVecFn focal_loss_vec_fn(const FocalLossArgs<float, float>& args, bool grad, FocalGamma gamma);
+// The same for distribution_focal_loss.
+DflVecFn dfl_vec_fn(const DflArgs<float, float>& args, bool grad);
 
 }  // namespace cpu
 }  // namespace alwa

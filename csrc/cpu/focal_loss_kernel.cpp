@@ -32,14 +32,14 @@ void check_labels(const FocalLossPlan& plan) {
   }
 }
 
-template <typename scalar_t, bool kGrad, bool kGammaTwo>
+template <typename scalar_t, bool kGrad, FocalGamma kGamma>
 void focal_loss_cpu_typed(FocalLossPlan& plan) {
   using acc_t = at::opmath_type<scalar_t>;
   const auto args = make_focal_loss_args<scalar_t, acc_t>(plan);
   const int64_t num_elements = plan.num_rows * plan.num_classes;
   const acc_t grad_scale = reduction_scale(args);
   cpu::FocalLossVecFn vec_fn = nullptr;
-  if constexpr (std::is_same_v<scalar_t, float>) vec_fn = cpu::focal_loss_vec_fn(args, kGrad, kGammaTwo);
+  if constexpr (std::is_same_v<scalar_t, float>) vec_fn = cpu::focal_loss_vec_fn(args, kGrad, kGamma);
   const bool reduce = plan.reduction != Reduction::None;
   const double total = cpu::block_sum(num_elements, kElementsPerBlock, reduce, [&](int64_t begin, int64_t end) {
     if constexpr (std::is_same_v<scalar_t, float>) {
@@ -48,7 +48,7 @@ void focal_loss_cpu_typed(FocalLossPlan& plan) {
     double sum = 0.0;
     int64_t row = begin / plan.num_classes, col = begin % plan.num_classes;
     for (int64_t i = begin; i < end; ++i) {
-      sum += static_cast<double>(focal_loss_element<kGrad, kGammaTwo>(args, row, col, grad_scale));
+      sum += static_cast<double>(focal_loss_element<kGrad, kGamma>(args, row, col, grad_scale));
       if (++col == plan.num_classes) {
         col = 0;
         ++row;
@@ -72,12 +72,12 @@ void run_focal_loss_cpu(FocalLossPlan& plan) {
     return;
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, plan.logits.scalar_type(), "sigmoid_focal_loss_cpu", [&] {
-    dispatch_focal_gamma(plan.gamma, [&](auto gamma_two) {
-      constexpr bool kGammaTwo = decltype(gamma_two)::value;
+    dispatch_focal_gamma(plan.gamma, [&](auto gamma_form) {
+      constexpr FocalGamma kGamma = decltype(gamma_form)::value;
       if (plan.grad) {
-        focal_loss_cpu_typed<scalar_t, true, kGammaTwo>(plan);
+        focal_loss_cpu_typed<scalar_t, true, kGamma>(plan);
       } else {
-        focal_loss_cpu_typed<scalar_t, false, kGammaTwo>(plan);
+        focal_loss_cpu_typed<scalar_t, false, kGamma>(plan);
       }
     });
   });

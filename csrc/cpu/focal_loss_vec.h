@@ -19,9 +19,9 @@ using FocalLossVecFn = double (*)(const FocalLossArgs<float, float>& args, int64
 // The vector kernel of a call, or nullptr where this ISA does not vectorise it (or was not
 // compiled in); the caller then uses the scalar focal_loss_element loop.
 FocalLossVecFn focal_loss_vec_avx2(const FocalLossArgs<float, float>& args, bool grad,
-                                   bool gamma_two);
+                                   FocalGamma gamma);
 FocalLossVecFn focal_loss_vec_avx512(const FocalLossArgs<float, float>& args, bool grad,
-                                     bool gamma_two);
+                                     FocalGamma gamma);
 
 }  // namespace cpu
 }  // namespace alwa

@@ -1,9 +1,11 @@
-// The AVX-512 (F, DQ, VL, BW) + FMA path of box_loss and sigmoid_focal_loss: this translation
-// unit alone is compiled for that ISA; cpu_isa.cpp calls into it only on a CPU that has it.
+// The AVX-512 (F, DQ, VL, BW) + FMA path of box_loss, sigmoid_focal_loss and
+// distribution_focal_loss: this translation unit alone is compiled for that ISA; cpu_isa.cpp
+// calls into it only on a CPU that has it.
 #include "cpu/vec/target.h"
 
 #define ALWA_VEC_UNIT_BOX_LOSS box_loss_vec_avx512
 #define ALWA_VEC_UNIT_FOCAL_LOSS focal_loss_vec_avx512
+#define ALWA_VEC_UNIT_DFL dfl_vec_avx512
 #if ALWA_VEC_X86
 ALWA_VEC_TARGET_PUSH("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")
 #include "cpu/vec/isa_avx512.h"

@@ -26,7 +26,7 @@ __device__ __forceinline__ void check_focal_label(int64_t label, int64_t num_cla
 
 // One pass over the elements: outputs written by focal_loss_element; for "sum"/"mean" the
 // block's losses summed (write_block_sum; reduce_block_sums_kernel finishes a larger grid).
-template <bool kGrad, bool kGammaTwo, class scalar_t, class T>
+template <bool kGrad, FocalGamma kGamma, class scalar_t, class T>
 __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm<T>)
     focal_loss_kernel(const FocalLossArgs<scalar_t, T> args, int64_t num_elements,
                       T* __restrict__ block_sums, scalar_t* __restrict__ reduced) {
@@ -37,7 +37,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm<T>)
        i += step) {
     const int64_t row = i / args.num_classes, col = i - row * args.num_classes;
     if (args.labels != nullptr) check_focal_label(args.labels[row], args.num_classes);
-    sum += focal_loss_element<kGrad, kGammaTwo>(args, row, col, scale);
+    sum += focal_loss_element<kGrad, kGamma>(args, row, col, scale);
   }
   if (block_sums == nullptr && reduced == nullptr) return;  // uniform over the grid
   write_block_sum(sum, scale, block_sums, reduced);

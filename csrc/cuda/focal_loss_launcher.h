@@ -29,10 +29,10 @@ void run_focal_loss(FocalLossPlan& plan) {
     using T = compute_t<storage_t>;
     const auto args = as_storage_args<storage_t>(make_focal_loss_args<scalar_t, T>(plan));
     const auto out = BlockReduction<storage_t, T>::template make<scalar_t>(reduce, blocks, plan.loss);
-    dispatch_focal_gamma(plan.gamma, [&](auto gamma_two) {
-      constexpr bool kGammaTwo = decltype(gamma_two)::value;
-      auto* kernel = plan.grad ? focal_loss_kernel<true, kGammaTwo, storage_t, T>
-                               : focal_loss_kernel<false, kGammaTwo, storage_t, T>;
+    dispatch_focal_gamma(plan.gamma, [&](auto gamma_form) {
+      constexpr FocalGamma kGamma = decltype(gamma_form)::value;
+      auto* kernel = plan.grad ? focal_loss_kernel<true, kGamma, storage_t, T>
+                               : focal_loss_kernel<false, kGamma, storage_t, T>;
       Runtime::launch(kernel, dim3(blocks), dim3(kThreadsPerBlock), args, num_elements,
                       out.block_sums, out.single_block_out);
     });

@@ -33,7 +33,10 @@ CSRC = os.environ.get("ALWA_CUDA_HOST_CSRC", os.path.join(ROOT, "csrc"))
 VARIANTS = {"alwa_cuda_host": [], "alwa_cuda_host_pass": ["-DCUDA_HOST_HOST_PASS"]}
 
 # The device-neutral plans the launchers call (each backend's library compiles its own copy).
-PLAN_SOURCES = ["box_loss_plan.cpp", "focal_loss_plan.cpp", "alwa_update_checks.cpp", "common/checks.cpp"]
+PLAN_SOURCES = [
+    "box_loss_plan.cpp", "focal_loss_plan.cpp", "dfl_plan.cpp", "task_aligned_assign_plan.cpp", "alwa_update_checks.cpp",
+    "common/checks.cpp",
+]
 
 
 def cuda_include_dir() -> str | None:

@@ -31,7 +31,8 @@ LIBRARIES = tuple(build.VARIANTS)
 # The ops of csrc/kernel_schemas.h: what every backend implements.
 KERNEL_OPS = frozenset({
     "box_loss", "box_loss_with_grad", "box_loss_backward", "box_iou", "box_iou_backward",
-    "sigmoid_focal_loss", "sigmoid_focal_loss_with_grad", "alwa_step", "alwa_pooled_update",
+    "sigmoid_focal_loss", "sigmoid_focal_loss_with_grad", "distribution_focal_loss",
+    "distribution_focal_loss_with_grad", "task_aligned_assign", "alwa_step", "alwa_pooled_update",
 })
 
 

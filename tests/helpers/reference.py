@@ -8,6 +8,9 @@ reference`` from the repository root); they are not part of the installed packag
   (autograd provides the gradients; delta coding through :mod:`alwa_ext.deltas`). Half-precision
   inputs are computed in float32, like the kernels, and the result cast back.
 - :func:`sigmoid_focal_loss`: the sigmoid focal loss of RetinaNet, for classification heads.
+- :func:`distribution_focal_loss`: the DFL of Generalized Focal Loss (YOLOv8+, GFL, TOOD heads).
+- :func:`task_aligned_assign` (from :mod:`helpers.reference_assign`): the task-aligned
+  assignment of TOOD / ultralytics, dense over (gts, anchors).
 - :func:`alwa_published`, :func:`alwa_pooled`, :class:`PublishedStyleALWA`: ALWA as the paper's
   published training code runs it (host-side Python and NumPy), one iteration at a time.
 """
@@ -277,6 +280,45 @@ def sigmoid_focal_loss(
     return reduce_loss(loss, reduction, avg_factor).to(out_dtype)
 
 
+# --------------------------------------------------------------------------- distribution focal loss
+
+
+def distribution_focal_loss(
+    pred_dist: Tensor,
+    target: Tensor,
+    weight: Optional[Tensor] = None,
+    reduction: str = "mean",
+    avg_factor: Optional[Union[float, Tensor]] = None,
+) -> Tensor:
+    """Distribution focal loss (Li et al., Generalized Focal Loss) per distance, from the paper:
+    cross-entropy of the softmax over the bins towards the two bins around the target,
+    weighted by the target's distance to the other one:
+
+        (r - t) * CE(pred, l) + (t - l) * CE(pred, r),   l = floor(t), r = l + 1,
+
+    with CE(pred, n_bins - 1) alone at t = n_bins - 1 (r is then outside the bins, at weight 0).
+    ``weight`` is per distance or per box (``target.shape[:-1]``); reduction and avg_factor as
+    mmdet's ``weight_reduce_loss``. Half-precision inputs are computed in float32.
+    """
+    out_dtype = pred_dist.dtype
+    x = pred_dist.to(_compute_dtype(pred_dist.dtype))
+    t = target.to(x.dtype)
+    bins = x.shape[-1]
+    left = t.floor().clamp(max=bins - 1)
+    right = left + 1
+    w_left, w_right = right - t, t - left
+    log_p = F.log_softmax(x, dim=-1)
+    ce_left = -log_p.gather(-1, left.long().unsqueeze(-1)).squeeze(-1)
+    ce_right = -log_p.gather(-1, right.long().clamp(max=bins - 1).unsqueeze(-1)).squeeze(-1)
+    loss = w_left * ce_left + torch.where(right < bins, w_right * ce_right, torch.zeros_like(ce_right))
+    if weight is not None:
+        weight = weight.to(x.dtype)
+        loss = loss * (weight if weight.shape == target.shape else weight.unsqueeze(-1))
+    if reduction == "none":
+        avg_factor = None
+    return reduce_loss(loss, reduction, avg_factor).to(out_dtype)
+
+
 # --------------------------------------------------------------------------- ALWA, as published
 
 
@@ -424,3 +466,6 @@ def pooled_windows_rule(rank_cls_values, rank_reg_values, *, mode: str = "alwa2"
     pool.reg_history = [float(v) for values in rank_reg_values for v in values]
     pool.close_window(times=[t for values in rank_cls_values for t in range(len(values))])
     return np.array([pool.cls_weight, pool.reg_weight], dtype=np.float64)
+
+
+from .reference_assign import task_aligned_assign  # noqa: E402  (its own module: it uses box_iou)

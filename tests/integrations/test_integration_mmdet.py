@@ -37,6 +37,7 @@ LOSS_NAMES = {
     "AlwaL1Loss": alwa_ext.nn.L1Loss,
     "AlwaSmoothL1Loss": alwa_ext.nn.SmoothL1Loss,
     "AlwaSigmoidFocalLoss": alwa_ext.nn.SigmoidFocalLoss,
+    "AlwaDistributionFocalLoss": alwa_ext.nn.DistributionFocalLoss,
 }
 
 

@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#include <type_traits>
+
 #include "alwa/focal_loss.h"
 #include "cpu/focal_loss_vec.h"
 #include "cpu/vec/exp_log.h"
@@ -20,7 +22,7 @@ alignas(64) constexpr float kLaneIndex[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 
 // column `col` of row `row` spans that row and, where col + W > classes, the next one (the path
 // needs classes >= W, so never a third): lanes from `split` = classes - col on belong to row + 1.
 // The last n < W elements of the range go through focal_loss_element.
-template <bool kGrad, bool kGammaTwo, bool kHard, class V, class Sum>
+template <bool kGrad, FocalGamma kGamma, bool kHard, class V, class Sum>
 double focal_loss_range(const FocalLossArgs<float, float>& args, int64_t begin, int64_t end,
                         float grad_scale) {
   constexpr int W = V::kWidth;
@@ -48,9 +50,9 @@ double focal_loss_range(const FocalLossArgs<float, float>& args, int64_t begin, 
         target = select(lane > V(static_cast<float>(split) - 0.5f), V(positive_lane(args.labels[row + 1], split)),
                         target);
       }
-      loss = focal_loss_hard<kGrad, kGammaTwo>(x, lane == target, params, grad);
+      loss = focal_loss_hard<kGrad, kGamma>(x, lane == target, params, grad);
     } else {
-      loss = focal_loss_soft<kGrad, kGammaTwo>(x, V::load(args.soft_targets + i), params, grad);
+      loss = focal_loss_soft<kGrad, kGamma>(x, V::load(args.soft_targets + i), params, grad);
     }
     if (args.weight != nullptr) {
       V w;
@@ -74,7 +76,7 @@ double focal_loss_range(const FocalLossArgs<float, float>& args, int64_t begin, 
   }
   double tail = 0.0;
   for (; i < end; ++i) {
-    tail += static_cast<double>(focal_loss_element<kGrad, kGammaTwo>(args, row, col, grad_scale));
+    tail += static_cast<double>(focal_loss_element<kGrad, kGamma>(args, row, col, grad_scale));
     if (++col == classes) {
       col = 0;
       ++row;
@@ -86,24 +88,30 @@ double focal_loss_range(const FocalLossArgs<float, float>& args, int64_t begin, 
 // Vectorised: float32 calls with at least W classes (and fewer than 2^24, so class numbers are
 // exact floats); others return nullptr and run through the scalar loop.
 template <class Isa>
-cpu::FocalLossVecFn focal_loss_vec_kernel(const FocalLossArgs<float, float>& args, bool grad,
-                                          bool gamma_two) {
+cpu::FocalLossVecFn focal_loss_vec_kernel(const FocalLossArgs<float, float>& args, bool grad, FocalGamma gamma) {
   using V = Vec<Isa>;
   using Sum = DoubleSum<Isa>;
   if (args.num_classes < V::kWidth || args.num_classes >= (int64_t(1) << 24)) return nullptr;
   const bool hard = args.labels != nullptr;
-#define ALWA_FOCAL_VEC(GRAD, TWO, HARD) \
-  if (grad == GRAD && gamma_two == TWO && hard == HARD) return &focal_loss_range<GRAD, TWO, HARD, V, Sum>;
-  ALWA_FOCAL_VEC(true, true, true)
-  ALWA_FOCAL_VEC(true, true, false)
-  ALWA_FOCAL_VEC(true, false, true)
-  ALWA_FOCAL_VEC(true, false, false)
-  ALWA_FOCAL_VEC(false, true, true)
-  ALWA_FOCAL_VEC(false, true, false)
-  ALWA_FOCAL_VEC(false, false, true)
-  ALWA_FOCAL_VEC(false, false, false)
-#undef ALWA_FOCAL_VEC
-  return nullptr;
+  // Every (grad, gamma form, hard) combination, instantiated once each.
+  cpu::FocalLossVecFn fn = nullptr;
+  const auto pick = [&](auto grad_tag, auto gamma_tag, auto hard_tag) {
+    if (grad == decltype(grad_tag)::value && gamma == decltype(gamma_tag)::value && hard == decltype(hard_tag)::value) {
+      fn = &focal_loss_range<decltype(grad_tag)::value, decltype(gamma_tag)::value, decltype(hard_tag)::value, V, Sum>;
+    }
+  };
+  const auto for_hard = [&](auto grad_tag, auto gamma_tag) {
+    pick(grad_tag, gamma_tag, std::true_type{});
+    pick(grad_tag, gamma_tag, std::false_type{});
+  };
+  const auto for_gamma = [&](auto grad_tag) {
+    for_hard(grad_tag, std::integral_constant<FocalGamma, FocalGamma::Two>{});
+    for_hard(grad_tag, std::integral_constant<FocalGamma, FocalGamma::Zero>{});
+    for_hard(grad_tag, std::integral_constant<FocalGamma, FocalGamma::General>{});
+  };
+  for_gamma(std::true_type{});
+  for_gamma(std::false_type{});
+  return fn;
 }
 
 }  // namespace vec

@@ -54,6 +54,30 @@ struct Avx2 {
     return _mm256_cvtepi32_ps(_mm256_sub_epi32(biased, _mm256_set1_epi32(127)));
   }
 
+  // The first `count` (< 8) floats at p, the other lanes `fill`; stores of the first `count`
+  // lanes. Nothing past p + count is touched (the masked instructions do not fault there).
+  static __m256i first_lanes(int count) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static Reg load_partial(const float* p, int count, float fill) {
+    const __m256i lanes = first_lanes(count);
+    return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, lanes), _mm256_castsi256_ps(lanes));
+  }
+  static void store_partial(float* p, Reg x, int count) { _mm256_maskstore_ps(p, first_lanes(count), x); }
+  // The lanes' maximum and sum (each in a fixed order of pairs).
+  static float reduce_max(Reg x) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+    return _mm_cvtss_f32(m);
+  }
+  static float reduce_add(Reg x) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+  }
+
   // Boxes i..i+7 of an (N, 4) array as four registers of coordinates (lane j = box i + j), and
   // back. Within each 128-bit lane a 4x4 transpose (element 4q + m then holds box 2m + q), then
   // one permutation puts the boxes in order.

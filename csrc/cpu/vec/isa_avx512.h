@@ -53,6 +53,17 @@ struct Avx512 {
     return _mm512_cvtepi32_ps(_mm512_sub_epi32(biased, _mm512_set1_epi32(127)));
   }
 
+  // The first `count` (< 16) floats at p, the other lanes `fill`; stores of the first `count`
+  // lanes. Nothing past p + count is touched (the masked instructions do not fault there).
+  static __mmask16 first_lanes(int count) { return static_cast<__mmask16>((1u << count) - 1u); }
+  static Reg load_partial(const float* p, int count, float fill) {
+    return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), first_lanes(count), p);
+  }
+  static void store_partial(float* p, Reg x, int count) { _mm512_mask_storeu_ps(p, first_lanes(count), x); }
+  // The lanes' maximum and sum (each in a fixed order of pairs).
+  static float reduce_max(Reg x) { return _mm512_reduce_max_ps(x); }
+  static float reduce_add(Reg x) { return _mm512_reduce_add_ps(x); }
+
   // Boxes i..i+15 of an (N, 4) array as four registers of coordinates (lane j = box i + j),
   // and back. Within each 128-bit lane a 4x4 transpose, then one permutation puts the boxes in
   // order (element 4q + m holds box 4m + q after the transpose; the permutation is its own

@@ -94,6 +94,20 @@ inline Vec<Isa> copysign_(Vec<Isa> magnitude, Vec<Isa> sign_source) {
 template <class Isa>
 inline Vec<Isa> pow2_floor_(Vec<Isa> x) { return Vec<Isa>(Isa::bits_and(x.v, Isa::bits_of(0x7f800000))); }
 
+// The first `count` (0 < count < kWidth) floats at p, the other lanes `fill`, and back.
+template <class Isa>
+inline Vec<Isa> load_partial(const float* p, int count, float fill) {
+  return Vec<Isa>(Isa::load_partial(p, count, fill));
+}
+template <class Isa>
+inline void store_partial(float* p, Vec<Isa> x, int count) {
+  Isa::store_partial(p, x.v, count);
+}
+template <class Isa>
+inline float reduce_max(Vec<Isa> x) { return Isa::reduce_max(x.v); }
+template <class Isa>
+inline float reduce_add(Vec<Isa> x) { return Isa::reduce_add(x.v); }
+
 // Boxes i .. i + kWidth - 1 of an (N, 4) array as four vectors of coordinates, and back.
 template <class Isa>
 inline void load_boxes(const float* p, Vec<Isa> (&c)[4]) {

@@ -20,7 +20,8 @@
 //   d loss / dz = a_t sigmoid(z)^gamma (gamma sigmoid(-z) softplus(z) + sigmoid(z)),
 // with no power below 0 even for gamma < 1 (sigmoid(z)^(gamma - 1) sigmoid(z) sigmoid(-z) is
 // taken as sigmoid(z)^gamma sigmoid(-z)). sigmoid(z)^gamma = exp(-gamma softplus(-z)), one more
-// exp; gamma = 2 (everyone's default) is a product instead.
+// exp; gamma = 2 (everyone's default) is a product instead, and gamma = 0 (binary cross-entropy,
+// YOLO's classification loss) no factor at all.
 #pragma once
 
 #include <stdint.h>
@@ -30,6 +31,10 @@
 #include "common/storage.h"
 
 namespace alwa {
+
+// The focusing exponents with a path of their own (FocalGamma::General: any other), chosen on
+// the host from the value of gamma.
+enum class FocalGamma : int { General = 0, Two = 1, Zero = 2 };
 
 // alpha_pos weighs the positives (alpha), alpha_neg the negatives (1 - alpha); both 1 when
 // alpha is off (torchvision's alpha < 0).
@@ -54,11 +59,13 @@ ALWA_HD_INLINE LogisticParts<T> logistic_parts(T x) {
 }
 
 // base^gamma for base = sigmoid(z) given softplus(-z) = -log(base).
-template <bool kGammaTwo, class T>
+template <FocalGamma kGamma, class T>
 ALWA_HD_INLINE T sigmoid_power(T base, T softplus_neg, T gamma) {
   using namespace math;
-  if constexpr (kGammaTwo) {
+  if constexpr (kGamma == FocalGamma::Two) {
     return base * base;
+  } else if constexpr (kGamma == FocalGamma::Zero) {
+    return T(1);
   } else {
     return exp_(-gamma * softplus_neg);
   }
@@ -66,7 +73,7 @@ ALWA_HD_INLINE T sigmoid_power(T base, T softplus_neg, T gamma) {
 
 // The focal loss of one element with a hard target (`positive`: a bool, or a SIMD mask);
 // with kGrad also writes d loss / d x.
-template <bool kGrad, bool kGammaTwo, class T, class Mask>
+template <bool kGrad, FocalGamma kGamma, class T, class Mask>
 ALWA_HD_INLINE T focal_loss_hard(T x, Mask positive, const FocalParams<T>& params, T& grad) {
   using namespace math;
   const LogisticParts<T> parts = logistic_parts(x);
@@ -77,10 +84,15 @@ ALWA_HD_INLINE T focal_loss_hard(T x, Mask positive, const FocalParams<T>& param
   const T softplus_z = max_(z, T(0)) + parts.log1p_e;
   const T softplus_neg_z = max_(-z, T(0)) + parts.log1p_e;
   const T alpha_t = select(positive, params.alpha_pos, params.alpha_neg);
-  const T modulator = alpha_t * sigmoid_power<kGammaTwo>(sigmoid_z, softplus_neg_z, params.gamma);
+  const T modulator = alpha_t * sigmoid_power<kGamma>(sigmoid_z, softplus_neg_z, params.gamma);
   if constexpr (kGrad) {
     const T sigmoid_neg_z = select(z_negative, parts.r, er);
-    const T dz = modulator * (params.gamma * sigmoid_neg_z * softplus_z + sigmoid_z);
+    T dz;
+    if constexpr (kGamma == FocalGamma::Zero) {
+      dz = modulator * sigmoid_z;
+    } else {
+      dz = modulator * (params.gamma * sigmoid_neg_z * softplus_z + sigmoid_z);
+    }
     grad = select(positive, -dz, dz);
   }
   return modulator * softplus_z;
@@ -89,7 +101,7 @@ ALWA_HD_INLINE T focal_loss_hard(T x, Mask positive, const FocalParams<T>& param
 // The same for a soft target t in [0, 1] (the general formula; equal to the hard one at 0 and 1):
 //   d loss / dx = a_t [gamma m^(gamma - 1) (1 - 2t) p (1 - p) B + m^gamma (p - t)],
 // m = 1 - p_t, B = -log p_t (a_t does not depend on x).
-template <bool kGrad, bool kGammaTwo, class T>
+template <bool kGrad, FocalGamma kGamma, class T>
 ALWA_HD_INLINE T focal_loss_soft(T x, T t, const FocalParams<T>& params, T& grad) {
   using namespace math;
   const LogisticParts<T> parts = logistic_parts(x);
@@ -102,8 +114,10 @@ ALWA_HD_INLINE T focal_loss_soft(T x, T t, const FocalParams<T>& params, T& grad
   const T m = t * q + (T(1) - t) * p;               // 1 - p_t
   const T alpha_t = t * params.alpha_pos + (T(1) - t) * params.alpha_neg;
   T power;
-  if constexpr (kGammaTwo) {
+  if constexpr (kGamma == FocalGamma::Two) {
     power = m * m;
+  } else if constexpr (kGamma == FocalGamma::Zero) {
+    power = T(1);
   } else {
     power = pow_nonnegative(m, params.gamma);
   }
@@ -111,8 +125,10 @@ ALWA_HD_INLINE T focal_loss_soft(T x, T t, const FocalParams<T>& params, T& grad
     // gamma m^(gamma - 1) p q: for gamma = 2 it is 2 m p q; else m^gamma (p q / m), 0 where m = 0
     // (there m^gamma = 0 as well, for gamma > 0; for gamma = 0 the term has the factor gamma).
     T slope;
-    if constexpr (kGammaTwo) {
+    if constexpr (kGamma == FocalGamma::Two) {
       slope = T(2) * m * p * q;
+    } else if constexpr (kGamma == FocalGamma::Zero) {
+      slope = T(0);
     } else {
       const auto m_positive = m > T(0);
       slope = params.gamma * power * select(m_positive, p * q / select(m_positive, m, T(1)), T(0));
@@ -157,7 +173,7 @@ ALWA_HD_INLINE bool focal_label_valid(int64_t label, int64_t num_classes) {
 
 // Element (row, col): its weighted loss (returned), and its outputs written. grad_scale is
 // reduction_scale(args), computed once by the caller.
-template <bool kGrad, bool kGammaTwo, class scalar_t, class T>
+template <bool kGrad, FocalGamma kGamma, class scalar_t, class T>
 ALWA_HD_INLINE T focal_loss_element(const FocalLossArgs<scalar_t, T>& args, int64_t row,
                                     int64_t col, T grad_scale) {
   const int64_t i = row * args.num_classes + col;
@@ -165,9 +181,9 @@ ALWA_HD_INLINE T focal_loss_element(const FocalLossArgs<scalar_t, T>& args, int6
   T grad = T(0);
   T loss;
   if (args.labels != nullptr) {
-    loss = focal_loss_hard<kGrad, kGammaTwo>(x, args.labels[row] == col, args.params, grad);
+    loss = focal_loss_hard<kGrad, kGamma>(x, args.labels[row] == col, args.params, grad);
   } else {
-    loss = focal_loss_soft<kGrad, kGammaTwo>(x, static_cast<T>(args.soft_targets[i]), args.params,
+    loss = focal_loss_soft<kGrad, kGamma>(x, static_cast<T>(args.soft_targets[i]), args.params,
                                              grad);
   }
   if (args.weight != nullptr) {

@@ -84,6 +84,20 @@ inline unsigned ballot(Site site, unsigned mask, int predicate) {
 
 }  // namespace cuda_host
 
+// Bit count, and the integer atomics the kernels use (a thread runs until it waits, so a
+// read-modify-write here is atomic as it is on a GPU).
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
+inline int atomicAdd(int* address, int value) {
+  const int old = *address;
+  *address = old + value;
+  return old;
+}
+inline int atomicMax(int* address, int value) {
+  const int old = *address;
+  if (value > old) *address = value;
+  return old;
+}
+
 // A read through the read-only cache: a plain load, which must be aligned to its size.
 template <class T>
 inline T __ldg(const T* ptr) {

@@ -10,9 +10,11 @@
 
 #include "alwa_update_checks.h"
 #include "box_loss_plan.h"
+#include "dfl_plan.h"
 #include "focal_loss_plan.h"
 #include "host_runtime.h"
 #include "kernel_schemas.h"
+#include "task_aligned_assign_plan.h"
 
 #include "cuda_shim.h"
 
