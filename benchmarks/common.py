@@ -6,7 +6,8 @@ speed drifts (other jobs, clocks, caches) affects every provider alike. On the C
 timed with ``perf_counter``; on CUDA with a pair of events around it, synchronizing once per
 round, so the time of a call is that of its kernels, or of its launches when the host is the
 slower side. :func:`summary_ms` gives the median and the 20th/80th percentiles,
-:func:`peak_memory_mb` the CUDA memory one call allocates at its peak.
+:func:`peak_memory_mb` the CUDA memory one call allocates at its peak, :func:`peak_rss_mb` the
+host memory (resident set) one call adds at its peak.
 
 Results: JSON lines, one row per (case, provider), each carrying :func:`environment` (run id,
 date, device and its name, the host CPU, alwa_ext's CPU path, threads, torch, CUDA, commit,
@@ -116,6 +117,31 @@ def peak_memory_mb(call: Callable[[], object], device: torch.device) -> Optional
     torch.cuda.synchronize(device)
     del result
     return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def peak_rss_mb(call: Callable[[], object]) -> Optional[float]:
+    """Host memory one call adds at its peak: the process's resident-set high-water mark, reset
+    just before the call (Linux: /proc/self/clear_refs), above the resident set at its start.
+    Counts every page the call touches (tensors, its outputs, allocator slack); None where
+    Linux's counters are not there."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current VmRSS
+        before = _status_kb("VmRSS")
+        result = call()
+        peak = _status_kb("VmHWM")
+    except OSError:
+        return None
+    del result
+    return (peak - before) / 1024
 
 
 def keep_compiled_graphs(limit: int = 1024) -> None:

@@ -22,14 +22,16 @@ ultralytics = pytest.importorskip("ultralytics")
 
 from ultralytics.cfg import get_cfg  # noqa: E402
 from ultralytics.nn.tasks import DetectionModel  # noqa: E402
-from ultralytics.utils.loss import BboxLoss  # noqa: E402
+from ultralytics.utils.loss import BboxLoss, DFLoss, v8DetectionLoss  # noqa: E402
 from ultralytics.utils.metrics import bbox_iou  # noqa: E402
+from ultralytics.utils.tal import TaskAlignedAssigner  # noqa: E402
 
 import alwa_ext  # noqa: E402
 from helpers import reference  # noqa: E402
 from alwa_ext.integrations.ultralytics import (  # noqa: E402
     CHECKPOINT_ATTRIBUTE,
     AlwaDetectionLoss,
+    FusedTaskAlignedAssigner,
     AlwaDetectionTrainer,
     AlwaE2EDetectionLoss,
     FusedBboxLoss,
@@ -181,6 +183,190 @@ def test_half_precision_boxes_under_amp_are_compared_in_float32(dtype):
     torch.testing.assert_close(actual[0], expected[0], rtol=2e-2, atol=1e-3)
 
 
+# --------------------------------------------------------------------------- the fused assigner and DFL
+
+
+def scene_batch(seed, size, boxes_per_image):
+    """A batch of drawn scenes: images with the rectangles of their labels painted in, so a
+    model trained on them sees its boxes (random pixels elsewhere)."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(len(boxes_per_image), 3, size, size, generator=g) * 0.3
+    batch_idx, cls, bboxes = [], [], []
+    for image, count in enumerate(boxes_per_image):
+        for _ in range(count):
+            label = int(torch.randint(0, 3, (), generator=g))
+            centre = torch.rand(2, generator=g) * 0.8 + 0.1
+            wh = torch.rand(2, generator=g) * 0.25 + 0.02
+            x1, y1 = ((centre - wh / 2).clamp(0, 1) * size).long().tolist()
+            x2, y2 = ((centre + wh / 2).clamp(0, 1) * size).long().tolist()
+            images[image, label, y1:y2 + 1, x1:x2 + 1] = 1.0
+            batch_idx.append(float(image))
+            cls.append([float(label)])
+            bboxes.append(torch.cat([centre, wh]).tolist())
+    return {"img": images, "batch_idx": torch.tensor(batch_idx), "cls": torch.tensor(cls).reshape(-1, 1),
+            "bboxes": torch.tensor(bboxes).reshape(-1, 4)}
+
+
+@pytest.fixture(scope="module")
+def trained_yolov8n():
+    """yolov8n after 40 SGD steps with ultralytics' own criterion on drawn scenes: predictions
+    that overlap their boxes (the random-init ones mostly do not), scores away from the prior."""
+    torch.manual_seed(1)
+    model = DetectionModel("yolov8n.yaml", nc=3, verbose=False)
+    model.args = get_cfg()
+    model.train()
+    criterion = v8DetectionLoss(model)
+    optimizer = torch.optim.SGD(trainable(model), lr=0.01, momentum=0.9)
+    batch = scene_batch(100, 128, (3, 2, 4, 1))
+    for _ in range(40):
+        loss, _ = criterion(model(batch["img"]), batch)
+        optimizer.zero_grad()
+        loss.sum().backward()
+        optimizer.step()
+    return model
+
+
+# (seed, image size, boxes per image): empty images, a crowded one, hundreds of boxes.
+PARITY_BATCHES = [(11, 128, (3, 0, 5, 1)), (12, 128, (0, 0)), (13, 256, (300, 2)), (14, 160, (40, 17, 0, 8))]
+
+
+def assigner_inputs(criterion, preds, batch):
+    """The six tensors the criterion's assigner is called with on (preds, batch)."""
+    seen = []
+    assigner = criterion.assigner
+
+    def record(*args, **kwargs):
+        seen.append(args)
+        return assigner(*args, **kwargs)
+
+    criterion.assigner = record
+    try:
+        criterion(preds, batch)
+    finally:
+        criterion.assigner = assigner
+    return seen[0]
+
+
+def zero_metric_ties(stock, inputs, fg_stock, fg_fused, idx_stock, idx_fused):
+    """Where two assignments differ: the anchors, how many of them are exact ties at metric 0
+    (the anchor inside the gt either side gave it to, its align metric exactly 0 there), and
+    the (image, gt) pairs they belong to."""
+    _, align_metric, _ = stock.get_pos_mask(*[inputs[i] for i in (0, 1, 3, 4, 2, 5)])
+    differ = (fg_stock != fg_fused) | (fg_stock & fg_fused & (idx_stock != idx_fused))
+    explained, gts_touched = 0, set()
+    for b, a in differ.nonzero().tolist():
+        gts = {int(idx_stock[b, a])} if fg_stock[b, a] else set()
+        gts |= {int(idx_fused[b, a])} if fg_fused[b, a] else set()
+        explained += all(align_metric[b, j, a] == 0 for j in gts)
+        gts_touched |= {(b, j) for j in gts}
+    return int(differ.sum()), explained, gts_touched
+
+
+@pytest.mark.parametrize("model_name", ["yolov8n", "trained_yolov8n"])
+@pytest.mark.parametrize("seed, size, boxes", PARITY_BATCHES, ids=["mixed", "empty", "hundreds", "crowded"])
+def test_fused_assigner_equals_ultralytics_on_real_outputs(model_name, seed, size, boxes, request):
+    model = request.getfixturevalue(model_name)
+    batch = scene_batch(seed, size, boxes)
+    stock = v8DetectionLoss(model)
+    with torch.no_grad():
+        preds = model(batch["img"])
+    inputs = assigner_inputs(stock, preds, batch)
+    expected = stock.assigner(*inputs)
+    fused = FusedTaskAlignedAssigner.like(stock.assigner)
+    got = fused(*inputs)
+    for name, a, e in zip(("labels", "boxes", "scores", "fg", "gt_idx"), got, expected):
+        assert a.dtype == e.dtype and a.shape == e.shape, name
+    fg_e, fg_a, idx_e, idx_a = expected[3], got[3], expected[4], got[4]
+    differ, ties, touched = zero_metric_ties(stock.assigner, inputs, fg_e, fg_a, idx_e, idx_a)
+    # ultralytics' CPU top-k (libstdc++'s partial sort) takes exact ties at metric 0 in another
+    # order than the lower anchor index (its CUDA top-k, like ours, in index order); no other
+    # difference is allowed. A tied anchor of metric 0 can still have a positive overlap (its
+    # score 0), which enters its gt's normalisation: that gt's target scores may differ too.
+    print(f"{model_name} {boxes}: {int(fg_e.sum())} foreground anchors, {differ} differ, {ties} exact ties at "
+          f"metric 0, {len(touched)} gts touched")
+    assert differ == ties, f"{differ} anchors differ, {ties} of them exact ties at metric 0"
+    if differ == 0:
+        assert torch.equal(fg_a, fg_e) and torch.equal(idx_a, idx_e)
+        assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    untouched = fg_a == fg_e
+    for b, j in touched:
+        untouched[b] &= ~(fg_e[b] & (idx_e[b] == j))
+    torch.testing.assert_close(got[2][untouched], expected[2][untouched], rtol=1e-5, atol=1e-6)
+    if boxes[0] == 300:
+        assert fg_e.sum() > 500  # the crowded image is assigned for real
+
+
+@pytest.mark.parametrize("model_name", ["yolov8n", "trained_yolov8n"])
+@pytest.mark.parametrize("seed, size, boxes", PARITY_BATCHES, ids=["mixed", "empty", "hundreds", "crowded"])
+def test_fused_loss_stage_equals_ultralytics_on_real_outputs(model_name, seed, size, boxes, request):
+    model = request.getfixturevalue(model_name)
+    batch = scene_batch(seed, size, boxes)
+    stock = v8DetectionLoss(model)
+    with torch.no_grad():
+        inputs = assigner_inputs(stock, model(batch["img"]), batch)
+    expected_assignment = stock.assigner(*inputs)
+    got_assignment = FusedTaskAlignedAssigner.like(stock.assigner)(*inputs)
+    differ, ties, touched = zero_metric_ties(stock.assigner, inputs, expected_assignment[3], got_assignment[3],
+                                             expected_assignment[4], got_assignment[4])
+    if differ:
+        # Exact ties at metric 0 assigned in another order (test_fused_assigner_equals_...): the
+        # loss stage is then compared with ultralytics' given the same assignment, its own
+        # criterion with the fused assigner in place of its TaskAlignedAssigner.
+        assert differ == ties
+        print(f"{model_name} {boxes}: {ties} tied anchors of {len(touched)} gts: compared with the same assignment")
+        stock.assigner = FusedTaskAlignedAssigner.like(stock.assigner)
+    expected, expected_items, expected_grads = loss_and_grads(stock, model, batch)
+    actual, actual_items, actual_grads = loss_and_grads(build_criterion(model, alwa=None), model, batch)
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-7)
+    for key in expected_items:
+        torch.testing.assert_close(actual_items[key], expected_items[key], rtol=1e-5, atol=1e-7)
+    scale = max(g.abs().max() for g in expected_grads)
+    for a, e in zip(actual_grads, expected_grads):
+        torch.testing.assert_close(a, e, rtol=0, atol=1e-5 * scale)
+
+
+def test_fused_assigner_is_a_task_aligned_assigner_with_its_settings():
+    stock = TaskAlignedAssigner(topk=7, num_classes=5, alpha=0.5, beta=6.0, stride=[8, 16, 32], topk2=1)
+    fused = FusedTaskAlignedAssigner.like(stock)
+    assert isinstance(fused, TaskAlignedAssigner)
+    assert (fused.topk, fused.topk2, fused.alpha, fused.beta, fused.eps, fused.stride_val) == (7, 1, 0.5, 6.0, 1e-9, 16)
+    with pytest.raises(ValueError, match="pd_scores: expected 5 classes"):
+        fused(torch.rand(1, 4, 3), torch.rand(1, 4, 4), torch.rand(4, 2), torch.zeros(1, 1, 1), torch.rand(1, 1, 4),
+              torch.ones(1, 1, 1))
+    with pytest.raises(TypeError, match="no extra tensors"):
+        fused(torch.rand(1, 4, 5), torch.rand(1, 4, 4), torch.rand(4, 2), torch.zeros(1, 1, 1), torch.rand(1, 1, 4),
+              torch.ones(1, 1, 1), pd_kpts=torch.zeros(1))
+
+
+def test_e2e_branches_use_both_fused_assigners(yolo26n):
+    criterion = build_criterion(yolo26n, alwa=None)
+    many, one = criterion.one2many.assigner, criterion.one2one.assigner
+    assert isinstance(many, FusedTaskAlignedAssigner) and isinstance(one, FusedTaskAlignedAssigner)
+    assert (many.topk, many.topk2, one.topk, one.topk2) == (10, 10, 7, 1)
+    stock = build_criterion(yolo26n, alwa=None, assigner="ultralytics")
+    assert type(stock.one2one.assigner) is TaskAlignedAssigner
+    with pytest.raises(ValueError, match="assigner: expected one of 'fused', 'ultralytics'"):
+        build_criterion(yolo26n, assigner="tal")
+
+
+def test_distribution_focal_loss_equals_ultralytics_dfloss():
+    g = torch.Generator().manual_seed(3)
+    for reg_max in (16, 8):
+        pred = torch.randn(50 * 4, reg_max, generator=g, dtype=torch.float64) * 2
+        target = torch.rand(50, 4, generator=g, dtype=torch.float64) * (reg_max - 1)
+        target[0, 0] = reg_max - 1  # clamped by DFLoss to reg_max - 1.01: ultralytics' convention
+        theirs_pred = pred.clone().requires_grad_()
+        theirs = DFLoss(reg_max)(theirs_pred, target.clone())  # (50, 1): mean over the four sides
+        ours_pred = pred.clone().requires_grad_()
+        clamped = target.clamp(0, reg_max - 1 - 0.01)
+        ours = alwa_ext.distribution_focal_loss(ours_pred.view(50, 4, reg_max), clamped, reduction="none").mean(-1, keepdim=True)
+        torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+        weight = torch.rand(50, 1, generator=g, dtype=torch.float64)
+        (theirs * weight).sum().backward()
+        (ours * weight).sum().backward()
+        torch.testing.assert_close(ours_pred.grad, theirs_pred.grad, rtol=1e-12, atol=1e-12)
+
+
 # --------------------------------------------------------------------------- ALWA
 
 
@@ -231,6 +417,24 @@ def test_fused_bbox_loss_and_alwa_read_nothing_back_from_the_device():
                 weighted = alwa(cls_loss, loss_iou)
                 (loss_dfl + sum(weighted)).backward()
         assert loss_iou.device.type == loss_dfl.device.type == "meta" and meta[0].grad.shape == meta[0].shape
+
+
+def test_the_fused_loss_stage_reads_nothing_back_from_the_device(yolov8n):
+    # Everything after ultralytics' own preprocess (whose padding reads the box counts back):
+    # the assignment, the BCE and the box terms, on meta tensors.
+    criterion = AlwaDetectionLoss(yolov8n)
+    batch = scene_batch(21, 64, (2, 1))
+    inputs = assigner_inputs(v8DetectionLoss(yolov8n), yolov8n(batch["img"]), batch)
+    meta = to_meta(list(inputs))
+    with no_host_transfers():
+        labels, boxes, scores, fg, idx = criterion.assigner(*meta)
+        logits = torch.zeros(scores.shape, device="meta", requires_grad=True)
+        loss_cls = alwa_ext.sigmoid_focal_loss(logits, scores, alpha=None, gamma=0.0, reduction="sum")
+        dist = torch.zeros(*scores.shape[:2], 4, 16, device="meta", requires_grad=True)
+        loss_dfl = alwa_ext.distribution_focal_loss(dist, torch.zeros(dist.shape[:-1], device="meta"),
+                                                    weight=scores.sum(-1), reduction="sum")
+        (loss_cls + loss_dfl).backward()
+    assert labels.device.type == fg.device.type == "meta" and logits.grad.shape == logits.shape
 
 
 def test_bad_configuration_raises_errors_naming_it(yolov8n):
