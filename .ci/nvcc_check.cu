@@ -62,6 +62,8 @@ void instantiate_type(const void** out, int& count) {
   out[count++] = reinterpret_cast<const void*>(&dfl_kernel<false, S, T>);
   out[count++] = reinterpret_cast<const void*>(&dfl_kernel<true, S, T>);
   out[count++] = reinterpret_cast<const void*>(&reduce_block_sums_kernel<DflArgs<S, T>, S, T>);
+  out[count++] = reinterpret_cast<const void*>(&dfl_integral_kernel<false, S, T>);
+  out[count++] = reinterpret_cast<const void*>(&dfl_integral_kernel<true, S, T>);
   // The assigner: scores of every storage type, boxes in float or double.
   instantiate_assigner<S, float>(out, count);
   instantiate_assigner<S, double>(out, count);

@@ -18,8 +18,8 @@ from . import ops  # noqa: F401  (fake kernels and autograd)
 from . import cpu, kinds, nn  # noqa: F401
 from .assign import task_aligned_assign
 from .deltas import decode_deltas, encode_deltas
-from .functional import box_iou, box_loss, distribution_focal_loss, sigmoid_focal_loss
+from .functional import box_iou, box_loss, distribution_expectation, distribution_focal_loss, sigmoid_focal_loss
 from .weighting import ALWA
 
-__all__ = ["ALWA", "box_loss", "box_iou", "sigmoid_focal_loss", "distribution_focal_loss", "task_aligned_assign", "encode_deltas", "decode_deltas", "cpu", "kinds", "nn"]
+__all__ = ["ALWA", "box_loss", "box_iou", "sigmoid_focal_loss", "distribution_focal_loss", "distribution_expectation", "task_aligned_assign", "encode_deltas", "decode_deltas", "cpu", "kinds", "nn"]
 __version__ = "0.1.0"

@@ -25,6 +25,7 @@ def task_aligned_assign(
     beta: float = 6.0,
     eps: float = 1e-9,
     min_side: float = 0.0,
+    logits: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Assigns every anchor a target, as ultralytics' ``TaskAlignedAssigner`` does, in one op.
 
@@ -49,6 +50,8 @@ def task_aligned_assign(
             second selection.
         alpha, beta: the metric's powers (>= 0); ultralytics' detection loss uses 0.5 and 6.
         eps: added to each gt's largest metric before normalising (> 0).
+        logits: ``pd_scores`` holds logits; the op takes the sigmoid of the few it reads (the
+            inside candidates'), instead of the caller taking it of all B x A x C.
 
     Returns:
         ``(target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx)``: (B, A) int64
@@ -59,5 +62,5 @@ def task_aligned_assign(
     """
     return _task_aligned_assign(
         pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, topk, topk if topk2 is None else topk2,
-        alpha, beta, eps, min_side,
+        alpha, beta, eps, min_side, logits,
     )

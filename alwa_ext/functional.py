@@ -15,6 +15,7 @@ _box_loss = torch.ops.alwa.box_loss.default
 _box_iou = torch.ops.alwa.box_iou.default
 _sigmoid_focal_loss = torch.ops.alwa.sigmoid_focal_loss.default
 _distribution_focal_loss = torch.ops.alwa.distribution_focal_loss.default
+_distribution_expectation = torch.ops.alwa.distribution_expectation.default
 
 
 def _avg_factor_tensor(avg_factor, reduction: str, device) -> Optional[Tensor]:
@@ -181,3 +182,14 @@ def distribution_focal_loss(
     """
     avg_factor = _avg_factor_tensor(avg_factor, reduction, pred_dist.device)
     return _distribution_focal_loss(pred_dist, target, weight, avg_factor, reduction)
+
+
+def distribution_expectation(pred_dist: Tensor) -> Tensor:
+    """The expectation of each distribution in ``pred_dist`` (..., n_bins) over its bins 0..n_bins - 1:
+    ``(softmax(pred_dist, -1) * arange(n_bins)).sum(-1)``, of shape ``pred_dist.shape[:-1]``.
+
+    GFL's ``Integral`` (mmdet) and ultralytics' box decoding (``bbox_decode``: the distances of
+    each side from the anchor, in strides) in one pass; the backward takes the softmax again
+    rather than keep it (d E / d x_i = p_i (i - E)). Any float dtype (half types in float32).
+    """
+    return _distribution_expectation(pred_dist)

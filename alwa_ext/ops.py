@@ -106,7 +106,7 @@ def _distribution_focal_loss_with_grad_fake(pred_dist, target, weight, avg_facto
 
 
 @torch.library.register_fake("alwa::task_aligned_assign")
-def _task_aligned_assign_fake(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, *numbers):
+def _task_aligned_assign_fake(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, *options):
     _check_devices("pd_scores", pd_scores, pd_bboxes=pd_bboxes, anc_points=anc_points, gt_labels=gt_labels,
                    gt_bboxes=gt_bboxes, mask_gt=mask_gt)
     batch, anchors, classes = pd_scores.shape
@@ -117,3 +117,14 @@ def _task_aligned_assign_fake(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bb
         pd_scores.new_empty((batch, anchors), dtype=torch.bool),
         pd_scores.new_empty((batch, anchors), dtype=torch.int64),
     )
+
+
+@torch.library.register_fake("alwa::distribution_expectation")
+def _distribution_expectation_fake(pred_dist):
+    return pred_dist.new_empty(pred_dist.shape[:-1])
+
+
+@torch.library.register_fake("alwa::distribution_expectation_backward")
+def _distribution_expectation_backward_fake(grad, pred_dist):
+    _check_devices("pred_dist", pred_dist, grad=grad)
+    return pred_dist.new_empty(pred_dist.shape)

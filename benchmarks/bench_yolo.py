@@ -16,8 +16,8 @@ Needs ultralytics (>= 8.4: ``make venv-latest`` installs it in .venv-latest). Se
 * ``step``: a YOLOv8n training step (forward, loss, backward, SGD step) with each criterion,
   and the share of it the loss stage takes (``loss`` section's medians over this one's).
 
-    .venv-latest/bin/python -P -m benchmarks.bench_yolo                       # everything
-    .venv-latest/bin/python -P -m benchmarks.bench_yolo --sections assigner --threads 2
+    make bench-yolo                                                  # everything, both thread counts
+    .venv-latest/bin/python -P benchmarks/bench_yolo.py --sections assigner --threads 2
 
 Timing and results follow benchmarks.common (providers taking turns call by call, medians,
 ratios within one run); rows are appended to benchmarks/results/bench_yolo.jsonl.
@@ -30,7 +30,9 @@ import sys
 from typing import Dict, List
 
 if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    # After site-packages: under .venv-latest, -P, the installed alwa_ext (built for its torch)
+    # is imported, not the tree's.
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_VERBOSE", "False")

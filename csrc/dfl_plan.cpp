@@ -32,7 +32,6 @@ DflPlan plan_dfl(ALWA_DFL_PARAMS, bool grad, OutputAllocator allocate_grad) {
                     " (pred_dist's without its bins), got ", shape_str(target.sizes()));
   plan.target = target.to(compute).contiguous();
 
-  plan.weight_group = 1;
   if (weight.has_value()) {
     TORCH_CHECK_VALUE(weight->is_floating_point(), "weight: expected a floating-point tensor, got ",
                       weight->scalar_type());
@@ -42,8 +41,8 @@ DflPlan plan_dfl(ALWA_DFL_PARAMS, bool grad, OutputAllocator allocate_grad) {
                       " (per distance)",
                       target.dim() >= 1 ? " or " + shape_str(target.sizes().slice(0, target.dim() - 1)) + " (per box)" : "",
                       ", got ", shape_str(weight->sizes()));
-    if (!per_distance) plan.weight_group = target.size(-1);
-    plan.weight = weight->to(compute).contiguous();
+    const at::Tensor w = weight->to(compute);
+    plan.weight = (per_distance ? w : w.unsqueeze(-1).expand(target.sizes())).contiguous();
   }
 
   plan.scale = 1.0;
@@ -57,6 +56,29 @@ DflPlan plan_dfl(ALWA_DFL_PARAMS, bool grad, OutputAllocator allocate_grad) {
   const auto options = pred_dist.options();
   plan.loss = plan.reduction == Reduction::None ? at::empty(target.sizes(), options) : at::empty({}, options);
   plan.grad_logits = grad ? allocate_grad(pred_dist.sizes(), options) : at::empty({0}, options);
+  return plan;
+}
+
+DflIntegralPlan plan_dfl_integral(const at::Tensor& pred_dist, const at::Tensor* grad,
+                                  OutputAllocator allocate_grad) {
+  check_float_dtype(pred_dist, "pred_dist", "");
+  TORCH_CHECK_VALUE(pred_dist.dim() >= 1 && pred_dist.size(-1) >= 1,
+                    "pred_dist: expected shape (..., num_bins) with num_bins >= 1, got ",
+                    shape_str(pred_dist.sizes()));
+  DflIntegralPlan plan;
+  plan.num_bins = pred_dist.size(-1);
+  const auto row_shape = pred_dist.sizes().slice(0, pred_dist.dim() - 1);
+  plan.num_rows = c10::multiply_integers(row_shape);
+  plan.logits = pred_dist.contiguous();
+  if (grad == nullptr) {
+    plan.out = at::empty(row_shape, pred_dist.options());
+  } else {
+    TORCH_CHECK_VALUE(grad->sizes() == row_shape, "grad: expected shape ", shape_str(row_shape),
+                      " (pred_dist's without its bins), got ", shape_str(grad->sizes()));
+    check_like(*grad, "grad", pred_dist, "pred_dist", false);
+    plan.grad_in = grad->contiguous();
+    plan.out = allocate_grad(pred_dist.sizes(), pred_dist.options());
+  }
   return plan;
 }
 

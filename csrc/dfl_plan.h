@@ -26,10 +26,10 @@ using DflWithGradFn = std::tuple<at::Tensor, at::Tensor>(ALWA_DFL_PARAMS);
 struct DflPlan {
   Reduction reduction;
   int64_t num_rows, num_bins;
-  int64_t weight_group;  // rows a weight value covers: 1 (per distance) or target.size(-1)
   double scale;          // 1, or 1 / rows for "mean" without avg_factor
   // Inputs as the kernels read them: logits contiguous (rows, bins); target and weight
-  // contiguous in the compute type (float32 for the half types); avg_factor float64.
+  // contiguous in the compute type (float32 for the half types), the weight one per distance
+  // (a per-box one spread over the box's sides); avg_factor float64.
   at::Tensor logits, target, weight, avg_factor;
   bool grad;
   // Outputs: the loss (target's shape for "none", 0-dim otherwise) and, when asked for,
@@ -41,6 +41,48 @@ struct DflPlan {
 inline at::ScalarType compute_dtype(at::ScalarType dtype) {
   return dtype == at::kDouble ? at::kDouble : at::kFloat;
 }
+
+// A distribution_expectation call (forward, or backward with `grad` d out / d E), checked, its
+// output allocated: E (pred_dist's shape without its bins), or d out / d pred_dist.
+struct DflIntegralPlan {
+  int64_t num_rows, num_bins;
+  at::Tensor logits, grad_in, out;
+};
+DflIntegralPlan plan_dfl_integral(const at::Tensor& pred_dist, const at::Tensor* grad,
+                                  OutputAllocator allocate_grad);
+
+template <class scalar_t, class T>
+DflIntegralArgs<scalar_t, T> make_dfl_integral_args(const DflIntegralPlan& plan) {
+  DflIntegralArgs<scalar_t, T> args;
+  args.logits = plan.logits.const_data_ptr<scalar_t>();
+  args.grad_in = plan.grad_in.defined() ? plan.grad_in.const_data_ptr<scalar_t>() : nullptr;
+  args.out = plan.out.template mutable_data_ptr<scalar_t>();
+  args.num_rows = plan.num_rows;
+  args.num_bins = plan.num_bins;
+  return args;
+}
+
+// distribution_expectation and its backward for a backend, from its function that runs a plan.
+template <void (*Run)(DflIntegralPlan&), class DeviceGuard, OutputAllocator AllocateGrad = fresh_output>
+struct DflIntegralOps {
+  static at::Tensor forward(const at::Tensor& pred_dist) {
+    const DeviceGuard guard(pred_dist.device());
+    DflIntegralPlan plan = plan_dfl_integral(pred_dist, nullptr, AllocateGrad);
+    Run(plan);
+    return plan.out;
+  }
+  static at::Tensor backward(const at::Tensor& grad, const at::Tensor& pred_dist) {
+    check_device(grad, "grad", pred_dist, "pred_dist");
+    const DeviceGuard guard(pred_dist.device());
+    DflIntegralPlan plan = plan_dfl_integral(pred_dist, &grad, AllocateGrad);
+    Run(plan);
+    return plan.out;
+  }
+  static void register_in(torch::Library& m) {
+    m.impl("distribution_expectation", &forward);
+    m.impl("distribution_expectation_backward", &backward);
+  }
+};
 
 // target, weight and avg_factor on pred_dist's device (checked before a device guard is made).
 void check_dfl_devices(const at::Tensor& pred_dist, const at::Tensor& target,
@@ -55,7 +97,6 @@ DflArgs<scalar_t, T> make_dfl_args(const DflPlan& plan) {
   args.logits = plan.logits.const_data_ptr<scalar_t>();
   args.target = plan.target.const_data_ptr<T>();
   args.weight = plan.weight.defined() ? plan.weight.const_data_ptr<T>() : nullptr;
-  args.weight_group = plan.weight_group;
   const bool reduce = plan.reduction != Reduction::None;
   args.loss = reduce ? nullptr : plan.loss.template mutable_data_ptr<scalar_t>();
   args.grad = plan.grad ? plan.grad_logits.template mutable_data_ptr<scalar_t>() : nullptr;

@@ -59,15 +59,20 @@ inline void define_kernel_ops(torch::Library& m) {
       "Tensor pred_dist, Tensor target, Tensor? weight, Tensor? avg_factor, str reduction";
   m.def(("distribution_focal_loss(" + dfl_args + ") -> Tensor").c_str(), tags);
   m.def(("distribution_focal_loss_with_grad(" + dfl_args + ") -> (Tensor, Tensor)").c_str(), tags);
+  // The distribution's expectation (alwa_ext.distribution_expectation: GFL's Integral,
+  // ultralytics' box decoding) of logits (..., num_bins), and its backward (the softmax taken
+  // again: nothing of the forward is kept).
+  m.def("distribution_expectation(Tensor pred_dist) -> Tensor", tags);
+  m.def("distribution_expectation_backward(Tensor grad, Tensor pred_dist) -> Tensor", tags);
   // The task-aligned assignment (alwa_ext.task_aligned_assign; ultralytics' TaskAlignedAssigner,
   // alwa/task_aligned_assign.h): targets for every anchor from scores (B, A, C), predicted boxes
-  // (B, A, 4), anchor points (A, 2) and gts (B, n, ...). No gradient: its autograd kernel runs
+  // (B, A, 4) (or their logits: `logits`), anchor points (A, 2) and gts (B, n, ...). No gradient: its autograd kernel runs
   // it below autograd. Returns (target_labels, target_bboxes, target_scores, fg_mask,
   // target_gt_idx).
   m.def(
       "task_aligned_assign(Tensor pd_scores, Tensor pd_bboxes, Tensor anc_points, Tensor gt_labels, "
       "Tensor gt_bboxes, Tensor mask_gt, int topk, int topk2, float alpha, float beta, float eps, "
-      "float min_side) -> (Tensor, Tensor, Tensor, Tensor, Tensor)",
+      "float min_side, bool logits) -> (Tensor, Tensor, Tensor, Tensor, Tensor)",
       tags);
   // ALWA's mode ("alwa1" or "alwa2", alwa_ext.ALWA's `mode`) is `alwa_mode` here: torch's
   // dispatch machinery takes `mode` as a keyword of its own, and an argument of that name

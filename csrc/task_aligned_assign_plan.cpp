@@ -67,6 +67,7 @@ TalPlan plan_task_aligned_assign(ALWA_TAL_PARAMS, OutputAllocator allocate_score
   plan.beta = beta;
   plan.eps = eps;
   plan.min_side = min_side;
+  plan.logits = logits;
 
   // Everything is computed in float32, or in float64 where the scores or the boxes are.
   const bool wide = pd_scores.scalar_type() == at::kDouble || pd_bboxes.scalar_type() == at::kDouble ||

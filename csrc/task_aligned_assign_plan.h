@@ -17,9 +17,10 @@ namespace alwa {
 #define ALWA_TAL_PARAMS                                                                         \
   const at::Tensor &pd_scores, const at::Tensor &pd_bboxes, const at::Tensor &anc_points,       \
       const at::Tensor &gt_labels, const at::Tensor &gt_bboxes, const at::Tensor &mask_gt,      \
-      int64_t topk, int64_t topk2, double alpha, double beta, double eps, double min_side
+      int64_t topk, int64_t topk2, double alpha, double beta, double eps, double min_side, bool logits
 #define ALWA_TAL_ARGS \
-  pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, topk, topk2, alpha, beta, eps, min_side
+  pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, topk, topk2, alpha, beta, eps, min_side, \
+      logits
 
 // (target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx)
 using TalOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
@@ -28,6 +29,7 @@ struct TalPlan {
   int64_t batch, num_anchors, num_classes, num_gt;
   int64_t topk, topk2;
   double alpha, beta, eps, min_side;
+  bool logits;  // the scores are logits: their sigmoid is taken where one is read
   // Inputs as the kernels read them, contiguous: scores in their dtype; predicted boxes,
   // anchors and gt boxes in the boxes' compute type (float32, or float64); labels int64
   // (truncated, as ultralytics' .long()); valid bool, (B, n).
@@ -67,6 +69,7 @@ TalArgs<score_t, T> make_tal_args(const TalPlan& plan) {
   args.params.beta_form = power_form(plan.beta);
   args.params.eps = static_cast<T>(plan.eps);
   args.params.min_side = static_cast<T>(plan.min_side);
+  args.params.logits = plan.logits;
   args.target_labels = plan.target_labels.mutable_data_ptr<int64_t>();
   args.target_boxes = plan.target_bboxes.mutable_data_ptr<T>();
   args.target_scores = plan.target_scores.mutable_data_ptr<T>();

@@ -251,6 +251,29 @@ def test_distribution_focal_loss_matches_cpu_kernels(cuda_kernels, dtype, reduct
         assert_close(g, w, dtype, scale)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_distribution_expectation_matches_cpu_kernels(cuda_kernels, dtype):
+    generator = torch.Generator().manual_seed(5)
+    logits = (torch.randn(5003, 4, 16, generator=generator) * 3).to(dtype)
+
+    def value_and_grad(x):
+        x = x.detach().clone().requires_grad_(True)
+        out = alwa_ext.distribution_expectation(x)
+        upstream = torch.linspace(-1.0, 1.0, out.numel(), dtype=out.dtype, device=out.device).view(out.shape)
+        return out.detach(), torch.autograd.grad(out, x, upstream)[0]
+
+    previous = torch.ops.alwa.set_cpu_isa("scalar")  # the CUDA kernel's own loop, on the CPU
+    try:
+        want = value_and_grad(logits)
+    finally:
+        torch.ops.alwa.set_cpu_isa(previous)
+    got = on_kernels(cuda_kernels, value_and_grad, logits.to(cuda_kernels.device))
+    for g, w in zip(got, want):
+        if cuda_kernels.on_host:
+            assert torch.equal(g.cpu(), w)  # the same row function, the same order
+        assert_close(g, w, dtype)
+
+
 @pytest.mark.parametrize("topk, topk2", [(10, None), (7, 1)])
 @pytest.mark.parametrize("score_dtype", [torch.float32, torch.float16, torch.float64], ids=str)
 def test_task_aligned_assign_matches_cpu_kernels(cuda_kernels, topk, topk2, score_dtype):

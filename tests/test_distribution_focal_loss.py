@@ -1,4 +1,5 @@
-"""alwa_ext.distribution_focal_loss (torch.ops.alwa.distribution_focal_loss): the fused kernels
+"""alwa_ext.distribution_focal_loss (torch.ops.alwa.distribution_focal_loss) and
+alwa_ext.distribution_expectation (its Integral, the box decoding): the fused kernels
 against the eager reference (helpers.reference.distribution_focal_loss) and mmdet's formula,
 on every device, dtype, SIMD path and argument form; gradcheck, opcheck, torch.compile; rows
 of weight 0 skipped; non-finite input; bad input. (Against ultralytics' DFLoss:
@@ -269,3 +270,79 @@ def test_compile_fullgraph_matches_eager(device):
         got = loss_and_grad(compiled, logits, target, w=w)
         for a, b in zip(got, eager):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+# --------------------------------------------------------------------------- the expectation (Integral)
+
+
+def expectation_and_grad(fn, logits):
+    x = logits.detach().clone().requires_grad_()
+    out = fn(x)
+    upstream = torch.linspace(-1.5, 1.5, out.numel(), dtype=out.dtype, device=out.device).reshape(out.shape)
+    (grad,) = torch.autograd.grad(out, x, upstream)
+    return out.detach(), grad
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("bins", [1, 2, 16, 17, 33, 40])
+def test_expectation_matches_reference(device, dtype, bins):
+    logits, _ = dfl_inputs(boxes=21, bins=bins, device=device, dtype=dtype, seed=bins)
+    got = [t.cpu() for t in expectation_and_grad(alwa_ext.distribution_expectation, logits)]
+    want = expectation_and_grad(reference.distribution_expectation, logits.cpu().double())
+    # p_i (i - E) loses the digits of E (up to bins - 1) where i is near it: an absolute error
+    # of a few ulp of the bin count, not of the gradient.
+    tol = dict(TOLERANCES[dtype], atol=TOLERANCES[dtype]["atol"] * bins)
+    for name, a, b in zip(("expectation", "grad"), got, want):
+        assert a.dtype == dtype and a.shape == b.shape, name
+        torch.testing.assert_close(a, b.to(dtype), **tol, msg=lambda m: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("bins", [3, 8, 16, 32, 33])
+def test_expectation_on_every_cpu_path(bins):
+    logits, _ = dfl_inputs(boxes=37, bins=bins, seed=bins)
+    want = expectation_and_grad(reference.distribution_expectation, logits.double())
+    for isa in torch.ops.alwa.cpu_isas():
+        previous = torch.ops.alwa.set_cpu_isa(isa)
+        try:
+            got = expectation_and_grad(alwa_ext.distribution_expectation, logits)
+        finally:
+            torch.ops.alwa.set_cpu_isa(previous)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b.float(), rtol=2e-5, atol=1e-5)
+
+
+def test_expectation_equals_ultralytics_decode_formula():
+    logits, _ = dfl_inputs(boxes=9, seed=4)
+    proj = torch.arange(16, dtype=torch.float32)
+    torch.testing.assert_close(alwa_ext.distribution_expectation(logits), logits.softmax(-1).matmul(proj))
+
+
+def test_expectation_gradcheck_nan_and_empty(device):
+    logits, _ = dfl_inputs(boxes=3, bins=5, device=device, dtype=torch.float64)
+    assert torch.autograd.gradcheck(alwa_ext.distribution_expectation, (logits.clone().requires_grad_(),))
+    logits[1, 2, 3] = float("nan")
+    out, grad = expectation_and_grad(alwa_ext.distribution_expectation, logits)
+    assert out[1, 2].isnan() and grad[1, 2].isnan().all()
+    assert torch.isfinite(out[0]).all() and torch.isfinite(grad[0]).all()
+    empty, _ = dfl_inputs(boxes=0, device=device)
+    out, grad = expectation_and_grad(alwa_ext.distribution_expectation, empty)
+    assert out.shape == (0, 4) and grad.shape == empty.shape
+    with pytest.raises(ValueError, match="pred_dist: expected float32"):
+        alwa_ext.distribution_expectation(logits.long())
+    with pytest.raises(ValueError, match="pred_dist: expected shape"):
+        alwa_ext.distribution_expectation(logits[..., :0])
+
+
+@pytest.mark.registrations
+def test_expectation_opcheck_and_compile(device):
+    logits, _ = dfl_inputs(boxes=5, bins=7, device=device, dtype=torch.float64)
+    torch.library.opcheck(torch.ops.alwa.distribution_expectation.default, (logits.clone().requires_grad_(),))
+    torch.library.opcheck(torch.ops.alwa.distribution_expectation_backward.default,
+                          (torch.rand(5, 4, dtype=torch.float64, device=device), logits))
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x: alwa_ext.distribution_expectation(x) * 2, fullgraph=True, dynamic=True,
+                             backend="aot_eager")
+    got = expectation_and_grad(compiled, logits)
+    want = expectation_and_grad(lambda x: alwa_ext.distribution_expectation(x) * 2, logits)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

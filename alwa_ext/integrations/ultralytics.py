@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..assign import task_aligned_assign
-from ..functional import box_loss, distribution_focal_loss, sigmoid_focal_loss
+from ..functional import box_loss, distribution_expectation, distribution_focal_loss, sigmoid_focal_loss
 from ..kinds import IOU_KINDS
 from ..weighting import ALWA
 from ._common import check_loss_config, import_framework
@@ -54,7 +54,7 @@ from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402
 from ultralytics.nn.tasks import DetectionModel  # noqa: E402
 from ultralytics.utils import DEFAULT_CFG, LOGGER  # noqa: E402
 from ultralytics.utils.loss import BboxLoss, E2ELoss, v8DetectionLoss  # noqa: E402
-from ultralytics.utils.tal import TaskAlignedAssigner, bbox2dist, make_anchors  # noqa: E402
+from ultralytics.utils.tal import TaskAlignedAssigner, bbox2dist, dist2bbox, make_anchors  # noqa: E402
 from ultralytics.utils.torch_utils import unwrap_model  # noqa: E402
 
 if not hasattr(v8DetectionLoss, "get_assigned_targets_and_loss"):  # the hook this adapter extends
@@ -92,6 +92,12 @@ class FusedTaskAlignedAssigner(TaskAlignedAssigner):
     """
 
     def forward(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, **extra):
+        return self.assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, **extra)
+
+    def assign(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, logits: bool = False, **extra):
+        """``forward``; with ``logits=True`` ``pd_scores`` holds logits, whose sigmoid the op
+        takes where it reads one (the criterion passes the head's logits, sparing a sigmoid of
+        the whole (batch, anchors, classes) tensor)."""
         if extra:
             raise TypeError(f"FusedTaskAlignedAssigner takes no extra tensors (pair_overlaps); got {sorted(extra)}")
         if pd_scores.shape[-1] != self.num_classes:
@@ -106,7 +112,7 @@ class FusedTaskAlignedAssigner(TaskAlignedAssigner):
             )
         return task_aligned_assign(
             pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, topk=self.topk, topk2=self.topk2,
-            alpha=self.alpha, beta=self.beta, eps=self.eps, min_side=float(self.stride_val),
+            alpha=self.alpha, beta=self.beta, eps=self.eps, min_side=float(self.stride_val), logits=logits,
         )
 
     @classmethod
@@ -214,8 +220,9 @@ class AlwaDetectionLoss(v8DetectionLoss):
     The task-aligned assignment is :class:`FusedTaskAlignedAssigner` (``assigner="ultralytics"``
     keeps ultralytics' own), the classification BCE is :func:`alwa_ext.sigmoid_focal_loss` with
     gamma 0 and no alpha (binary cross-entropy, its gradient in the same pass), the box and DFL
-    terms :class:`FusedBboxLoss`. The losses equal ultralytics' (tests compare them to 1e-5);
-    the data preparation (``preprocess``) and the box decoding are ultralytics' own code.
+    terms :class:`FusedBboxLoss`, the box decoding (the distributions' expectations)
+    :func:`alwa_ext.distribution_expectation`. The losses equal ultralytics' (tests compare
+    them to 1e-5); the data preparation (``preprocess``) is ultralytics' own code.
 
     Args:
         model: the (de-paralleled) ``DetectionModel``, with ``model.args`` holding the gains.
@@ -241,6 +248,13 @@ class AlwaDetectionLoss(v8DetectionLoss):
             self.assigner = FusedTaskAlignedAssigner.like(self.assigner)
         self.alwa = alwa
 
+    def bbox_decode(self, anchor_points: Tensor, pred_dist: Tensor) -> Tensor:
+        # ultralytics': softmax over each side's bins, then @ arange(reg_max); one op here.
+        if self.use_dfl:
+            b, a, c = pred_dist.shape
+            pred_dist = distribution_expectation(pred_dist.view(b, a, 4, c // 4))
+        return dist2bbox(pred_dist, anchor_points, xywh=False)
+
     def get_assigned_targets_and_loss(self, preds: dict[str, Tensor], batch: dict[str, Any], **assign_kwargs) -> tuple:
         assigned, loss, loss_items = self._targets_and_loss(preds, batch, **assign_kwargs)
         if self.alwa is not None:
@@ -263,15 +277,13 @@ class AlwaDetectionLoss(v8DetectionLoss):
         mask_gt = gt_bboxes.sum(2, keepdim=True).gt_(0.0)
         pred_bboxes = self.bbox_decode(anchor_points, pred_distri)
 
-        target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx = self.assigner(
-            pred_scores.detach().sigmoid(),
-            (pred_bboxes.detach() * stride_tensor).type(gt_bboxes.dtype),
-            anchor_points * stride_tensor,
-            gt_labels,
-            gt_bboxes,
-            mask_gt,
-            **assign_kwargs,
-        )
+        assign_inputs = ((pred_bboxes.detach() * stride_tensor).type(gt_bboxes.dtype), anchor_points * stride_tensor,
+                         gt_labels, gt_bboxes, mask_gt)
+        if isinstance(self.assigner, FusedTaskAlignedAssigner):  # the sigmoid of only the scores it reads
+            assigned = self.assigner.assign(pred_scores.detach(), *assign_inputs, logits=True, **assign_kwargs)
+        else:
+            assigned = self.assigner(pred_scores.detach().sigmoid(), *assign_inputs, **assign_kwargs)
+        target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx = assigned
         anchor_weight = _anchor_scores(target_scores, target_labels.long()) if target_labels.dtype == torch.int64 else None
         # ultralytics sums the (B, A, C) target scores; one value an anchor sums to the same.
         target_scores_sum = (target_scores.sum() if anchor_weight is None else anchor_weight.sum()).clamp_(min=1)

@@ -95,6 +95,37 @@ class DflFunction : public torch::autograd::Function<DflFunction> {
   }
 };
 
+// distribution_expectation: its backward its own op (with a fake kernel, so torch.compile sees
+// it), which takes the softmax again.
+class DflIntegralFunction : public torch::autograd::Function<DflIntegralFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& pred_dist) {
+    static auto op = find_op<at::Tensor(const at::Tensor&)>("alwa::distribution_expectation");
+    ctx->save_for_backward({pred_dist});
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return {op.call(pred_dist)};
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    static auto op = find_op<at::Tensor(const at::Tensor&, const at::Tensor&)>("alwa::distribution_expectation_backward");
+    const at::Tensor pred_dist = ctx->get_saved_variables()[0];
+    at::Tensor grad;
+    {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      grad = op.call(grad_outputs[0].to(pred_dist.scalar_type()), pred_dist);
+    }
+    return guard_double_backward({grad}, "alwa::distribution_expectation", pred_dist, pred_dist);
+  }
+};
+
+at::Tensor dfl_integral_autograd(const at::Tensor& pred_dist) {
+  if (!at::GradMode::is_enabled() || !pred_dist.requires_grad()) {
+    static auto op = find_op<at::Tensor(const at::Tensor&)>("alwa::distribution_expectation");
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return op.call(pred_dist);
+  }
+  return DflIntegralFunction::apply(pred_dist)[0];
+}
+
 at::Tensor dfl_autograd(ALWA_DFL_PARAMS) {
   if (!needs_graph(pred_dist, target, weight, avg_factor)) return call_dfl(ALWA_DFL_ARGS);
   return DflFunction::apply(ALWA_DFL_ARGS)[0];
@@ -102,6 +133,9 @@ at::Tensor dfl_autograd(ALWA_DFL_PARAMS) {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(alwa, Autograd, m) { m.impl("distribution_focal_loss", &dfl_autograd); }
+TORCH_LIBRARY_IMPL(alwa, Autograd, m) {
+  m.impl("distribution_focal_loss", &dfl_autograd);
+  m.impl("distribution_expectation", &dfl_integral_autograd);
+}
 
 }  // namespace alwa

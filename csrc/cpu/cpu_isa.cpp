@@ -139,6 +139,15 @@ DflVecFn dfl_vec_fn(const DflArgs<float, float>& args, bool grad) {
   return nullptr;
 }
 
+DflIntegralVecFn dfl_integral_vec_fn(const DflIntegralArgs<float, float>& args) {
+  switch (active_isa()) {
+    case Isa::Scalar: return nullptr;
+    case Isa::Avx2: return dfl_integral_vec_avx2(args);
+    case Isa::Avx512: return dfl_integral_vec_avx512(args);
+  }
+  return nullptr;
+}
+
 }  // namespace cpu
 }  // namespace alwa
 

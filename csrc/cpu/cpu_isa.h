@@ -28,6 +28,7 @@ BoxLossVecFn box_loss_vec_fn(LossKind kind, const BoxLossArgs<float, float>& arg
 FocalLossVecFn focal_loss_vec_fn(const FocalLossArgs<float, float>& args, bool grad, FocalGamma gamma);
 // The same for distribution_focal_loss.
 DflVecFn dfl_vec_fn(const DflArgs<float, float>& args, bool grad);
+DflIntegralVecFn dfl_integral_vec_fn(const DflIntegralArgs<float, float>& args);
 
 }  // namespace cpu
 }  // namespace alwa

@@ -6,6 +6,7 @@
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <type_traits>
 
 #include "common/cpu/block_sum.h"
@@ -26,7 +27,7 @@ void check_targets(const DflPlan& plan) {
   const T* target = plan.target.const_data_ptr<T>();
   const T* weight = plan.weight.defined() ? plan.weight.const_data_ptr<T>() : nullptr;
   for (int64_t row = 0; row < plan.num_rows; ++row) {
-    if (weight != nullptr && weight[row / plan.weight_group] == T(0)) continue;
+    if (weight != nullptr && weight[row] == T(0)) continue;
     TORCH_CHECK_VALUE(dfl_target_valid(target[row], plan.num_bins),
                       "target: expected distances in [0, num_bins - 1] = [0, ", plan.num_bins - 1,
                       "], got ", target[row], " at index ", row);
@@ -78,8 +79,45 @@ void run_dfl_cpu(DflPlan& plan) {
   });
 }
 
+// distribution_expectation's gradient: as large as the logits, its memory of its own.
+at::Tensor reused_integral_gradient(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  static auto* buffer = new cpu::ReusedBuffer();  // never deleted: see cpu/reused_buffer.h
+  return buffer->empty(sizes, options);
+}
+
+// Threads over rows (each row's outputs are its own: no reduction).
+template <typename scalar_t>
+void dfl_integral_cpu_typed(DflIntegralPlan& plan) {
+  using T = at::opmath_type<scalar_t>;
+  const auto args = make_dfl_integral_args<scalar_t, T>(plan);
+  cpu::DflIntegralVecFn vec_fn = nullptr;
+  if constexpr (std::is_same_v<scalar_t, float>) vec_fn = cpu::dfl_integral_vec_fn(args);
+  const int64_t grain = std::max<int64_t>(1, at::internal::GRAIN_SIZE / plan.num_bins);
+  at::parallel_for(0, plan.num_rows, grain, [&](int64_t begin, int64_t end) {
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      if (vec_fn != nullptr) return vec_fn(args, begin, end);
+    }
+    for (int64_t row = begin; row < end; ++row) {
+      if (args.grad_in != nullptr) {
+        dfl_integral_backward_row(args, row);
+      } else {
+        dfl_integral_row(args, row);
+      }
+    }
+  });
+}
+
+void run_dfl_integral_cpu(DflIntegralPlan& plan) {
+  if (plan.num_rows == 0) return;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, plan.logits.scalar_type(), "distribution_expectation_cpu",
+                                  [&] { dfl_integral_cpu_typed<scalar_t>(plan); });
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(alwa, CPU, m) { DflOps<run_dfl_cpu, NoDeviceGuard, reused_gradient>::register_in(m); }
+TORCH_LIBRARY_IMPL(alwa, CPU, m) {
+  DflOps<run_dfl_cpu, NoDeviceGuard, reused_gradient>::register_in(m);
+  DflIntegralOps<run_dfl_integral_cpu, NoDeviceGuard, reused_integral_gradient>::register_in(m);
+}
 
 }  // namespace alwa

@@ -21,5 +21,11 @@ using DflVecFn = double (*)(const DflArgs<float, float>& args, int64_t begin, in
 DflVecFn dfl_vec_avx2(const DflArgs<float, float>& args, bool grad);
 DflVecFn dfl_vec_avx512(const DflArgs<float, float>& args, bool grad);
 
+// Rows [begin, end) of a float32 distribution_expectation (forward, or backward where
+// args.grad_in is set), as dfl_integral_row / dfl_integral_backward_row compute them.
+using DflIntegralVecFn = void (*)(const DflIntegralArgs<float, float>& args, int64_t begin, int64_t end);
+DflIntegralVecFn dfl_integral_vec_avx2(const DflIntegralArgs<float, float>& args);
+DflIntegralVecFn dfl_integral_vec_avx512(const DflIntegralArgs<float, float>& args);
+
 }  // namespace cpu
 }  // namespace alwa

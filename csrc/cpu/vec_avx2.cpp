@@ -6,6 +6,7 @@
 #define ALWA_VEC_UNIT_BOX_LOSS box_loss_vec_avx2
 #define ALWA_VEC_UNIT_FOCAL_LOSS focal_loss_vec_avx2
 #define ALWA_VEC_UNIT_DFL dfl_vec_avx2
+#define ALWA_VEC_UNIT_DFL_INTEGRAL dfl_integral_vec_avx2
 #if ALWA_VEC_X86
 ALWA_VEC_TARGET_PUSH("avx2,fma")
 #include "cpu/vec/isa_avx2.h"

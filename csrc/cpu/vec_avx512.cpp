@@ -6,6 +6,7 @@
 #define ALWA_VEC_UNIT_BOX_LOSS box_loss_vec_avx512
 #define ALWA_VEC_UNIT_FOCAL_LOSS focal_loss_vec_avx512
 #define ALWA_VEC_UNIT_DFL dfl_vec_avx512
+#define ALWA_VEC_UNIT_DFL_INTEGRAL dfl_integral_vec_avx512
 #if ALWA_VEC_X86
 ALWA_VEC_TARGET_PUSH("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")
 #include "cpu/vec/isa_avx512.h"

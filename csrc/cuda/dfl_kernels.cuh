@@ -42,6 +42,20 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm<T>)
   write_block_sum(sum, scale, block_sums, reduced);
 }
 
+// distribution_expectation (kBackward: its backward): a thread per row.
+template <bool kBackward, class scalar_t, class T>
+__global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm<T>)
+    dfl_integral_kernel(const DflIntegralArgs<scalar_t, T> args) {
+  const int64_t step = grid_stride_step(gridDim.x, blockDim.x);
+  for (int64_t row = grid_stride_begin(blockIdx.x, blockDim.x, threadIdx.x); row < args.num_rows; row += step) {
+    if constexpr (kBackward) {
+      dfl_integral_backward_row(args, row);
+    } else {
+      dfl_integral_row(args, row);
+    }
+  }
+}
+
 #endif  // __CUDACC__
 
 }  // namespace cuda

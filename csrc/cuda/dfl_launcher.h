@@ -35,8 +35,22 @@ void run_dfl(DflPlan& plan) {
 }
 
 template <class Runtime>
+void run_dfl_integral(DflIntegralPlan& plan) {
+  if (plan.num_rows == 0) return;
+  const uint32_t blocks = capped_blocks(plan.num_rows, kThreadsPerBlock, resident_blocks<Runtime>());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, plan.logits.scalar_type(), "distribution_expectation_cuda", [&] {
+    using storage_t = typename CudaStorage<scalar_t>::type;
+    using T = compute_t<storage_t>;
+    const auto args = as_storage_args<storage_t>(make_dfl_integral_args<scalar_t, T>(plan));
+    auto* kernel = args.grad_in != nullptr ? dfl_integral_kernel<true, storage_t, T> : dfl_integral_kernel<false, storage_t, T>;
+    Runtime::launch(kernel, dim3(blocks), dim3(kThreadsPerBlock), args);
+  });
+}
+
+template <class Runtime>
 void register_dfl_launchers(torch::Library& m) {
   DflOps<run_dfl<Runtime>, typename Runtime::DeviceGuard>::register_in(m);
+  DflIntegralOps<run_dfl_integral<Runtime>, typename Runtime::DeviceGuard>::register_in(m);
 }
 
 }  // namespace cuda

@@ -32,7 +32,8 @@ LIBRARIES = tuple(build.VARIANTS)
 KERNEL_OPS = frozenset({
     "box_loss", "box_loss_with_grad", "box_loss_backward", "box_iou", "box_iou_backward",
     "sigmoid_focal_loss", "sigmoid_focal_loss_with_grad", "distribution_focal_loss",
-    "distribution_focal_loss_with_grad", "task_aligned_assign", "alwa_step", "alwa_pooled_update",
+    "distribution_focal_loss_with_grad", "distribution_expectation",
+    "distribution_expectation_backward", "task_aligned_assign", "alwa_step", "alwa_pooled_update",
 })
 
 

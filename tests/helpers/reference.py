@@ -8,7 +8,8 @@ reference`` from the repository root); they are not part of the installed packag
   (autograd provides the gradients; delta coding through :mod:`alwa_ext.deltas`). Half-precision
   inputs are computed in float32, like the kernels, and the result cast back.
 - :func:`sigmoid_focal_loss`: the sigmoid focal loss of RetinaNet, for classification heads.
-- :func:`distribution_focal_loss`: the DFL of Generalized Focal Loss (YOLOv8+, GFL, TOOD heads).
+- :func:`distribution_focal_loss`, :func:`distribution_expectation`: the DFL of Generalized Focal
+  Loss and its Integral (the box decoding of YOLOv8+, GFL, TOOD heads).
 - :func:`task_aligned_assign` (from :mod:`helpers.reference_assign`): the task-aligned
   assignment of TOOD / ultralytics, dense over (gts, anchors).
 - :func:`alwa_published`, :func:`alwa_pooled`, :class:`PublishedStyleALWA`: ALWA as the paper's
@@ -317,6 +318,14 @@ def distribution_focal_loss(
     if reduction == "none":
         avg_factor = None
     return reduce_loss(loss, reduction, avg_factor).to(out_dtype)
+
+
+def distribution_expectation(pred_dist: Tensor) -> Tensor:
+    """GFL's Integral: the expectation of the softmax over the bins 0..n-1 (ultralytics' decode:
+    softmax(x) @ arange(n)). Half-precision inputs are computed in float32."""
+    x = pred_dist.to(_compute_dtype(pred_dist.dtype))
+    bins = torch.arange(x.shape[-1], dtype=x.dtype)
+    return (F.softmax(x, dim=-1) * bins).sum(-1).to(pred_dist.dtype)
 
 
 # --------------------------------------------------------------------------- ALWA, as published

@@ -81,11 +81,13 @@ def assign_image(scores, pred, anchors, labels, gt, valid, topk, topk2, alpha, b
 def task_aligned_assign(
     pd_scores: Tensor, pd_bboxes: Tensor, anc_points: Tensor, gt_labels: Tensor, gt_bboxes: Tensor,
     mask_gt: Tensor, *, topk: int = 13, topk2: Optional[int] = None, alpha: float = 1.0, beta: float = 6.0,
-    eps: float = 1e-9, min_side: float = 0.0,
+    eps: float = 1e-9, min_side: float = 0.0, logits: bool = False,
 ):
     """The five outputs of ``alwa_ext.task_aligned_assign`` for the same arguments, on the CPU,
     computed in float64 where the scores or the boxes are, else in float32."""
     topk2 = topk if topk2 is None else topk2
+    if logits:
+        pd_scores = pd_scores.sigmoid()
     batch, num_anchors, num_classes = pd_scores.shape
     n = gt_bboxes.shape[1]
     wide = torch.float64 in (pd_scores.dtype, pd_bboxes.dtype, gt_bboxes.dtype)

@@ -78,6 +78,27 @@ struct Avx2 {
     return _mm_cvtss_f32(s);
   }
 
+  // The largest integer <= x.
+  static Reg floor(Reg x) { return _mm256_round_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+  // r[i] lane j <- r[j] lane i: unpacks and shuffles within 128-bit lanes, then swaps of halves.
+  static void transpose(Reg (&r)[8]) {
+    Reg a[8], b[8];
+    for (int i = 0; i < 4; ++i) {
+      a[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+      a[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; ++i) {
+      b[4 * i] = _mm256_shuffle_ps(a[4 * i], a[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+      b[4 * i + 1] = _mm256_shuffle_ps(a[4 * i], a[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+      b[4 * i + 2] = _mm256_shuffle_ps(a[4 * i + 1], a[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+      b[4 * i + 3] = _mm256_shuffle_ps(a[4 * i + 1], a[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int k = 0; k < 4; ++k) {
+      r[k] = _mm256_permute2f128_ps(b[k], b[k + 4], 0x20);
+      r[k + 4] = _mm256_permute2f128_ps(b[k], b[k + 4], 0x31);
+    }
+  }
+
   // Boxes i..i+7 of an (N, 4) array as four registers of coordinates (lane j = box i + j), and
   // back. Within each 128-bit lane a 4x4 transpose (element 4q + m then holds box 2m + q), then
   // one permutation puts the boxes in order.

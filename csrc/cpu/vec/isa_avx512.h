@@ -64,6 +64,35 @@ struct Avx512 {
   static float reduce_max(Reg x) { return _mm512_reduce_max_ps(x); }
   static float reduce_add(Reg x) { return _mm512_reduce_add_ps(x); }
 
+  // The largest integer <= x.
+  static Reg floor(Reg x) { return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+  // r[i] lane j <- r[j] lane i: unpacks within 128-bit lanes, then two rounds of 128-bit shuffles.
+  static void transpose(Reg (&r)[16]) {
+    Reg a[16], b[16], c[16];
+    for (int i = 0; i < 8; ++i) {
+      a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+      a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; ++i) {
+      const __m512d a0 = _mm512_castps_pd(a[4 * i]), a1 = _mm512_castps_pd(a[4 * i + 1]);
+      const __m512d a2 = _mm512_castps_pd(a[4 * i + 2]), a3 = _mm512_castps_pd(a[4 * i + 3]);
+      b[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+      b[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+      b[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+      b[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+    }
+    for (int i = 0; i < 2; ++i) {
+      for (int k = 0; k < 4; ++k) {
+        c[8 * i + k] = _mm512_shuffle_f32x4(b[8 * i + k], b[8 * i + 4 + k], 0x88);
+        c[8 * i + 4 + k] = _mm512_shuffle_f32x4(b[8 * i + k], b[8 * i + 4 + k], 0xdd);
+      }
+    }
+    for (int k = 0; k < 8; ++k) {
+      r[k] = _mm512_shuffle_f32x4(c[k], c[k + 8], 0x88);
+      r[k + 8] = _mm512_shuffle_f32x4(c[k], c[k + 8], 0xdd);
+    }
+  }
+
   // Boxes i..i+15 of an (N, 4) array as four registers of coordinates (lane j = box i + j),
   // and back. Within each 128-bit lane a 4x4 transpose, then one permutation puts the boxes in
   // order (element 4q + m holds box 4m + q after the transpose; the permutation is its own

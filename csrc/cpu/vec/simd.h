@@ -108,6 +108,17 @@ inline float reduce_max(Vec<Isa> x) { return Isa::reduce_max(x.v); }
 template <class Isa>
 inline float reduce_add(Vec<Isa> x) { return Isa::reduce_add(x.v); }
 
+template <class Isa>
+inline Vec<Isa> floor_(Vec<Isa> x) { return Vec<Isa>(Isa::floor(x.v)); }
+// A kWidth x kWidth block transposed in place: v[i] lane j <- v[j] lane i.
+template <class Isa>
+inline void transpose(Vec<Isa> (&v)[Isa::kWidth]) {
+  typename Isa::Reg r[Isa::kWidth];
+  for (int i = 0; i < Isa::kWidth; ++i) r[i] = v[i].v;
+  Isa::transpose(r);
+  for (int i = 0; i < Isa::kWidth; ++i) v[i] = Vec<Isa>(r[i]);
+}
+
 // Boxes i .. i + kWidth - 1 of an (N, 4) array as four vectors of coordinates, and back.
 template <class Isa>
 inline void load_boxes(const float* p, Vec<Isa> (&c)[4]) {

@@ -60,10 +60,15 @@ ALWA_HD_INLINE DflBins<T> dfl_bins(T t, int64_t bins) {
   return out;
 }
 
-// The loss of a row given lse and the two logits it is taken at.
+// The loss of a row given lse, the two logits it is taken at and their weights (a scalar, or a
+// SIMD vector of rows).
+template <class T>
+ALWA_HD_INLINE T dfl_value(T lse, T x_left, T x_right, T w_left, T w_right) {
+  return w_left * (lse - x_left) + w_right * (lse - x_right);
+}
 template <class T>
 ALWA_HD_INLINE T dfl_value(T lse, T x_left, T x_right, const DflBins<T>& b) {
-  return b.w_left * (lse - x_left) + b.w_right * (lse - x_right);
+  return dfl_value(lse, x_left, x_right, b.w_left, b.w_right);
 }
 
 // d loss / d x_i for bin i with probability p_i (a scalar or a SIMD vector of bins: `is_left`
@@ -77,14 +82,13 @@ ALWA_HD_INLINE T dfl_grad(T p, Mask is_left, Mask is_right, T w_left, T w_right)
 // ----------------------------------------------------------------------------- a call
 
 // Everything a distribution_focal_loss kernel reads and writes, decided on the host. logits
-// are contiguous (rows, bins); target one per row in the compute type; weight one per row or
-// one per `weight_group` consecutive rows (per box: the box's sides), in the compute type.
+// are contiguous (rows, bins); target and weight one per row, in the compute type (a per-box
+// weight is spread over the box's sides by the plan: no division a row).
 template <class scalar_t, class T>
 struct DflArgs {
   const scalar_t* logits;
   const T* target;
   const T* weight;  // or null
-  int64_t weight_group;
   scalar_t* loss;  // per row for reduction "none", else null
   scalar_t* grad;  // d (weighted, reduced) loss / d logits, or null
   int64_t num_rows, num_bins;
@@ -101,7 +105,7 @@ ALWA_HD_INLINE T reduction_scale(const DflArgs<scalar_t, T>& args) {
 // The weight of a row (1 without one).
 template <class scalar_t, class T>
 ALWA_HD_INLINE T dfl_row_weight(const DflArgs<scalar_t, T>& args, int64_t row) {
-  return args.weight != nullptr ? args.weight[row / args.weight_group] : T(1);
+  return args.weight != nullptr ? args.weight[row] : T(1);
 }
 
 // Row `row`: its weighted loss (returned) and its outputs written; grad_scale is
@@ -141,6 +145,58 @@ ALWA_HD_INLINE T dfl_row(const DflArgs<scalar_t, T>& args, int64_t row, T grad_s
     }
   }
   return loss;
+}
+
+// ----------------------------------------------------------------------------- the integral
+
+// The expectation of a row's distribution, E = sum_i i p_i (GFL's Integral, ultralytics' box
+// decoding: softmax(x) @ arange(n)), and its backward, d E / d x_i = p_i (i - E). The backward
+// computes the softmax again rather than keep it (a row is short: no (rows, bins) tensor is kept
+// between the passes). NaN in a row gives NaN.
+template <class scalar_t, class T>
+struct DflIntegralArgs {
+  const scalar_t* logits;   // (rows, bins), contiguous
+  const scalar_t* grad_in;  // backward: d out / d E, one per row (else null)
+  scalar_t* out;            // forward: E; backward: d out / d logits
+  int64_t num_rows, num_bins;
+};
+
+// The row's maximum m, sum s = sum exp(x_i - m) and first moment sum i exp(x_i - m).
+template <class scalar_t, class T>
+ALWA_HD_INLINE void dfl_integral_moments(const scalar_t* x, int64_t n, T& m, T& s, T& first) {
+  using namespace math;
+  m = static_cast<T>(x[0]);
+  for (int64_t i = 1; i < n; ++i) m = max_(m, static_cast<T>(x[i]));
+  s = T(0);
+  first = T(0);
+  for (int64_t i = 0; i < n; ++i) {
+    const T e = exp_(static_cast<T>(x[i]) - m);
+    s += e;
+    first += static_cast<T>(i) * e;
+  }
+}
+
+template <class scalar_t, class T>
+ALWA_HD_INLINE void dfl_integral_row(const DflIntegralArgs<scalar_t, T>& args, int64_t row) {
+  T m, s, first;
+  dfl_integral_moments(args.logits + row * args.num_bins, args.num_bins, m, s, first);
+  args.out[row] = static_cast<scalar_t>(first / s);
+}
+
+template <class scalar_t, class T>
+ALWA_HD_INLINE void dfl_integral_backward_row(const DflIntegralArgs<scalar_t, T>& args, int64_t row) {
+  using namespace math;
+  const int64_t n = args.num_bins;
+  const scalar_t* x = args.logits + row * n;
+  T m, s, first;
+  dfl_integral_moments(x, n, m, s, first);
+  const T inv_s = T(1) / s;
+  const T mean = first * inv_s;
+  const T g = static_cast<T>(args.grad_in[row]);
+  for (int64_t i = 0; i < n; ++i) {
+    const T p = exp_(static_cast<T>(x[i]) - m) * inv_s;
+    args.out[row * n + i] = saturating_cast<scalar_t>(g * p * (static_cast<T>(i) - mean));
+  }
 }
 
 }  // namespace alwa

@@ -62,6 +62,7 @@ struct TalParams {
   PowerForm alpha_form, beta_form;
   T eps;       // of the normalisation (step 6)
   T min_side;  // of the candidate region (step 1); 0: the box itself
+  bool logits;  // scores given as logits: sigmoid(x) = 1 / (1 + exp(-x)) of each one read
 };
 
 // Gt j's candidate region (step 1), computed as ultralytics does (xyxy -> centre and size, the
@@ -188,7 +189,8 @@ ALWA_HD_INLINE PairMetric<T> gt_anchor_metric(const TalArgs<score_t, T>& args, i
   const T* anchor = args.anchors + a * 2;
   if (!inside(region, anchor[0], anchor[1])) return PairMetric<T>{T(0), T(0)};
   const int64_t label = args.labels[b * args.num_gt + j];
-  const T score = static_cast<T>(args.scores[(b * args.num_anchors + a) * args.num_classes + label]);
+  T score = static_cast<T>(args.scores[(b * args.num_anchors + a) * args.num_classes + label]);
+  if (args.params.logits) score = T(1) / (T(1) + math::exp_(-score));
   return pair_metric(score, gt_box(args, b, j), pred_box(args, b, a), args.params);
 }
 
