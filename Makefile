@@ -6,6 +6,7 @@
 #                         ALWA_2, side by side (about 2.5 minutes on 2 CPU cores, after the build)
 # make experiments        the study "Does ALWA help?" (docs/experiments/, resumable; about 90 minutes)
 # make bench              the loss benchmarks on this machine
+# make bench-yolo         the YOLO loss stage against ultralytics' (in .venv-latest), 1 and 2 threads
 # make cuda-build         the CUDA extension, compiled and linked against the latest torch (no GPU needed)
 # make test-torch-latest  the whole suite again under the latest torch (with torchvision,
 #                         ultralytics and mmengine, so the framework tests run too)
@@ -27,7 +28,7 @@ LATEST_EXTRAS := ultralytics mmengine
 CUDA_HOME ?= $(shell nvcc --dryrun -c -x cu /dev/null 2>&1 | sed -n 's/^\#\$$ TOP=//p' | head -1)
 TORCH_CUDA_ARCH_LIST ?= 9.0
 
-.PHONY: test test-cuda-host cuda-host-build demo experiments experiments-report bench build venv venv-latest cuda-build test-torch-latest cmake-check nvcc-check clean
+.PHONY: test test-cuda-host cuda-host-build demo experiments experiments-report bench bench-yolo build venv venv-latest cuda-build test-torch-latest cmake-check nvcc-check clean
 
 # Reuse a torch the system Python already has (the venv then sees system packages); else
 # install the pinned CPU build.
@@ -75,6 +76,11 @@ experiments-report: venv
 
 bench: build
 	$(PY) -m benchmarks.bench_losses
+
+# Under the latest torch, where ultralytics is installed; -P: its installed alwa_ext.
+bench-yolo: cuda-build
+	$(LATEST_PY) -P benchmarks/bench_yolo.py --threads 1
+	$(LATEST_PY) -P benchmarks/bench_yolo.py --threads 2
 
 $(LATEST_VENV)/.ready:
 	$(PYTHON) -m venv $(LATEST_VENV)
